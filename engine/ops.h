@@ -1,0 +1,28 @@
+// engine/ops.h: the differentiable op set. Each op computes its output on the graph's device (dispatching to
+// kernels/cpu or kernels/cuda), allocates the output in the graph's arenas and records a TapeNode whose backward
+// case lives in engine/ops.cc. Shapes: N = rows (B*T), C channels, B batch, T time, NH heads, V vocab, Vp padded.
+#pragma once
+
+#include "engine/autograd.h"
+
+namespace engine {
+
+// (B,T,C) = wte[tokens] + wpe[0..T). tokens (B,T) i32 carries no gradient.
+Var embedding(Graph& g, const Tensor& tokens, const Var& wte /*(Vp,C)*/, const Var& wpe /*(maxT,C)*/);
+// (N,C) layernorm with gain and bias (C), eps 1e-5. Accepts (B,T,C) too; the output keeps the input's shape.
+Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias);
+// (..., OC) = x (..., C) @ weight^T (OC,C) + bias (OC). bias may be a default Var{} for no bias.
+Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias = Var{});
+Var gelu(Graph& g, const Var& x);
+Var add(Graph& g, const Var& a, const Var& b);            // same shapes
+Var scale(Graph& g, const Var& x, float s);              // x * s
+// (B,T,C) causal self-attention of a fused (B,T,3C) qkv, NH heads.
+Var attention(Graph& g, const Var& qkv, int num_heads);
+// Mean cross-entropy over all B*T positions, as a (1) tensor. logits (B,T,Vp), targets (B,T) i32, V real classes.
+Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int vocab_size);
+// (..., K) = x[..., offset:offset+K]
+Var slice_columns(Graph& g, const Var& x, int offset, int width);
+// (..., C) = zeros with [..., offset:offset+K] = x
+Var pad_columns(Graph& g, const Var& x, int offset, int total_width);
+
+}  // namespace engine
