@@ -116,22 +116,30 @@ size_t gpt2_activation_bytes(const GPT2Config& config, int B, int T, int num_lay
 // Initialisation (GPT-2's, as llm.c): weights N(0, 0.02); residual projections attn_proj_w and fc_proj_w
 // N(0, 0.02 / sqrt(2L)); wpe N(0, 0.01); layernorm gains 1; biases 0; wte's padding rows 0.
 
-// A small deterministic RNG of our own (xorshift64* for bits, Box-Muller for normals). No global state: each
-// caller owns one; the same seed gives the same stream on every machine.
+// A small deterministic RNG of our own (splitmix64-seeded xorshift64* for bits, Box-Muller for normals). No global
+// state: each caller owns one; the same seed gives the same stream on every machine.
 class Rng {
  public:
   explicit Rng(uint64_t seed);
   uint64_t next_u64();
-  float uniform();  // [0, 1)
-  float normal();   // N(0, 1)
+  double uniform();  // [0, 1)
+  double normal();   // N(0, 1)
  private:
   uint64_t state_;
   bool has_spare_ = false;
   double spare_ = 0.0;
 };
 
-void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, Rng& rng);
-void init_block(engine::ParamStore& store, const BlockParams& p, const GPT2Config& config, Rng& rng);
+// Each tensor draws from its own stream, seeded by (seed, parameter name): a pipeline stage that declares only
+// blocks 4..7 initialises them exactly as the whole model does, whatever else its store holds.
+uint64_t param_seed(uint64_t seed, const std::string& param_name);
+// Fills one allocated parameter with N(0, std) drawn from param_seed(seed, its name), or with a constant. CPU
+// stores only (throws std::invalid_argument otherwise: initialise on the CPU, then copy).
+void init_normal(engine::ParamStore& store, int index, float std, uint64_t seed);
+void init_constant(engine::ParamStore& store, int index, float value);
+
+void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, uint64_t seed);
+void init_block(engine::ParamStore& store, const BlockParams& p, const GPT2Config& config, uint64_t seed);
 void init_final_norm(engine::ParamStore& store, const FinalNormParams& p);
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -143,7 +151,7 @@ class GPT2 {
   // config.
   GPT2(const GPT2Config& config, engine::Device device = engine::Device::cpu);
 
-  // GPT-2 initialisation from a seed (deterministic). Embeddings first, then blocks 0..L-1, as stored.
+  // GPT-2 initialisation from a seed (deterministic; see param_seed).
   void init(uint64_t seed);
 
   // (1) mean loss; tokens, targets (B,T) i32. The logits (B,T,Vp) stay reachable through logits() until the
