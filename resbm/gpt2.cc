@@ -39,10 +39,16 @@ constexpr BlockTensor kBlockTensors[] = {
     {"mlp.c_proj.bias", 1, 0, ParamKind::vector, &BlockParams::fc_proj_b},
 };
 
+NamedShape block_tensor_shape(const std::string& prefix, const BlockTensor& t, int64_t C) {
+  NamedShape s{prefix + t.suffix, {t.rows_c * C}};
+  if (t.cols_c != 0) s.shape.push_back(t.cols_c * C);
+  return s;
+}
+
 int declare_block_tensor(ParamStore& store, const std::string& prefix, const BlockTensor& t, int64_t C) {
-  const std::string name = prefix + t.suffix;
-  if (t.cols_c == 0) return store.declare(name, {t.rows_c * C}, t.kind);
-  return store.declare(name, {t.rows_c * C, t.cols_c * C}, t.kind);
+  const NamedShape s = block_tensor_shape(prefix, t, C);
+  if (s.shape.size() == 1) return store.declare(s.name, {s.shape[0]}, t.kind);
+  return store.declare(s.name, {s.shape[0], s.shape[1]}, t.kind);
 }
 
 // Token ids must index real vocabulary rows: a bad id would read padding rows or out of bounds.
@@ -95,6 +101,27 @@ FinalNormParams declare_final_norm(ParamStore& store, const GPT2Config& config) 
   p.lnf_w = store.declare("ln_f.weight", {config.channels}, ParamKind::vector);
   p.lnf_b = store.declare("ln_f.bias", {config.channels}, ParamKind::vector);
   return p;
+}
+
+int64_t NamedShape::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::vector<NamedShape> gpt2_llmc_layout(const GPT2Config& config) {
+  const int64_t C = config.channels;
+  std::vector<NamedShape> layout;
+  layout.push_back({"wte", {config.padded_vocab_size, C}});
+  layout.push_back({"wpe", {config.max_seq_len, C}});
+  for (const BlockTensor& t : kBlockTensors) {
+    for (int l = 0; l < config.num_layers; ++l) {
+      layout.push_back(block_tensor_shape(block_prefix(l), t, C));
+    }
+  }
+  layout.push_back({"ln_f.weight", {C}});
+  layout.push_back({"ln_f.bias", {C}});
+  return layout;
 }
 
 Var embed_forward(engine::Graph& g, ParamStore& store, const EmbeddingParams& p, const Tensor& tokens) {

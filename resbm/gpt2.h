@@ -81,6 +81,16 @@ FinalNormParams declare_final_norm(engine::ParamStore& store, const GPT2Config& 
 std::vector<BlockParams> declare_blocks_llmc_order(engine::ParamStore& store, int first, int last,
                                                    const GPT2Config& config);
 
+// llm.c's parameter layout: every tensor of the whole model in file order (wte, wpe, then each block tensor
+// stacked over layers: h.0.ln_1.weight ... h.<L-1>.ln_1.weight, h.0.ln_1.bias, ..., ln_f.weight, ln_f.bias),
+// with our names and shapes. resbm/llmc_checkpoint maps files to stores by these names.
+struct NamedShape {
+  std::string name;
+  std::vector<int64_t> shape;
+  int64_t numel() const;
+};
+std::vector<NamedShape> gpt2_llmc_layout(const GPT2Config& config);
+
 // ---------------------------------------------------------------------------------------------------------------
 // Forward pieces (the backward is the tape's). B, T from the tensors; T <= maxT.
 
