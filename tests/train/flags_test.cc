@@ -1,0 +1,98 @@
+// tests/train/flags_test.cc: parsing, validation errors (one line, saying what to do) and --help coverage.
+#include "train/flags.h"
+
+#include <gtest/gtest.h>
+
+namespace train {
+namespace {
+
+// The FlagError message of parsing args, or "" when they parse.
+std::string error_of(const std::vector<std::string>& args) {
+  try {
+    parse_flags(args);
+  } catch (const FlagError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Flags, DefaultsAreValid) {
+  const TrainFlags f = parse_flags(std::vector<std::string>{});
+  EXPECT_EQ(f.preset, "tiny");
+  EXPECT_EQ(f.stages, 2);
+  EXPECT_EQ(f.bottleneck, "resbm");
+  EXPECT_EQ(f.grad_accum_steps(), 1);
+}
+
+TEST(Flags, BothSyntaxesAndBooleans) {
+  const TrainFlags f = parse_flags(std::vector<std::string>{
+      "--batch-size", "4", "--seq-len=32", "--lr", "3e-4", "--optimizer=muon", "--resume", "--no-muon-nesterov",
+      "--seed", "18446744073709551615", "--total-batch", "512"});
+  EXPECT_EQ(f.batch_size, 4);
+  EXPECT_EQ(f.seq_len, 32);
+  EXPECT_FLOAT_EQ(f.lr, 3e-4f);
+  EXPECT_EQ(f.optimizer, "muon");
+  EXPECT_TRUE(f.resume);
+  EXPECT_FALSE(f.muon_nesterov);
+  EXPECT_EQ(f.seed, 18446744073709551615ull);
+  EXPECT_EQ(f.tokens_per_step(), 512);
+  EXPECT_EQ(f.grad_accum_steps(), 4);  // 512 / (4 * 32)
+}
+
+TEST(Flags, TotalBatchMustBeAMultipleOfBT) {
+  const std::string e = error_of({"--batch-size", "8", "--seq-len", "64", "--total-batch", "1000"});
+  EXPECT_NE(e.find("--total-batch 1000 is not a multiple of B*T*M = 512"), std::string::npos) << e;
+  EXPECT_NE(e.find("such as 1024"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << "errors are one line: " << e;
+}
+
+TEST(Flags, ErrorsSayWhatIsWrong) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;  // a fragment of the one-line message
+  };
+  const std::vector<Case> cases = {
+      {{"--bogus", "1"}, "unknown flag --bogus; run with --help"},
+      {{"--batch-size"}, "--batch-size needs an integer"},
+      {{"--batch-size", "eight"}, "--batch-size expects an integer, got 'eight'"},
+      {{"--batch-size", "0"}, "--batch-size must be >= 1, got 0"},
+      {{"--lr", "nan"}, "--lr expects a number"},
+      {{"--lr", "-1"}, "--lr must be > 0"},
+      {{"--optimizer", "sgd"}, "--optimizer must be one of adamw, muon; got 'sgd'"},
+      {{"--bottleneck", "zip"}, "--bottleneck must be one of none, resbm, linear, ae, quant"},
+      {{"--seed", "-3"}, "--seed expects a non-negative integer"},
+      {{"--resume=maybe"}, "--resume expects true or false"},
+      {{"positional"}, "unexpected argument 'positional'"},
+      {{"--resume", "--sample-only"}, "exclude each other"},
+      {{"--run-name", "a/b"}, "--run-name must be a non-empty name without '/'"},
+  };
+  for (const auto& c : cases) {
+    const std::string e = error_of(c.args);
+    EXPECT_NE(e.find(c.expected), std::string::npos) << "args[0]=" << c.args[0] << " gave: '" << e << "'";
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
+}
+
+TEST(Flags, HelpDocumentsEveryFlag) {
+  const std::string help = flags_help("train");
+  const TrainFlags f;
+  for (const auto& kv : flag_values(f)) {
+    EXPECT_NE(help.find("--" + kv.first + " "), std::string::npos) << "--" << kv.first << " missing from --help";
+  }
+  EXPECT_NE(help.find("--help"), std::string::npos);
+  EXPECT_TRUE(parse_flags(std::vector<std::string>{"--help", "--batch-size", "0"}).help)
+      << "--help must win over otherwise invalid flags";
+}
+
+TEST(Flags, FlagValuesRoundTrip) {
+  // Every flag printed by flag_values parses back to the same values: the config record is a faithful replay.
+  const TrainFlags f = parse_flags(std::vector<std::string>{"--lr", "0.00123", "--steps", "7", "--prompt", "to be"});
+  std::vector<std::string> args;
+  for (const auto& kv : flag_values(f)) args.push_back("--" + kv.first + "=" + kv.second);
+  const TrainFlags g = parse_flags(args);
+  EXPECT_EQ(flag_values(f), flag_values(g));
+  EXPECT_EQ(g.prompt, "to be");
+}
+
+}  // namespace
+}  // namespace train

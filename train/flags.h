@@ -1,0 +1,117 @@
+// train/flags.h: TrainFlags, every command-line option of the trainer, and the parser that fills it.
+//
+// Flags are long only (--batch-size 8 or --batch-size=8). Each one is declared once in train/flags.cc with its
+// help text, so --help documents all of them and a flag cannot exist without documentation. Parsing checks
+// syntax and ranges; an error is one line saying what is wrong and what to do (FlagError), and main exits
+// non-zero. Checks that need the model or the data (unknown preset, missing shards) live where those are built
+// (train/run_config.cc, train/trainer.cc) and report the same way.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace train {
+
+// A bad command line: the message is one line, already saying what to do.
+class FlagError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainFlags {
+  // Model: a preset, optionally overridden field by field (0 keeps the preset's value).
+  std::string preset = "tiny";
+  int num_layers = 0;
+  int num_heads = 0;
+  int channels = 0;
+  int max_seq_len = 0;
+  std::string init_from;  // llm.c model checkpoint (gpt2_124M.bin format); empty: random init from --seed
+
+  // Data. Empty globs: tinyshakespeare under data_dir, prepared on first use.
+  std::string train_data;
+  std::string val_data;
+  std::string data_dir = "data_cache/tinyshakespeare";
+  std::string data_mirror;  // directory holding the raw dataset files; falls back to $RESBM_DATA_MIRROR
+  std::string data_order = "shuffled";  // sequential | shuffled
+
+  // Batch: B x T per micro-batch; total_batch tokens per optimizer step (0: B*T*micro_batches).
+  int batch_size = 8;
+  int seq_len = 64;
+  int64_t total_batch = 0;
+  int steps = 300;
+
+  // Optimizer and schedule.
+  std::string optimizer = "adamw";  // adamw | muon
+  float lr = 1e-3f;
+  int warmup_steps = 20;
+  float final_lr_frac = 0.1f;  // cosine decays lr to lr * final_lr_frac at the last step
+  float weight_decay = 0.0f;
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float grad_clip = 1.0f;  // 0 disables clipping
+  float muon_lr = 0.02f;
+  float muon_momentum = 0.95f;
+  int muon_ns_steps = 5;
+  bool muon_nesterov = true;
+
+  uint64_t seed = 1337;
+
+  // Evaluation and sampling.
+  int eval_interval = 50;  // 0: only at the end
+  int eval_batches = 5;
+  int sample_interval = 0;  // 0: only at the end
+  int sample_length = 64;
+  float temperature = 1.0f;
+  int top_k = 40;  // 0: full distribution
+  std::string prompt;
+  bool sample_only = false;
+
+  // Checkpoints and output.
+  int checkpoint_interval = 100;  // 0: only at the end
+  int keep_last = 2;
+  bool resume = false;
+  std::string out_dir;  // empty: out/<run_name> under the workspace
+  std::string run_name = "default";
+  std::string export_llmc;
+  int log_interval = 1;
+
+  // Pipeline and bottleneck.
+  int stages = 2;
+  int micro_batches = 1;
+  std::string schedule = "gpipe";    // gpipe | 1f1b
+  std::string bottleneck = "resbm";  // none | resbm | linear | ae | quant
+  int ratio = 8;
+  std::string code_dtype = "fp32";             // fp32 | bf16 | int8
+  std::string bottleneck_identity = "slice";   // slice | orthogonal | learned
+  std::string resbm_layout = "module";         // module | fused
+  int resbm_hidden = 0;                        // 0: the module's default width
+  double link_mbps = 0.0;                      // 0: no link emulation
+  double link_latency_ms = 0.0;
+
+  // Device.
+  std::string device = "cpu";  // cpu | cuda
+  std::string dtype = "fp32";  // fp32 | bf16
+
+  bool help = false;
+
+  // Derived: B*T per micro-batch and gradient-accumulation steps per optimizer step.
+  int64_t tokens_per_micro_batch() const { return static_cast<int64_t>(batch_size) * seq_len; }
+  int64_t tokens_per_step() const;
+  int grad_accum_steps() const;
+};
+
+// Parses argv[1..argc). Throws FlagError on an unknown flag, a missing or malformed value, a value out of range
+// or inconsistent flags (B*T not dividing the total batch, ...). --help sets flags.help and skips validation.
+TrainFlags parse_flags(int argc, const char* const* argv);
+TrainFlags parse_flags(const std::vector<std::string>& args);
+
+// The --help text: every flag, its default and what it does.
+std::string flags_help(const std::string& program);
+
+// Flags as "name=value" pairs in declaration order (the run log's config record, the checkpoint's fingerprint).
+std::vector<std::pair<std::string, std::string>> flag_values(const TrainFlags& flags);
+
+}  // namespace train
