@@ -1,0 +1,57 @@
+// engine/comm/link_emulator.h: LinkEmulator, a Transport wrapper that delivers boundary messages as a link of a
+// given rate and latency would.
+//
+// The model (the one public pipeline-over-WAN benchmarks use): each direction of each boundary is one wire that
+// carries one message at a time. A message of n bytes sent at time t (the sender's clock) arrives at
+//   arrival = max(t, wire_free) + 8 n / rate + latency,      and then wire_free = max(t, wire_free) + 8 n / rate.
+// Forward and backward wires are independent (full duplex). The sender computes the arrival time and sends it
+// ahead of the payload (an uncounted 8-byte side message); the receiver waits until its clock reaches it. The
+// sender never waits, so compute overlaps communication. All ranks must share one clock (one machine:
+// CLOCK_MONOTONIC is system-wide). The tied-weight exchange and collectives pass through undelayed.
+#pragma once
+
+#include <memory>
+
+#include "engine/comm/transport.h"
+
+namespace engine::comm {
+
+// Time source, replaceable in tests.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual double now_s() = 0;                // seconds, monotonic
+  virtual void sleep_until_s(double t) = 0;  // returns at once if t <= now
+};
+// std::chrono::steady_clock (CLOCK_MONOTONIC on Linux: the same for every process of one machine).
+std::unique_ptr<Clock> make_steady_clock();
+
+struct LinkConfig {
+  double mbps = 0.0;        // link rate in Mbit/s (10^6 bits); <= 0: infinite rate
+  double latency_ms = 0.0;  // one-way latency
+};
+
+class LinkEmulator : public Transport {
+ public:
+  // Wraps inner (which it owns). clock: null for the steady clock.
+  LinkEmulator(std::unique_ptr<Transport> inner, LinkConfig link, std::unique_ptr<Clock> clock = nullptr);
+
+  // The arrival time of a message of `bytes` sent at `t` on the wire that leads to `peer`; updates that wire.
+  double schedule(int peer, size_t bytes, double t);
+
+  void allgather(const double* mine, int count, double* all) override { inner_->allgather(mine, count, all); }
+  void send_raw(int peer, int tag, const void* data, size_t bytes) override;
+  void recv_raw(int peer, int tag, void* data, size_t bytes) override;
+  bool probe_raw(int peer, int tag) override { return inner_->probe_raw(peer, tag); }
+  std::string stage_name(int stage) const override { return inner_->stage_name(stage); }
+  Transport& inner() { return *inner_; }
+
+ private:
+  bool is_boundary_tag(int tag) const { return tag < kMaxMicroBatches; }
+  std::unique_ptr<Transport> inner_;
+  LinkConfig link_;
+  std::unique_ptr<Clock> clock_;
+  double wire_free_[2] = {0.0, 0.0};  // [0]: wire to stage+1, [1]: wire to stage-1
+};
+
+}  // namespace engine::comm

@@ -1,0 +1,112 @@
+// resbm/bottleneck.h: the ResBM residual bottleneck that joins two pipeline stages, and its baselines.
+//
+// OUR READING of Aboudib et al., "ResBM: Residual Bottleneck Models for Low-Bandwidth Pipeline Parallelism"
+// (arXiv 2604.11947): the paper's equations were not available to us, so this module follows its abstract (a
+// residual encoder-decoder across each boundary with an explicit low-rank identity path, trained end to end) and
+// the same team's public IOTA code (identity = the first K channels). See /work/shared/DESIGN.md section 1.
+//
+// At a boundary with residual stream x (B,T,C) and code width K = C / ratio:
+//   encoder (end of stage s):     z  = x P + f_enc(x)        (B,T,K)   only z crosses the link
+//   decoder (start of stage s+1): x' = z P^T + f_dec(z)      (B,T,C)
+// P (C,K): `slice` P = [I_K; 0] (no parameters: a column slice / zero pad); `orthogonal` a fixed random
+// orthonormal basis (seeded by the boundary, so both sides agree); `learned` the same basis as a trained
+// parameter. With `learned`, the encoder's P and the decoder's P^T are separate parameters on separate stages,
+// initialised equal and trained independently (tying them would need one more cross-stage gradient exchange).
+// f_enc = W2 gelu(W1 ln(x) + b1) + b2 (C -> H -> K), f_dec = V2 gelu(V1 ln(z) + c1) + c2 (K -> H -> C), with
+// W2, b2, V2, c2 zero at initialisation, so x' = x P P^T at step 0.
+//
+// Baselines behind the same flag:
+//   none   : z = x (K = C), the full stream crosses.
+//   linear : z = x U, x' = z V (U (C,K), V (K,C) trained), initialised U = P, V = P^T: equal to resbm at step 0.
+//   ae     : z = f_enc(x), x' = f_dec(z): the MLPs without the identity path (last layers N(0, 0.02), not zero,
+//            so that the decoder's output is not identically zero at the start).
+//   quant  : z = x (K = C), sent as an 8-bit code (the wire dtype is forced to int8).
+// The wire dtype (fp32, bf16, int8) is applied by the pipeline when it sends z (and dL/dz back); decoding on
+// arrival, straight-through for the gradient (engine/comm/codec.h). Layout `fused` (IOTA's: f_enc inside the
+// last block's MLP, f_dec inside the next block's attention) is declared but not implemented yet: selecting it
+// throws std::invalid_argument.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/autograd.h"
+#include "engine/comm/codec.h"
+#include "engine/params.h"
+
+namespace resbm {
+
+enum class BottleneckKind : uint8_t { none, resbm, linear, ae, quant };
+enum class IdentityPath : uint8_t { slice, orthogonal, learned };
+enum class ResbmLayout : uint8_t { module, fused };
+
+struct BottleneckConfig {
+  BottleneckKind kind = BottleneckKind::resbm;
+  int ratio = 32;                               // r: K = C / r (ignored by none and quant: K = C)
+  IdentityPath identity = IdentityPath::slice;  // P, for resbm and the initialisation of linear
+  ResbmLayout layout = ResbmLayout::module;
+  int hidden = 0;                               // H of f_enc / f_dec; 0: max(K, C / 4)
+  engine::comm::WireDType code_dtype = engine::comm::WireDType::f32;  // quant forces i8
+};
+
+BottleneckKind parse_bottleneck_kind(const std::string& name);  // "none", "resbm", "linear", "ae", "quant"
+IdentityPath parse_identity_path(const std::string& name);      // "slice", "orthogonal", "learned"
+ResbmLayout parse_resbm_layout(const std::string& name);        // "module", "fused"
+const char* bottleneck_kind_name(BottleneckKind kind);
+const char* identity_path_name(IdentityPath identity);
+const char* resbm_layout_name(ResbmLayout layout);
+std::string describe_bottleneck(const BottleneckConfig& config, int C);  // "resbm r=32 K=4 slice module H=32 fp32"
+
+// Throws std::invalid_argument saying what is wrong (C % r != 0, r < 1, fused layout, ...).
+void validate_bottleneck(const BottleneckConfig& config, int C);
+int code_width(const BottleneckConfig& config, int C);                          // K
+int hidden_width(const BottleneckConfig& config, int C);                        // H
+engine::comm::WireDType wire_dtype(const BottleneckConfig& config);             // i8 for quant
+
+// The end of stage s: x (B,T,C) -> z (B,T,K). Parameters live in two stores of the stage: `trained` (stepped by
+// the optimizer) and `fixed` (the orthogonal P: its gradient is computed by the matmul op and ignored).
+// Names: "bottleneck.<b>.enc.*".
+class BottleneckEncoder {
+ public:
+  BottleneckEncoder() = default;
+  // Declares (before the stores' allocate()).
+  BottleneckEncoder(engine::ParamStore& trained, engine::ParamStore& fixed, const BottleneckConfig& config,
+                    int boundary, int C);
+  // Initialises (after allocate()); deterministic in (seed, boundary, parameter name).
+  void init(engine::ParamStore& trained, engine::ParamStore& fixed, uint64_t seed) const;
+  engine::Var forward(engine::Graph& g, engine::ParamStore& trained, engine::ParamStore& fixed,
+                      const engine::Var& x) const;
+  int code_width() const { return K_; }
+
+ private:
+  BottleneckConfig config_;
+  int boundary_ = 0, C_ = 0, K_ = 0, H_ = 0;
+  int p_ = -1;                                        // (K,C) P^T: fixed (orthogonal) or trained (learned, linear U)
+  int ln_w_ = -1, ln_b_ = -1;                         // (C)
+  int w1_ = -1, b1_ = -1, w2_ = -1, b2_ = -1;         // (H,C), (H), (K,H), (K)
+};
+
+// The start of stage s+1: z (B,T,K) -> x' (B,T,C). Names: "bottleneck.<b>.dec.*".
+class BottleneckDecoder {
+ public:
+  BottleneckDecoder() = default;
+  BottleneckDecoder(engine::ParamStore& trained, engine::ParamStore& fixed, const BottleneckConfig& config,
+                    int boundary, int C);
+  void init(engine::ParamStore& trained, engine::ParamStore& fixed, uint64_t seed) const;
+  engine::Var forward(engine::Graph& g, engine::ParamStore& trained, engine::ParamStore& fixed,
+                      const engine::Var& z) const;
+  int code_width() const { return K_; }
+
+ private:
+  BottleneckConfig config_;
+  int boundary_ = 0, C_ = 0, K_ = 0, H_ = 0;
+  int p_ = -1;                                        // (C,K) P: fixed (orthogonal) or trained (learned, linear V)
+  int ln_w_ = -1, ln_b_ = -1;                         // (K)
+  int w1_ = -1, b1_ = -1, w2_ = -1, b2_ = -1;         // (H,K), (H), (C,H), (C)
+};
+
+// The orthonormal basis P (C,K) of boundary b, as P^T (K,C) row-major: rows orthonormal (Gram-Schmidt in double
+// of Gaussian rows drawn from the seed and the boundary). Both stages compute it and get the same bits.
+void orthonormal_basis_rows(float* pt /*(K,C)*/, int K, int C, uint64_t seed, int boundary);
+
+}  // namespace resbm

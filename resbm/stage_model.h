@@ -1,0 +1,69 @@
+// resbm/stage_model.h: StageModel, one pipeline stage of GPT-2: a contiguous slice of blocks with the pieces a
+// stage's position requires, implementing engine::pipeline::StageModule.
+//
+//   first stage : wte, wpe embeddings, blocks [first, last), encoder of boundary 0
+//   middle      : decoder of boundary s-1, blocks, encoder of boundary s
+//   last stage  : decoder of boundary S-2, blocks, ln_f, and its own copy of wte for the tied LM head
+// With S = 1 the one stage has embeddings, all blocks and the head (one wte, nothing tied across stages).
+// Every parameter is initialised from (seed, its name) (resbm/gpt2.h param_seed), so a stage's blocks start exactly
+// as the whole model's do and the last stage's wte copy equals the first stage's.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/pipeline/pipeline.h"
+#include "resbm/bottleneck.h"
+#include "resbm/gpt2.h"
+
+namespace resbm {
+
+class StageModel : public engine::pipeline::StageModule {
+ public:
+  // Declares and allocates; layers [first_layer, last_layer). Throws std::invalid_argument on bad configs.
+  StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
+             int first_layer, int last_layer);
+  void init(uint64_t seed);
+
+  engine::ParamStore& params() override { return trained_; }
+  engine::Var forward(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
+                      const engine::Var& input) override;
+  int input_width() const override;
+  int output_width() const override;
+  int stream_width() const override { return config_.channels; }
+  engine::comm::WireDType wire_dtype() const override { return resbm::wire_dtype(bottleneck_); }
+  int tied_param() const override;
+  size_t activation_bytes(int B, int T) const override;
+  void zero_grads() override;
+
+  int stage() const { return stage_; }
+  int num_stages() const { return num_stages_; }
+  const GPT2Config& config() const { return config_; }
+  engine::ParamStore& fixed_params() { return fixed_; }
+
+ private:
+  GPT2Config config_;
+  BottleneckConfig bottleneck_;
+  int stage_, num_stages_, first_layer_, last_layer_;
+  engine::ParamStore trained_;
+  engine::ParamStore fixed_;  // fixed tensors that ops take as weights (orthogonal P); never stepped
+  EmbeddingParams embed_;     // first stage
+  int head_wte_ = -1;         // last stage: wte (its own copy unless S == 1)
+  FinalNormParams final_norm_;
+  std::vector<BlockParams> blocks_;
+  bool has_decoder_ = false, has_encoder_ = false;
+  BottleneckDecoder decoder_;
+  BottleneckEncoder encoder_;
+};
+
+// The S stage models of a pipeline (layers split by engine::pipeline::partition_layers), initialised from seed.
+std::vector<std::unique_ptr<StageModel>> make_stage_models(const GPT2Config& config,
+                                                           const BottleneckConfig& bottleneck,
+                                                           const engine::pipeline::PipelineConfig& pipeline,
+                                                           uint64_t seed);
+// Just stage `stage` of them (the distributed executor builds only its own).
+std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const BottleneckConfig& bottleneck,
+                                             const engine::pipeline::PipelineConfig& pipeline, int stage,
+                                             uint64_t seed);
+
+}  // namespace resbm
