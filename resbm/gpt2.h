@@ -143,8 +143,7 @@ class Rng {
 // Each tensor draws from its own stream, seeded by (seed, parameter name): a pipeline stage that declares only
 // blocks 4..7 initialises them exactly as the whole model does, whatever else its store holds.
 uint64_t param_seed(uint64_t seed, const std::string& param_name);
-// Fills one allocated parameter with N(0, std) drawn from param_seed(seed, its name), or with a constant. CPU
-// stores only (throws std::invalid_argument otherwise: initialise on the CPU, then copy).
+// Fills one allocated parameter (any device) with N(0, std) drawn from param_seed(seed, its name), or a constant.
 void init_normal(engine::ParamStore& store, int index, float std, uint64_t seed);
 void init_constant(engine::ParamStore& store, int index, float value);
 

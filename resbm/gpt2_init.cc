@@ -1,9 +1,12 @@
 // resbm/gpt2_init.cc: GPT-2 initialisation with a small deterministic RNG of our own.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include "engine/device.h"
 #include "resbm/gpt2.h"
 
 namespace resbm {
@@ -17,14 +20,17 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-float* host_values(engine::ParamStore& store, int index) {
-  engine::Var& v = store.var(index);
-  if (v.value.device != engine::Device::cpu) {
-    throw std::invalid_argument("resbm init: parameter '" + store.param(index).name + "' lives on " +
-                                engine::device_name(v.value.device) +
-                                "; initialise a CPU ParamStore and copy it to the device");
-  }
-  return v.value.f32();
+// N(0, std) values for one parameter, from its own stream (param_seed).
+std::vector<float> normal_values(const engine::ParamStore& store, int index, float std, uint64_t seed) {
+  std::vector<float> values(store.param(index).var.value.numel());
+  Rng rng(param_seed(seed, store.param(index).name));
+  for (float& x : values) x = static_cast<float>(std * rng.normal());
+  return values;
+}
+
+// Values are made on the host and copied in, so the same code initialises CPU and CUDA stores.
+void upload(engine::ParamStore& store, int index, const std::vector<float>& values) {
+  engine::copy_from_host(store.var(index).value, values.data());
 }
 
 }  // namespace
@@ -64,24 +70,18 @@ uint64_t param_seed(uint64_t seed, const std::string& param_name) {
 }
 
 void init_normal(engine::ParamStore& store, int index, float std, uint64_t seed) {
-  float* w = host_values(store, index);
-  const int64_t n = store.var(index).value.numel();
-  Rng rng(param_seed(seed, store.param(index).name));
-  for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(std * rng.normal());
+  upload(store, index, normal_values(store, index, std, seed));
 }
 
 void init_constant(engine::ParamStore& store, int index, float value) {
-  float* w = host_values(store, index);
-  const int64_t n = store.var(index).value.numel();
-  for (int64_t i = 0; i < n; ++i) w[i] = value;
+  upload(store, index, std::vector<float>(store.param(index).var.value.numel(), value));
 }
 
 void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, uint64_t seed) {
-  init_normal(store, p.wte, 0.02f, seed);
+  std::vector<float> wte = normal_values(store, p.wte, 0.02f, seed);  // (Vp, C)
   // The padding rows V..Vp-1 never see a token and their logits are ignored by the loss; zero keeps them inert.
-  float* wte = host_values(store, p.wte);
-  const int64_t C = config.channels;
-  for (int64_t i = int64_t{config.vocab_size} * C; i < int64_t{config.padded_vocab_size} * C; ++i) wte[i] = 0.0f;
+  std::fill(wte.begin() + int64_t{config.vocab_size} * config.channels, wte.end(), 0.0f);
+  upload(store, p.wte, wte);
   init_normal(store, p.wpe, 0.01f, seed);  // llm.c's choice for the position embedding
 }
 

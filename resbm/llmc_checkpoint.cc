@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/device.h"
+
 namespace resbm {
 namespace {
 
@@ -95,7 +97,7 @@ bool same_config(const GPT2Config& a, const GPT2Config& b) {
          a.num_heads == b.num_heads && a.channels == b.channels;
 }
 
-// The store's parameter for a layout entry, checked for shape and device; -1 when absent.
+// The store's parameter for a layout entry, checked for size and dtype; -1 when absent.
 int find_param(const std::string& path, const ParamStore& store, const NamedShape& s) {
   const int index = store.find(s.name);
   if (index < 0) return -1;
@@ -103,10 +105,6 @@ int find_param(const std::string& path, const ParamStore& store, const NamedShap
   if (v.numel() != s.numel() || v.dtype != engine::DType::f32) {
     fail(path, "parameter '" + s.name + "' in the model is " + v.describe() + ", the file holds " +
                    std::to_string(s.numel()) + " fp32 values for it");
-  }
-  if (v.device != engine::Device::cpu) {
-    fail(path, "parameter '" + s.name + "' lives on " + engine::device_name(v.device) +
-                   "; load into a CPU store, then copy it to the device");
   }
   return index;
 }
@@ -156,7 +154,7 @@ int load_llmc_checkpoint(const std::string& path, ParamStore& store, const GPT2C
   int loaded = 0;
   for (size_t i = 0; i < layout.size(); ++i) {
     if (indices[i] < 0) continue;
-    std::memcpy(store.var(indices[i]).value.data, staged[i].data(), staged[i].size() * 4);
+    engine::copy_from_host(store.var(indices[i]).value, staged[i].data());
     ++loaded;
   }
   return loaded;
@@ -185,9 +183,12 @@ void save_llmc_checkpoint(const std::string& path, const ParamStore& store, cons
   File f(std::fopen(tmp.c_str(), "wb"));
   if (!f) fail(path, "cannot open '" + tmp + "' for writing: " + std::strerror(errno));
   bool ok = std::fwrite(header, sizeof(header), 1, f.get()) == 1;
+  std::vector<float> host;  // one tensor at a time: the store may live on a GPU
   for (size_t i = 0; ok && i < layout.size(); ++i) {
     const engine::Tensor& v = store.param(indices[i]).var.value;
-    ok = std::fwrite(v.data, 4, v.numel(), f.get()) == static_cast<size_t>(v.numel());
+    host.resize(v.numel());
+    engine::copy_to_host(host.data(), v);
+    ok = std::fwrite(host.data(), 4, host.size(), f.get()) == host.size();
   }
   ok = ok && std::fflush(f.get()) == 0 && fsync(fileno(f.get())) == 0;
   const int write_errno = errno;

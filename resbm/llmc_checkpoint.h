@@ -33,7 +33,7 @@ class LlmcCheckpointError : public std::runtime_error {
 // Reads and checks the header only (magic, version, a valid config, the file size it implies).
 GPT2Config read_llmc_config(const std::string& path);
 
-// Loads the tensors of `path` into the store's parameters of the same names (CPU store). The file's config must
+// Loads the tensors of `path` into the store's parameters of the same names (any device). The file's config must
 // equal `expected` (a mismatch names both). With allow_missing=false every file tensor must exist in the store
 // (the whole model); with true, tensors the store lacks are skipped (a pipeline stage). Tensors the store holds
 // but the file lacks (ResBM modules) are left untouched. Non-finite values are refused as corruption. Returns the
