@@ -54,6 +54,11 @@ struct TapeNode {
   float floats[2];     // scalar arguments (scale, ...)
 };
 
+class Graph;
+
+// The backward pass of one recorded node (defined in engine/ops.cc, next to the forward passes).
+void backward_node(Graph& g, const TapeNode& node);
+
 class Graph {
  public:
   // activation_bytes sizes each of the two arenas (values, gradients); max_nodes the tape.
@@ -61,10 +66,12 @@ class Graph {
 
   // A new activation: value in the value arena; gradient in the gradient arena when requires_grad.
   Var new_var(std::initializer_list<int64_t> shape, DType dtype = DType::f32, bool requires_grad = true);
+  Var new_var_shape(const int64_t* shape, int ndim, DType dtype = DType::f32, bool requires_grad = true);
   // A tensor for the forward pass to save for backward (no gradient).
   Tensor new_saved(std::initializer_list<int64_t> shape, DType dtype = DType::f32);
   // Scratch for a backward kernel (e.g. attention's datt); freed with the graph at reset().
   Tensor new_scratch(std::initializer_list<int64_t> shape, DType dtype = DType::f32);
+  Tensor new_scratch_shape(const int64_t* shape, int ndim, DType dtype = DType::f32);
 
   void record(const TapeNode& node);
 

@@ -24,5 +24,9 @@ Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int
 Var slice_columns(Graph& g, const Var& x, int offset, int width);
 // (..., C) = zeros with [..., offset:offset+K] = x
 Var pad_columns(Graph& g, const Var& x, int offset, int total_width);
+// (..., K) = what x (..., K) becomes after a trip over the wire as `wire`: DType::i8 (per-row absmax codes over the
+// last dim, kernels quantize_rows_int8), DType::bf16 (round to nearest even) or DType::f32 (unchanged). The
+// gradient passes straight through; with quantize_grad it makes the same trip (as dL/dx does over a real link).
+Var quantize_roundtrip(Graph& g, const Var& x, DType wire, bool quantize_grad = false);
 
 }  // namespace engine

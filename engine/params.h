@@ -41,7 +41,12 @@ class ParamStore {
   int find(const std::string& name) const;  // -1 if absent
   const std::vector<Param>& params() const { return params_; }
   std::vector<Param>& params() { return params_; }
+  // The flat size of all_values()/all_grads(): every parameter starts on a 64-byte boundary (16 floats), so this
+  // counts the zero padding between parameters too; num_parameters() is the true count.
   size_t num_elements() const { return num_elements_; }
+  size_t num_parameters() const { return num_parameters_; }
+  int64_t offset(int index) const { return offsets_[index]; }  // where param `index` starts in the flat tensors
+  Device device() const { return device_; }
 
   void zero_grads();                 // after each optimizer step
   Tensor all_values() const;         // the whole value arena as one flat f32 tensor (num_elements)
@@ -51,7 +56,9 @@ class ParamStore {
   Device device_;
   std::vector<Param> params_;
   std::vector<std::vector<int64_t>> shapes_;
+  std::vector<int64_t> offsets_;
   size_t num_elements_ = 0;
+  size_t num_parameters_ = 0;
   std::unique_ptr<Arena> values_;
   std::unique_ptr<Arena> grads_;
 };

@@ -98,4 +98,12 @@ void adamw_update(const KernelContext& ctx, float* params /*(N)*/, const float* 
                   float* v /*(N)*/, size_t N, float lr, float beta1, float beta2, float eps, float weight_decay,
                   float grad_scale, int t);
 
+// ---- added after the first interface commit (the CUDA twins follow the same signatures)
+// dst += s * src (the backward pass of scale; optimizer momentum)
+void axpy(const KernelContext& ctx, float* dst /*(N) +=*/, const float* src /*(N)*/, float s, size_t N);
+// General row-major GEMM: C (M,N) = alpha * op(A) @ op(B) + beta * C, op(X) = X^T when trans_X. op(A) is (M,K),
+// op(B) is (K,N); A is stored (M,K) or, transposed, (K,M); B (K,N) or (N,K). Muon's Newton-Schulz iteration.
+void gemm(const KernelContext& ctx, float* c /*(M,N)*/, const float* a, const float* b, int M, int N, int K,
+          bool trans_a, bool trans_b, float alpha, float beta);
+
 }  // namespace kernels::cpu

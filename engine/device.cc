@@ -1,0 +1,140 @@
+// engine/device.cc: DeviceContext (CPU thread counts; CUDA stream and BLAS handles) and host <-> device copies.
+#include "engine/device.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <sched.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "engine/check.h"
+
+#ifdef RESBM_HAVE_CUDA
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#define DEVICE_CUDA_CHECK(call)                                                                       \
+  do {                                                                                                \
+    cudaError_t err_ = (call);                                                                        \
+    if (err_ != cudaSuccess) ENGINE_FATAL("CUDA error %s in %s", cudaGetErrorString(err_), #call);    \
+  } while (0)
+#define DEVICE_CUBLAS_CHECK(call)                                                    \
+  do {                                                                               \
+    int status_ = static_cast<int>(call);                                            \
+    if (status_ != 0) ENGINE_FATAL("cuBLAS error %d in %s", status_, #call);         \
+  } while (0)
+#endif
+
+namespace engine {
+
+namespace {
+
+[[noreturn]] void no_cuda(const char* what) {
+  ENGINE_FATAL("%s needs CUDA, but this binary was built without it (RESBM_HAVE_CUDA unset; build on a machine "
+               "with the CUDA toolkit, without --config=nocuda)",
+               what);
+}
+
+#ifdef RESBM_HAVE_CUDA
+constexpr size_t kCublasLtWorkspaceBytes = 32ull << 20;
+#endif
+
+}  // namespace
+
+int default_num_threads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return omp_get_num_procs();
+}
+
+DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
+  ctx_.num_threads = num_threads > 0 ? num_threads : default_num_threads();
+  // OpenBLAS runs its own pthreads; the kernels never call it from inside an OpenMP region (kernels/cpu/matmul.cc).
+  openblas_set_num_threads(ctx_.num_threads);
+  if (device == Device::cuda) {
+#ifdef RESBM_HAVE_CUDA
+    cudaStream_t stream;
+    DEVICE_CUDA_CHECK(cudaStreamCreate(&stream));
+    cublasLtHandle_t lt;
+    DEVICE_CUBLAS_CHECK(cublasLtCreate(&lt));
+    cublasHandle_t blas;
+    DEVICE_CUBLAS_CHECK(cublasCreate(&blas));
+    DEVICE_CUBLAS_CHECK(cublasSetStream(blas, stream));
+    void* workspace = nullptr;
+    DEVICE_CUDA_CHECK(cudaMalloc(&workspace, kCublasLtWorkspaceBytes));
+    ctx_.cuda_stream = stream;
+    ctx_.cublaslt_handle = lt;
+    ctx_.cublas_handle = blas;
+    ctx_.cuda_workspace = workspace;
+    ctx_.cuda_workspace_bytes = kCublasLtWorkspaceBytes;
+#else
+    no_cuda("DeviceContext(Device::cuda)");
+#endif
+  }
+}
+
+DeviceContext::~DeviceContext() {
+#ifdef RESBM_HAVE_CUDA
+  if (device_ == Device::cuda) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream));
+    cudaFree(ctx_.cuda_workspace);
+    cublasDestroy(static_cast<cublasHandle_t>(ctx_.cublas_handle));
+    cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.cublaslt_handle));
+    cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.cuda_stream));
+  }
+#endif
+}
+
+void DeviceContext::synchronize() const {
+#ifdef RESBM_HAVE_CUDA
+  if (device_ == Device::cuda) DEVICE_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream)));
+#endif
+}
+
+void copy_to_host(void* dst, const Tensor& src) {
+  if (src.device == Device::cuda) {
+#ifdef RESBM_HAVE_CUDA
+    DEVICE_CUDA_CHECK(cudaMemcpy(dst, src.data, src.nbytes(), cudaMemcpyDeviceToHost));
+#else
+    no_cuda("copy_to_host from a CUDA tensor");
+#endif
+  } else {
+    std::memcpy(dst, src.data, src.nbytes());
+  }
+}
+
+void copy_from_host(const Tensor& dst, const void* src) {
+  if (dst.device == Device::cuda) {
+#ifdef RESBM_HAVE_CUDA
+    DEVICE_CUDA_CHECK(cudaMemcpy(dst.data, src, dst.nbytes(), cudaMemcpyHostToDevice));
+#else
+    no_cuda("copy_from_host to a CUDA tensor");
+#endif
+  } else {
+    std::memcpy(dst.data, src, dst.nbytes());
+  }
+}
+
+void copy_tensor(const Tensor& dst, const Tensor& src) {
+  ENGINE_CHECK(dst.nbytes() == src.nbytes(), "copy_tensor: %s <- %s: sizes differ", dst.describe().c_str(),
+               src.describe().c_str());
+  if (dst.device == Device::cpu && src.device == Device::cpu) {
+    std::memmove(dst.data, src.data, src.nbytes());
+    return;
+  }
+#ifdef RESBM_HAVE_CUDA
+  DEVICE_CUDA_CHECK(cudaMemcpy(dst.data, src.data, src.nbytes(), cudaMemcpyDefault));
+#else
+  no_cuda("copy_tensor with a CUDA tensor");
+#endif
+}
+
+}  // namespace engine

@@ -1,0 +1,418 @@
+// engine/ops.cc: the differentiable ops (engine/ops.h): each forward pass, and backward_node, the backward dispatch.
+#include "engine/ops.h"
+
+#include "engine/check.h"
+#include "engine/device.h"
+#include "engine/dispatch.h"
+
+namespace engine {
+
+namespace {
+
+void check_f32(const Tensor& t, const char* op, const char* what) {
+  ENGINE_CHECK(t.defined(), "%s: %s is undefined", op, what);
+  ENGINE_CHECK(t.dtype == DType::f32, "%s: %s must be f32, got %s", op, what, t.describe().c_str());
+}
+
+void check_device(const Graph& g, const Tensor& t, const char* op, const char* what) {
+  ENGINE_CHECK(t.device == g.device(), "%s: %s is on %s, the graph on %s", op, what, t.describe().c_str(),
+               device_name(g.device()));
+}
+
+bool any_grad(std::initializer_list<const Var*> vars) {
+  for (const Var* v : vars) {
+    if (v->requires_grad()) return true;
+  }
+  return false;
+}
+
+// A new output Var shaped like `like` with its last dimension replaced by last_dim (0: unchanged).
+Var new_like(Graph& g, const Tensor& like, int64_t last_dim, bool requires_grad) {
+  int64_t shape[kMaxDims];
+  for (int i = 0; i < like.ndim; i++) shape[i] = like.shape[i];
+  if (last_dim > 0) shape[like.ndim - 1] = last_dim;
+  return g.new_var_shape(shape, like.ndim, DType::f32, requires_grad);
+}
+
+// The gradient buffer of v, or scratch of its shape when v needs none (for kernels that always write one).
+float* grad_or_scratch(Graph& g, const Var& v) {
+  if (v.requires_grad()) return v.grad.f32();
+  return g.new_scratch_shape(v.value.shape, v.value.ndim).f32();
+}
+
+float* grad_or_null(const Var& v) { return v.requires_grad() ? v.grad.f32() : nullptr; }
+
+TapeNode make_node(OpKind kind, const Var& output) {
+  TapeNode node{};
+  node.kind = kind;
+  node.output = output;
+  return node;
+}
+
+size_t count(const Tensor& t) { return static_cast<size_t>(t.numel()); }
+
+}  // namespace
+
+// ---- forward passes
+
+Var embedding(Graph& g, const Tensor& tokens, const Var& wte, const Var& wpe) {
+  ENGINE_CHECK(tokens.dtype == DType::i32 && tokens.ndim == 2, "embedding: tokens must be i32 (B,T), got %s",
+               tokens.describe().c_str());
+  check_f32(wte.value, "embedding", "wte");
+  check_f32(wpe.value, "embedding", "wpe");
+  check_device(g, tokens, "embedding", "tokens");
+  check_device(g, wte.value, "embedding", "wte");
+  check_device(g, wpe.value, "embedding", "wpe");
+  const int B = static_cast<int>(tokens.dim(0)), T = static_cast<int>(tokens.dim(1));
+  const int C = static_cast<int>(wte.value.dim(1));
+  ENGINE_CHECK(wpe.value.dim(1) == C && T <= wpe.value.dim(0), "embedding: wte %s, wpe %s, T=%d do not fit",
+               wte.value.describe().c_str(), wpe.value.describe().c_str(), T);
+  if (tokens.device == Device::cpu) {
+    const int32_t* tok = tokens.i32();
+    for (int64_t i = 0; i < tokens.numel(); i++) {
+      ENGINE_CHECK(tok[i] >= 0 && tok[i] < wte.value.dim(0), "embedding: token %d at %lld is outside [0, %lld)",
+                   tok[i], static_cast<long long>(i), static_cast<long long>(wte.value.dim(0)));
+    }
+  }
+  Var out = g.new_var({B, T, C}, DType::f32, any_grad({&wte, &wpe}));
+  KERNEL(g.device(), embedding_forward, g.ctx(), out.value.f32(), tokens.i32(), wte.value.f32(), wpe.value.f32(),
+         B, T, C);
+  TapeNode node = make_node(OpKind::embedding, out);
+  node.inputs[0].value = tokens;
+  node.inputs[1] = wte;
+  node.inputs[2] = wpe;
+  node.ints[0] = B;
+  node.ints[1] = T;
+  node.ints[2] = C;
+  g.record(node);
+  return out;
+}
+
+Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
+  check_f32(x.value, "layernorm", "x");
+  check_f32(weight.value, "layernorm", "weight");
+  check_f32(bias.value, "layernorm", "bias");
+  check_device(g, x.value, "layernorm", "x");
+  const int64_t C = x.value.dim(-1);
+  ENGINE_CHECK(weight.value.numel() == C && bias.value.numel() == C, "layernorm: x %s, weight %s, bias %s",
+               x.value.describe().c_str(), weight.value.describe().c_str(), bias.value.describe().c_str());
+  const int64_t N = x.value.numel() / C;
+  Var out = new_like(g, x.value, 0, any_grad({&x, &weight, &bias}));
+  Tensor mean = g.new_saved({N});
+  Tensor rstd = g.new_saved({N});
+  KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
+         weight.value.f32(), bias.value.f32(), static_cast<int>(N), static_cast<int>(C));
+  TapeNode node = make_node(OpKind::layernorm, out);
+  node.inputs[0] = x;
+  node.inputs[1] = weight;
+  node.inputs[2] = bias;
+  node.saved[0] = mean;
+  node.saved[1] = rstd;
+  node.ints[0] = N;
+  node.ints[1] = C;
+  g.record(node);
+  return out;
+}
+
+Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias) {
+  check_f32(x.value, "matmul", "x");
+  check_f32(weight.value, "matmul", "weight");
+  check_device(g, x.value, "matmul", "x");
+  check_device(g, weight.value, "matmul", "weight");
+  ENGINE_CHECK(weight.value.ndim == 2, "matmul: weight must be (OC,C), got %s", weight.value.describe().c_str());
+  const int64_t C = x.value.dim(-1), OC = weight.value.dim(0);
+  ENGINE_CHECK(weight.value.dim(1) == C, "matmul: x %s does not match weight %s", x.value.describe().c_str(),
+               weight.value.describe().c_str());
+  const bool has_bias = bias.value.defined();
+  if (has_bias) {
+    check_f32(bias.value, "matmul", "bias");
+    ENGINE_CHECK(bias.value.numel() == OC, "matmul: bias %s for %lld outputs", bias.value.describe().c_str(),
+                 static_cast<long long>(OC));
+  }
+  const int64_t N = x.value.numel() / C;
+  Var out = new_like(g, x.value, OC, any_grad({&x, &weight, &bias}));
+  KERNEL(g.device(), matmul_forward, g.ctx(), out.value.f32(), x.value.f32(), weight.value.f32(),
+         has_bias ? bias.value.f32() : nullptr, static_cast<int>(N), static_cast<int>(C), static_cast<int>(OC));
+  TapeNode node = make_node(OpKind::matmul, out);
+  node.inputs[0] = x;
+  node.inputs[1] = weight;
+  node.inputs[2] = bias;
+  node.ints[0] = N;
+  node.ints[1] = C;
+  node.ints[2] = OC;
+  g.record(node);
+  return out;
+}
+
+Var gelu(Graph& g, const Var& x) {
+  check_f32(x.value, "gelu", "x");
+  check_device(g, x.value, "gelu", "x");
+  Var out = new_like(g, x.value, 0, x.requires_grad());
+  KERNEL(g.device(), gelu_forward, g.ctx(), out.value.f32(), x.value.f32(), count(x.value));
+  TapeNode node = make_node(OpKind::gelu, out);
+  node.inputs[0] = x;
+  g.record(node);
+  return out;
+}
+
+Var add(Graph& g, const Var& a, const Var& b) {
+  check_f32(a.value, "add", "a");
+  check_f32(b.value, "add", "b");
+  check_device(g, a.value, "add", "a");
+  check_device(g, b.value, "add", "b");
+  ENGINE_CHECK(a.value.numel() == b.value.numel(), "add: %s + %s", a.value.describe().c_str(),
+               b.value.describe().c_str());
+  Var out = new_like(g, a.value, 0, any_grad({&a, &b}));
+  KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
+  TapeNode node = make_node(OpKind::add, out);
+  node.inputs[0] = a;
+  node.inputs[1] = b;
+  g.record(node);
+  return out;
+}
+
+Var scale(Graph& g, const Var& x, float s) {
+  check_f32(x.value, "scale", "x");
+  check_device(g, x.value, "scale", "x");
+  Var out = new_like(g, x.value, 0, x.requires_grad());
+  KERNEL(g.device(), fill, g.ctx(), out.value.f32(), 0.0f, count(x.value));
+  KERNEL(g.device(), axpy, g.ctx(), out.value.f32(), x.value.f32(), s, count(x.value));
+  TapeNode node = make_node(OpKind::scale, out);
+  node.inputs[0] = x;
+  node.floats[0] = s;
+  g.record(node);
+  return out;
+}
+
+Var attention(Graph& g, const Var& qkv, int num_heads) {
+  check_f32(qkv.value, "attention", "qkv");
+  check_device(g, qkv.value, "attention", "qkv");
+  ENGINE_CHECK(qkv.value.ndim == 3 && qkv.value.dim(2) % 3 == 0, "attention: qkv must be (B,T,3C), got %s",
+               qkv.value.describe().c_str());
+  const int B = static_cast<int>(qkv.value.dim(0)), T = static_cast<int>(qkv.value.dim(1));
+  const int C = static_cast<int>(qkv.value.dim(2) / 3);
+  ENGINE_CHECK(num_heads > 0 && C % num_heads == 0, "attention: C=%d is not a multiple of %d heads", C, num_heads);
+  Var out = g.new_var({B, T, C}, DType::f32, qkv.requires_grad());
+  Tensor att = g.new_saved({B, num_heads, T, T});
+  KERNEL(g.device(), attention_forward, g.ctx(), out.value.f32(), att.f32(), qkv.value.f32(), B, T, C, num_heads);
+  TapeNode node = make_node(OpKind::attention, out);
+  node.inputs[0] = qkv;
+  node.saved[0] = att;
+  node.ints[0] = B;
+  node.ints[1] = T;
+  node.ints[2] = C;
+  node.ints[3] = num_heads;
+  g.record(node);
+  return out;
+}
+
+Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int vocab_size) {
+  check_f32(logits.value, "softmax_crossentropy", "logits");
+  check_device(g, logits.value, "softmax_crossentropy", "logits");
+  check_device(g, targets, "softmax_crossentropy", "targets");
+  ENGINE_CHECK(targets.dtype == DType::i32, "softmax_crossentropy: targets must be i32, got %s",
+               targets.describe().c_str());
+  const int64_t Vp = logits.value.dim(-1);
+  const int64_t N = logits.value.numel() / Vp;
+  ENGINE_CHECK(targets.numel() == N && vocab_size > 0 && vocab_size <= Vp,
+               "softmax_crossentropy: logits %s, targets %s, V=%d", logits.value.describe().c_str(),
+               targets.describe().c_str(), vocab_size);
+  if (targets.device == Device::cpu) {
+    const int32_t* tgt = targets.i32();
+    for (int64_t i = 0; i < N; i++) {
+      ENGINE_CHECK(tgt[i] >= 0 && tgt[i] < vocab_size, "softmax_crossentropy: target %d at %lld outside [0, %d)",
+                   tgt[i], static_cast<long long>(i), vocab_size);
+    }
+  }
+  Var out = g.new_var({1}, DType::f32, logits.requires_grad());
+  Tensor losses = g.new_saved({N});
+  Tensor probs = g.new_saved({N, Vp});
+  KERNEL(g.device(), softmax_crossentropy_forward, g.ctx(), losses.f32(), probs.f32(), logits.value.f32(),
+         targets.i32(), static_cast<int>(N), vocab_size, static_cast<int>(Vp));
+  KERNEL(g.device(), mean_forward, g.ctx(), out.value.f32(), losses.f32(), static_cast<size_t>(N));
+  TapeNode node = make_node(OpKind::softmax_crossentropy, out);
+  node.inputs[0] = logits;
+  node.inputs[1].value = targets;
+  node.saved[0] = losses;
+  node.saved[1] = probs;
+  node.ints[0] = N;
+  node.ints[1] = vocab_size;
+  node.ints[2] = Vp;
+  g.record(node);
+  return out;
+}
+
+Var slice_columns(Graph& g, const Var& x, int offset, int width) {
+  check_f32(x.value, "slice_columns", "x");
+  check_device(g, x.value, "slice_columns", "x");
+  const int64_t C = x.value.dim(-1);
+  ENGINE_CHECK(offset >= 0 && width > 0 && offset + width <= C, "slice_columns: [%d, %d) of %s", offset,
+               offset + width, x.value.describe().c_str());
+  const int64_t N = x.value.numel() / C;
+  Var out = new_like(g, x.value, width, x.requires_grad());
+  KERNEL(g.device(), slice_columns_forward, g.ctx(), out.value.f32(), x.value.f32(), static_cast<int>(N),
+         static_cast<int>(C), offset, width);
+  TapeNode node = make_node(OpKind::slice_columns, out);
+  node.inputs[0] = x;
+  node.ints[0] = N;
+  node.ints[1] = C;
+  node.ints[2] = offset;
+  node.ints[3] = width;
+  g.record(node);
+  return out;
+}
+
+Var pad_columns(Graph& g, const Var& x, int offset, int total_width) {
+  check_f32(x.value, "pad_columns", "x");
+  check_device(g, x.value, "pad_columns", "x");
+  const int64_t K = x.value.dim(-1);
+  ENGINE_CHECK(offset >= 0 && offset + K <= total_width, "pad_columns: %s at %d into %d columns",
+               x.value.describe().c_str(), offset, total_width);
+  const int64_t N = x.value.numel() / K;
+  Var out = new_like(g, x.value, total_width, x.requires_grad());
+  KERNEL(g.device(), fill, g.ctx(), out.value.f32(), 0.0f, count(out.value));
+  // out[:, offset:offset+K] += x
+  KERNEL(g.device(), slice_columns_backward, g.ctx(), out.value.f32(), x.value.f32(), static_cast<int>(N),
+         total_width, offset, static_cast<int>(K));
+  TapeNode node = make_node(OpKind::pad_columns, out);
+  node.inputs[0] = x;
+  node.ints[0] = N;
+  node.ints[1] = total_width;
+  node.ints[2] = offset;
+  node.ints[3] = K;
+  g.record(node);
+  return out;
+}
+
+namespace {
+
+// out (N,K) = what x (N,K) becomes over the wire (see quantize_roundtrip); the codes go to graph scratch.
+void wire_roundtrip(Graph& g, DType wire, float* out, const float* x, int64_t N, int64_t K) {
+  const size_t n = static_cast<size_t>(N * K);
+  if (wire == DType::i8) {
+    Tensor q = g.new_scratch({N, K}, DType::i8);
+    Tensor scales = g.new_scratch({N});
+    KERNEL(g.device(), quantize_rows_int8, g.ctx(), q.i8(), scales.f32(), x, static_cast<int>(N),
+           static_cast<int>(K));
+    KERNEL(g.device(), dequantize_rows_int8, g.ctx(), out, q.i8(), scales.f32(), static_cast<int>(N),
+           static_cast<int>(K));
+  } else if (wire == DType::bf16) {
+    Tensor b = g.new_scratch({N, K}, DType::bf16);
+    KERNEL(g.device(), float_to_bf16, g.ctx(), b.u16(), x, n);
+    KERNEL(g.device(), bf16_to_float, g.ctx(), out, b.u16(), n);
+  } else {
+    ENGINE_CHECK(wire == DType::f32, "quantize_roundtrip: no wire format %s", dtype_name(wire));
+    KERNEL(g.device(), fill, g.ctx(), out, 0.0f, n);
+    KERNEL(g.device(), accumulate, g.ctx(), out, x, n);
+  }
+}
+
+}  // namespace
+
+Var quantize_roundtrip(Graph& g, const Var& x, DType wire, bool quantize_grad) {
+  check_f32(x.value, "quantize_roundtrip", "x");
+  check_device(g, x.value, "quantize_roundtrip", "x");
+  const int64_t K = x.value.dim(-1);
+  const int64_t N = x.value.numel() / K;
+  Var out = new_like(g, x.value, 0, x.requires_grad());
+  wire_roundtrip(g, wire, out.value.f32(), x.value.f32(), N, K);
+  TapeNode node = make_node(OpKind::quantize_roundtrip, out);
+  node.inputs[0] = x;
+  node.ints[0] = static_cast<int64_t>(wire);
+  node.ints[1] = quantize_grad ? 1 : 0;
+  node.ints[2] = N;
+  node.ints[3] = K;
+  g.record(node);
+  return out;
+}
+
+// ---- backward passes: each accumulates (+=) into the gradients of the node's inputs.
+
+void backward_node(Graph& g, const TapeNode& node) {
+  const kernels::KernelContext& ctx = g.ctx();
+  const Device dev = g.device();
+  const float* dout = node.output.grad.f32();
+  const Var& in0 = node.inputs[0];
+  switch (node.kind) {
+    case OpKind::embedding: {
+      const Var& wte = node.inputs[1];
+      const Var& wpe = node.inputs[2];
+      KERNEL(dev, embedding_backward, ctx, grad_or_scratch(g, wte), grad_or_scratch(g, wpe), dout, in0.value.i32(),
+             static_cast<int>(node.ints[0]), static_cast<int>(node.ints[1]), static_cast<int>(node.ints[2]));
+      break;
+    }
+    case OpKind::layernorm: {
+      const Var& weight = node.inputs[1];
+      const Var& bias = node.inputs[2];
+      KERNEL(dev, layernorm_backward, ctx, grad_or_scratch(g, in0), grad_or_scratch(g, weight),
+             grad_or_scratch(g, bias), dout, in0.value.f32(), weight.value.f32(), node.saved[0].f32(),
+             node.saved[1].f32(), static_cast<int>(node.ints[0]), static_cast<int>(node.ints[1]));
+      break;
+    }
+    case OpKind::matmul: {
+      const Var& weight = node.inputs[1];
+      const Var& bias = node.inputs[2];
+      KERNEL(dev, matmul_backward, ctx, grad_or_null(in0), grad_or_scratch(g, weight), grad_or_null(bias), dout,
+             in0.value.f32(), weight.value.f32(), static_cast<int>(node.ints[0]), static_cast<int>(node.ints[1]),
+             static_cast<int>(node.ints[2]));
+      break;
+    }
+    case OpKind::gelu:
+      KERNEL(dev, gelu_backward, ctx, in0.grad.f32(), in0.value.f32(), dout, count(in0.value));
+      break;
+    case OpKind::add:
+      for (int i = 0; i < 2; i++) {
+        if (node.inputs[i].requires_grad()) {
+          KERNEL(dev, accumulate, ctx, node.inputs[i].grad.f32(), dout, count(node.inputs[i].value));
+        }
+      }
+      break;
+    case OpKind::scale:
+      KERNEL(dev, axpy, ctx, in0.grad.f32(), dout, node.floats[0], count(in0.value));
+      break;
+    case OpKind::attention: {
+      const Tensor& att = node.saved[0];
+      Tensor datt = g.new_scratch_shape(att.shape, att.ndim);
+      KERNEL(dev, attention_backward, ctx, in0.grad.f32(), datt.f32(), dout, in0.value.f32(), att.f32(),
+             static_cast<int>(node.ints[0]), static_cast<int>(node.ints[1]), static_cast<int>(node.ints[2]),
+             static_cast<int>(node.ints[3]));
+      break;
+    }
+    case OpKind::softmax_crossentropy: {
+      // The mean over N positions: each loss gets dout / N. dout lives on the device: one scalar copy.
+      float dloss = 0.0f;
+      copy_to_host(&dloss, node.output.grad);
+      const int64_t N = node.ints[0];
+      KERNEL(dev, softmax_crossentropy_backward, ctx, in0.grad.f32(), node.saved[1].f32(), node.inputs[1].value.i32(),
+             dloss / static_cast<float>(N), static_cast<int>(N), static_cast<int>(node.ints[1]),
+             static_cast<int>(node.ints[2]));
+      break;
+    }
+    case OpKind::slice_columns:
+      KERNEL(dev, slice_columns_backward, ctx, in0.grad.f32(), dout, static_cast<int>(node.ints[0]),
+             static_cast<int>(node.ints[1]), static_cast<int>(node.ints[2]), static_cast<int>(node.ints[3]));
+      break;
+    case OpKind::pad_columns: {
+      // dx += dout[:, offset:offset+K], through a (N,K) scratch.
+      const int64_t N = node.ints[0], K = node.ints[3];
+      Tensor part = g.new_scratch({N, K});
+      KERNEL(dev, slice_columns_forward, ctx, part.f32(), dout, static_cast<int>(N), static_cast<int>(node.ints[1]),
+             static_cast<int>(node.ints[2]), static_cast<int>(K));
+      KERNEL(dev, accumulate, ctx, in0.grad.f32(), part.f32(), count(part));
+      break;
+    }
+    case OpKind::quantize_roundtrip: {
+      const int64_t N = node.ints[2], K = node.ints[3];
+      if (node.ints[1] != 0) {
+        Tensor trip = g.new_scratch({N, K});
+        wire_roundtrip(g, static_cast<DType>(node.ints[0]), trip.f32(), dout, N, K);
+        KERNEL(dev, accumulate, ctx, in0.grad.f32(), trip.f32(), count(trip));
+      } else {
+        KERNEL(dev, accumulate, ctx, in0.grad.f32(), dout, static_cast<size_t>(N * K));
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace engine
