@@ -1,0 +1,79 @@
+// kernels/cuda/blas.cu: cuBLAS handle access and the single cuBLASLt matmul wrapper (see blas.h).
+#include <cstdio>
+#include <cstdlib>
+
+#include "kernels/cuda/blas.h"
+#include "kernels/cuda/common.cuh"
+
+namespace kernels::cuda {
+
+cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
+  if (ctx.cublas_handle == nullptr) {
+    std::fprintf(stderr, "%s: the KernelContext has no cuBLAS handle.\n  hint: build it with engine::make_cuda_context().\n",
+                 who);
+    std::abort();
+  }
+  cublasHandle_t handle = static_cast<cublasHandle_t>(ctx.cublas_handle);
+  CUBLAS_CHECK(cublasSetStream(handle, stream_of(ctx)));
+  return handle;
+}
+
+void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
+  if (g.m == 0 || g.n == 0) return;
+  if (ctx.cublaslt_handle == nullptr) {
+    std::fprintf(stderr, "%s: the KernelContext has no cuBLASLt handle.\n  hint: build it with engine::make_cuda_context().\n",
+                 who);
+    std::abort();
+  }
+  cublasLtHandle_t handle = static_cast<cublasLtHandle_t>(ctx.cublaslt_handle);
+  cublasLtMatmulDesc_t desc;
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+  if (g.gelu) {
+    epilogue = g.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
+  } else if (g.bias) {
+    epilogue = CUBLASLT_EPILOGUE_BIAS;
+  }
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  if (g.bias) {
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  }
+  if (g.gelu) {
+    const int64_t ld_aux = g.ldc;
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.pre_gelu,
+                                                sizeof(g.pre_gelu)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
+  }
+  cublasLtMatrixLayout_t la, lb, lc;
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, g.m, g.n, g.ldc));
+  cublasLtMatmulPreference_t pref;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const size_t ws_bytes = ctx.cuda_workspace_bytes;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                    sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t result;
+  int found = 0;
+  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found));
+  if (found == 0) {
+    std::fprintf(stderr,
+                 "%s: cuBLASLt has no algorithm for m=%d n=%d k=%d (lda %d ldb %d ldc %d, bias %d, gelu %d).\n"
+                 "  hint: the GELU epilogue needs ldc divisible by 8; otherwise try a larger workspace.\n",
+                 who, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.bias != nullptr, g.gelu);
+    std::abort();
+  }
+  CUBLAS_CHECK(cublasLtMatmul(handle, desc, &g.alpha, g.a, la, g.b, lb, &g.beta, g.c, lc, g.c, lc, &result.algo,
+                              ctx.cuda_workspace, ctx.cuda_workspace_bytes, stream_of(ctx)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
+  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
+  CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+}
+
+}  // namespace kernels::cuda

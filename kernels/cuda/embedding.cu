@@ -1,0 +1,102 @@
+// kernels/cuda/embedding.cu: token + position embedding, forward and a deterministic backward without atomics.
+//
+// Backward: tokens repeat, so rows of dwte collide. A stable radix sort (CUB) of (token, position) pairs groups the
+// positions of each token in ascending order; one block per group then adds its rows to dwte in that order, starting
+// from dwte's current value. That is exactly the CPU twin's order of additions (it walks positions in order), so the
+// result matches the CPU bit for bit and never depends on scheduling.
+#include <cub/device/device_radix_sort.cuh>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/kernels.cuh"
+
+namespace kernels::cuda {
+
+namespace {
+
+// One thread per (b, t, c).
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* wte, const float* wpe,
+                                         int B, int T, int C) {
+  const size_t n = static_cast<size_t>(B) * T * C;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t bt = i / C, c = i % C;
+    const size_t t = bt % T;
+    out[i] = wte[static_cast<size_t>(tokens[bt]) * C + c] + wpe[t * C + c];
+  }
+}
+
+// dwpe[t, c] += dout[b, t, c] for b in order: one thread per (t, c).
+__global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, int B, int T, int C) {
+  const size_t n = static_cast<size_t>(T) * C;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    float acc = dwpe[i];
+    for (int b = 0; b < B; b++) acc += dout[static_cast<size_t>(b) * T * C + i];
+    dwpe[i] = acc;
+  }
+}
+
+__global__ void iota_kernel(int32_t* x, int n) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = i;
+}
+
+// One block per sorted slot; only the block at the start of a token's group works: it walks the group (positions
+// ascending) and adds each row into dwte[token], columns spread over the block's threads.
+__global__ void embedding_backward_wte_kernel(float* dwte, const float* dout, const int32_t* sorted_tokens,
+                                              const int32_t* sorted_pos, int n, int C) {
+  for (int i = blockIdx.x; i < n; i += gridDim.x) {
+    const int32_t tok = sorted_tokens[i];
+    if (i > 0 && sorted_tokens[i - 1] == tok) continue;  // not the start of a group
+    int end = i;
+    while (end < n && sorted_tokens[end] == tok) end++;
+    float* w = dwte + static_cast<size_t>(tok) * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+      float acc = w[c];
+      for (int j = i; j < end; j++) acc += dout[static_cast<size_t>(sorted_pos[j]) * C + c];
+      w[c] = acc;
+    }
+  }
+}
+
+}  // namespace
+
+void embedding_forward(const KernelContext& ctx, float* out, const int32_t* tokens, const float* wte,
+                       const float* wpe, int B, int T, int C) {
+  const size_t n = static_cast<size_t>(B) * T * C;
+  if (n == 0) return;
+  embedding_forward_kernel<<<grid_for(n), 256, 0, stream_of(ctx)>>>(out, tokens, wte, wpe, B, T, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+void embedding_backward(const KernelContext& ctx, float* dwte, float* dwpe, const float* dout, const int32_t* tokens,
+                        int B, int T, int C) {
+  const int n = B * T;
+  if (n == 0 || C == 0) return;
+  cudaStream_t stream = stream_of(ctx);
+  embedding_backward_wpe_kernel<<<grid_for(static_cast<size_t>(T) * C), 256, 0, stream>>>(dwpe, dout, B, T, C);
+  CUDA_CHECK_LAUNCH();
+
+  // Scratch layout in the workspace: positions in, sorted tokens, sorted positions, then CUB's temporary storage.
+  size_t cub_bytes = 0;
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, tokens, static_cast<int32_t*>(nullptr),
+                                             static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), n,
+                                             0, 32, stream));
+  const size_t ints = (static_cast<size_t>(n) + 63) / 64 * 64;  // 256-byte aligned slices
+  const size_t bytes = 3 * ints * sizeof(int32_t) + cub_bytes;
+  char* scratch = static_cast<char*>(workspace_or_die(ctx, bytes, "cuda::embedding_backward"));
+  int32_t* pos = reinterpret_cast<int32_t*>(scratch);
+  int32_t* sorted_tokens = pos + ints;
+  int32_t* sorted_pos = sorted_tokens + ints;
+  void* cub_tmp = sorted_pos + ints;
+  iota_kernel<<<grid_for(n), 256, 0, stream>>>(pos, n);
+  CUDA_CHECK_LAUNCH();
+  // Stable LSD radix sort over all 32 bits (the vocabulary size is not a parameter here): ties keep position order.
+  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, tokens, sorted_tokens, pos, sorted_pos, n, 0, 32,
+                                             stream));
+  const unsigned int blocks = n < 65535 ? n : 65535;
+  const int threads = C < 256 ? ((C + 31) / 32) * 32 : 256;
+  embedding_backward_wte_kernel<<<blocks, threads, 0, stream>>>(dwte, dout, sorted_tokens, sorted_pos, n, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace kernels::cuda
