@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""tools/data/make_tokenizer_fixture.py: regenerates tests/data/testdata/gpt2_tokenizer_cases.tsv, the expected GPT-2
+ids for tricky strings, computed by the independent reference tools/data/gpt2_bpe_reference.py.
+
+  python3 tools/data/make_tokenizer_fixture.py --vocab-dir ../shared/data/gpt2
+
+Each line: the UTF-8 bytes of the input as hex, a tab, the ids separated by spaces.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt2_bpe_reference import Encoder  # noqa: E402
+
+CASES = [
+    "Hello world",
+    "I'm sure you're right; it's what we'd've done, they'll say. He's 'tis",
+    "DON'T SHOUT, don't Shout 's 't 're 've 'm 'll 'd",
+    "a  b   c    d",
+    "trailing spaces   ",
+    "   leading spaces",
+    "line\nline\n\nparagraph\n\n\n\nend\n",
+    "\n\n\n",
+    " \n \n  \n",
+    "tab\there\t\tdouble\t \tmixed",
+    "\r\n windows\r\nline\r\n",
+    "digits 0 12 345 6789 1234567890 3.14159 -42 1,000,000",
+    "Unicode digits: \u0663\u0664 \u00bd \u2167 \uff11\uff12",
+    "!!! ??? ... --- *** ;;; ()[]{} <<>> @#$%^&*",
+    "email@example.com https://example.org/path?q=1&r=2#frag",
+    "caf\u00e9 na\u00efve r\u00e9sum\u00e9 \u00e0 la fa\u00e7ade Stra\u00dfe \u00c5ngstr\u00f6m",
+    "e\u0301 combining accent and \u0627\u0644\u0639\u0631\u0628\u064a\u0629 Arabic",
+    "\u4f60\u597d\uff0c\u4e16\u754c\uff01\u6f22\u5b57\u3068\u304b\u306a\u3068\u30ab\u30ca \ud55c\uad6d\uc5b4",
+    "emoji \U0001F600\U0001F44D\U0001F3FD \U0001F468\u200d\U0001F469\u200d\U0001F467 \u2764\ufe0f flags \U0001F1EB\U0001F1F7",
+    "<|endoftext|>",
+    "text<|endoftext|>more <|endoftext|> end",
+    "nbsp\u00a0here ideographic\u3000space nel\u0085here",
+    "mongolian\u180evowel separator",
+    "file\x1cgroup\x1frecord unit separators",
+    "zero\u200bwidth\u200cjoiners",
+    "CamelCaseIdentifier snake_case_name kebab-case-name",
+    "    def f(x):\n        return x ** 2  # square\n",
+    "\u0391\u03b8\u03ae\u03bd\u03b1 \u041c\u043e\u0441\u043a\u0432\u0430 \u05e2\u05d1\u05e8\u05d9\u05ea",
+    "",
+    " ",
+    "'",
+    "''''",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "control \x00\x01\x07\x7f chars",
+]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vocab-dir", required=True)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                      "tests", "data", "testdata", "gpt2_tokenizer_cases.tsv"))
+    args = parser.parse_args()
+    encoder = Encoder(args.vocab_dir)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="ascii") as f:
+        for text in CASES:
+            ids = encoder.encode(text)
+            f.write(text.encode("utf-8").hex() + "\t" + " ".join(map(str, ids)) + "\n")
+    print(f"wrote {len(CASES)} cases to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
