@@ -182,7 +182,7 @@ GPT2Config validated(const GPT2Config& config) {
 }  // namespace
 
 GPT2::GPT2(const GPT2Config& config, engine::Device device) : config_(validated(config)), store_(device) {
-  // llm.c's order (wte, wpe, all ln_1.weight, ...): the flat value arena is then llm.c's parameter block.
+  // llm.c's order (wte, wpe, all ln_1.weight, ...), so that the store lists tensors as llm.c's files do.
   embed_ = declare_embeddings(store_, config_);
   blocks_ = declare_blocks_llmc_order(store_, 0, config_.num_layers, config_);
   final_norm_ = declare_final_norm(store_, config_);

@@ -77,7 +77,8 @@ BlockParams declare_block(engine::ParamStore& store, const std::string& prefix, 
 FinalNormParams declare_final_norm(engine::ParamStore& store, const GPT2Config& config);
 
 // Declares blocks first..last-1 in llm.c's tensor order (all ln_1.weight, then all ln_1.bias, ...), so that the
-// store's flat value arena of a whole model is byte for byte llm.c's parameter block. Same names as declare_block.
+// store walks a whole model's tensors in llm.c's file order (the optimizer and the checkpoint code see the same
+// sequence as llm.c's). Same names as declare_block.
 std::vector<BlockParams> declare_blocks_llmc_order(engine::ParamStore& store, int first, int last,
                                                    const GPT2Config& config);
 
