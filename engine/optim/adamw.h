@@ -1,0 +1,44 @@
+// engine/optim/adamw.h: AdamW over a ParamStore (decoupled weight decay on matrices and embeddings only).
+#pragma once
+
+#include "engine/memory.h"
+#include "engine/params.h"
+#include "kernels/context.h"
+
+namespace engine::optim {
+
+struct AdamWConfig {
+  float beta1 = 0.9f;
+  float beta2 = 0.95f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled; applied to ParamKind::matrix and ::embedding, never to ::vector
+};
+
+// Whether a parameter of this kind takes weight decay (GPT-2/llm.c decay every 2-D tensor: matrices, embeddings).
+inline bool takes_weight_decay(ParamKind kind) { return kind != ParamKind::vector; }
+
+class AdamW {
+ public:
+  // The state (m, v) lives in its own arena on the parameters' device, zeroed, laid out like params.all_values().
+  AdamW(ParamStore& params, const kernels::KernelContext& ctx, const AdamWConfig& config);
+
+  // One update of every parameter: t += 1, g = grad * grad_scale (clipping), then AdamW with bias correction.
+  void step(float lr, float grad_scale = 1.0f);
+
+  // Checkpointing: the state tensors (flat, num_elements of the ParamStore) and the step count.
+  Tensor m() const { return m_; }
+  Tensor v() const { return v_; }
+  int step_count() const { return t_; }
+  void set_step_count(int t) { t_ = t; }
+  const AdamWConfig& config() const { return config_; }
+
+ private:
+  ParamStore& params_;
+  const kernels::KernelContext& ctx_;
+  AdamWConfig config_;
+  Arena state_;
+  Tensor m_, v_;
+  int t_ = 0;
+};
+
+}  // namespace engine::optim
