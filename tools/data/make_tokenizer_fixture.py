@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""tools/data/make_tokenizer_fixture.py: regenerates tests/data/testdata/gpt2_tokenizer_cases.tsv, the expected GPT-2
-ids for tricky strings, computed by the independent reference tools/data/gpt2_bpe_reference.py.
+"""tools/data/make_tokenizer_fixture.py: regenerates the fixtures in tests/data/testdata/, computed by the independent
+reference tools/data/gpt2_bpe_reference.py (never by the C++ code under test):
 
-  python3 tools/data/make_tokenizer_fixture.py --vocab-dir ../shared/data/gpt2
+  gpt2_tokenizer_cases.tsv      expected GPT-2 ids of tricky strings; each line: the input's UTF-8 bytes as hex, a
+                                tab, the ids separated by spaces
+  tinyshakespeare_expected.txt  llm.c's tinyshakespeare layout: token counts, SHA-256 of both shard files, the first
+                                and last 16 tokens of each split
 
-Each line: the UTF-8 bytes of the input as hex, a tab, the ids separated by spaces.
+  python3 tools/data/make_tokenizer_fixture.py --mirror ../shared/data
 """
 import argparse
+import hashlib
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_bpe_reference import Encoder  # noqa: E402
+from gpt2_bpe_reference import Encoder, tinyshakespeare  # noqa: E402
 
 CASES = [
     "Hello world",
@@ -51,19 +56,39 @@ CASES = [
 ]
 
 
+def write_tinyshakespeare_expected(encoder, mirror, out_path):
+    with tempfile.TemporaryDirectory() as tmp:
+        tinyshakespeare(encoder, os.path.join(mirror, "tinyshakespeare", "input.txt"), tmp)
+        lines = []
+        for split in ("val", "train"):
+            with open(os.path.join(tmp, f"tiny_shakespeare_{split}.bin"), "rb") as f:
+                blob = f.read()
+            tokens = [int.from_bytes(blob[i:i + 2], "little") for i in range(1024, len(blob), 2)]
+            lines.append(f"{split}_tokens {len(tokens)}")
+            lines.append(f"{split}_sha256 {hashlib.sha256(blob).hexdigest()}")
+            lines.append(f"{split}_first " + " ".join(map(str, tokens[:16])))
+            lines.append(f"{split}_last " + " ".join(map(str, tokens[-16:])))
+    with open(out_path, "w", encoding="ascii") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--vocab-dir", required=True)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                                      "tests", "data", "testdata", "gpt2_tokenizer_cases.tsv"))
+    parser.add_argument("--mirror", required=True, help="directory with gpt2/ and tinyshakespeare/")
+    parser.add_argument("--out-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                          "tests", "data", "testdata"))
     args = parser.parse_args()
-    encoder = Encoder(args.vocab_dir)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="ascii") as f:
+    encoder = Encoder(os.path.join(args.mirror, "gpt2"))
+    os.makedirs(args.out_dir, exist_ok=True)
+    cases_path = os.path.join(args.out_dir, "gpt2_tokenizer_cases.tsv")
+    with open(cases_path, "w", encoding="ascii") as f:
         for text in CASES:
             ids = encoder.encode(text)
             f.write(text.encode("utf-8").hex() + "\t" + " ".join(map(str, ids)) + "\n")
-    print(f"wrote {len(CASES)} cases to {args.out}")
+    print(f"wrote {len(CASES)} cases to {cases_path}")
+    expected_path = os.path.join(args.out_dir, "tinyshakespeare_expected.txt")
+    write_tinyshakespeare_expected(encoder, args.mirror, expected_path)
+    print(f"wrote {expected_path}")
 
 
 if __name__ == "__main__":
