@@ -1,0 +1,198 @@
+// tests/kernels/cuda/cuda_test_util.cc: device detection, the CUDA context, seeds and comparisons for the tests.
+#include "tests/kernels/cuda/cuda_test_util.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <omp.h>
+
+#ifdef RESBM_HAVE_CUDA
+#include "kernels/cuda/cuda_check.h"
+#endif
+
+namespace resbm_test {
+
+namespace {
+constexpr size_t kWorkspaceBytes = 64ull << 20;
+
+[[noreturn]] void no_cuda_build() {
+  std::fprintf(stderr, "CUDA test helper called in a build without CUDA (skip the test first)\n");
+  std::abort();
+}
+}  // namespace
+
+bool cuda_device_available(std::string* why) {
+#ifdef RESBM_HAVE_CUDA
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    *why = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(err);
+    cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    return false;
+  }
+  if (count == 0) {
+    *why = "cudaGetDeviceCount returned 0";
+    return false;
+  }
+  return true;
+#else
+  *why = "built without CUDA (--config=nocuda: RESBM_HAVE_CUDA undefined)";
+  return false;
+#endif
+}
+
+CudaContext::CudaContext() {
+#ifdef RESBM_HAVE_CUDA
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreate(&stream));
+  cublasLtHandle_t lt;
+  CUBLAS_CHECK(cublasLtCreate(&lt));
+  cublasHandle_t blas;
+  CUBLAS_CHECK(cublasCreate(&blas));
+  CUBLAS_CHECK(cublasSetStream(blas, stream));
+  void* workspace = nullptr;
+  CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
+  ctx_.cuda_stream = stream;
+  ctx_.cublaslt_handle = lt;
+  ctx_.cublas_handle = blas;
+  ctx_.cuda_workspace = workspace;
+  ctx_.cuda_workspace_bytes = kWorkspaceBytes;
+#else
+  no_cuda_build();
+#endif
+}
+
+CudaContext::~CudaContext() {
+#ifdef RESBM_HAVE_CUDA
+  sync();
+  CUDA_CHECK(cudaFree(ctx_.cuda_workspace));
+  CUBLAS_CHECK(cublasDestroy(static_cast<cublasHandle_t>(ctx_.cublas_handle)));
+  CUBLAS_CHECK(cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.cublaslt_handle)));
+  CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.cuda_stream)));
+#endif
+}
+
+void CudaContext::sync() const {
+#ifdef RESBM_HAVE_CUDA
+  CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream)));
+#endif
+}
+
+kernels::KernelContext cpu_context() {
+  kernels::KernelContext ctx;
+  ctx.num_threads = omp_get_max_threads();
+  return ctx;
+}
+
+void* device_alloc(size_t bytes) {
+#ifdef RESBM_HAVE_CUDA
+  void* p = nullptr;
+  CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
+  return p;
+#else
+  (void)bytes;
+  no_cuda_build();
+#endif
+}
+
+void device_free(void* p) {
+#ifdef RESBM_HAVE_CUDA
+  CUDA_CHECK(cudaFree(p));
+#else
+  (void)p;
+#endif
+}
+
+// Synchronous copies: they also order the test's host code after the kernels queued on the context's stream, since
+// cudaMemcpy waits for the legacy default stream, which waits for blocking streams (cudaStreamCreate's default).
+void to_device(void* dst, const void* src, size_t bytes) {
+#ifdef RESBM_HAVE_CUDA
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+#else
+  (void)dst, (void)src, (void)bytes;
+  no_cuda_build();
+#endif
+}
+
+void to_host(void* dst, const void* src, size_t bytes) {
+#ifdef RESBM_HAVE_CUDA
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+#else
+  (void)dst, (void)src, (void)bytes;
+  no_cuda_build();
+#endif
+}
+
+Rng::Rng(const std::string& test_name) {
+  if (const char* env = std::getenv("RESBM_TEST_SEED")) {
+    seed_ = std::strtoull(env, nullptr, 10);
+  } else {
+    std::random_device rd;
+    seed_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }
+  gen_.seed(seed_);
+  std::printf("[ seed     ] %s: RESBM_TEST_SEED=%llu\n", test_name.c_str(), static_cast<unsigned long long>(seed_));
+  std::fflush(stdout);
+}
+
+std::vector<float> Rng::floats(size_t n, float lo, float hi) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = uniform(lo, hi);
+  return v;
+}
+
+std::vector<int32_t> Rng::ints(size_t n, int32_t lo, int32_t hi) {
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = integer(lo, hi);
+  return v;
+}
+
+void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol, double atol,
+                  const std::string& what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  double worst_excess = 0.0, max_rel = 0.0;
+  size_t worst = 0, bad = 0;
+  for (size_t i = 0; i < gpu.size(); i++) {
+    const double g = gpu[i], c = cpu[i];
+    if (std::isnan(c) && std::isnan(g)) continue;  // both NaN (e.g. a NaN code): agree
+    const double diff = std::fabs(g - c);
+    const double bound = rtol * std::fabs(c) + atol;
+    if (std::fabs(c) > 0) max_rel = std::max(max_rel, diff / std::fabs(c));
+    if (!(diff <= bound)) {  // written so that a NaN diff (poison left in place) fails
+      bad++;
+      const double excess = std::isnan(diff) ? INFINITY : diff / bound;
+      if (excess > worst_excess || bad == 1) worst_excess = excess, worst = i;
+    }
+  }
+  if (bad > 0) {
+    ADD_FAILURE() << what << ": " << bad << " of " << gpu.size() << " elements out of tolerance (rtol " << rtol
+                  << ", atol " << atol << "); worst at " << worst << ": gpu " << gpu[worst] << " cpu " << cpu[worst];
+  } else {
+    std::printf("[ compare  ] %-28s n=%-9zu max rel err %.3g (rtol %.3g, atol %.3g)\n", what.c_str(), gpu.size(),
+                max_rel, rtol, atol);
+  }
+}
+
+void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Twin<float>*>& outputs,
+                          const std::vector<std::vector<float>>& first, const CudaContext& cuda) {
+  ASSERT_EQ(outputs.size(), first.size());
+  for (auto* t : outputs) t->reset_device();
+  run();
+  cuda.sync();
+  for (size_t k = 0; k < outputs.size(); k++) {
+    const std::vector<float> again = outputs[k]->download();
+    ASSERT_EQ(again.size(), first[k].size());
+    EXPECT_EQ(0, std::memcmp(again.data(), first[k].data(), again.size() * sizeof(float)))
+        << "output " << k << " differs bitwise between two runs on the same inputs (non-deterministic kernel)";
+  }
+}
+
+float max_abs(const std::vector<float>& x) {
+  float m = 0.0f;
+  for (float v : x) m = std::max(m, std::fabs(v));
+  return m;
+}
+
+}  // namespace resbm_test

@@ -1,0 +1,134 @@
+// tests/kernels/cuda/cuda_test_util.h: what every CUDA-vs-CPU kernel test needs: a visible skip without a device,
+// a CUDA KernelContext, fresh printed seeds, "twin" buffers that hold the same data on the host (for the CPU kernel)
+// and on the device (for the CUDA kernel), poisoning, tolerance checks and a bitwise determinism check.
+//
+// Plain C++ (g++): the tests call the CUDA runtime API only, never device code.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/context.h"
+
+namespace resbm_test {
+
+// True when a CUDA device can be used; otherwise `why` says why not (no build support, no device, driver error).
+bool cuda_device_available(std::string* why);
+
+// Skips the test visibly (GTEST_SKIP with the reason) when there is no usable CUDA device.
+#define REQUIRE_CUDA_DEVICE()                                                    \
+  do {                                                                           \
+    std::string resbm_why_;                                                      \
+    if (!::resbm_test::cuda_device_available(&resbm_why_)) {                     \
+      GTEST_SKIP() << "no CUDA device: " << resbm_why_;                          \
+    }                                                                            \
+  } while (0)
+
+// A CUDA KernelContext (stream, cuBLAS + cuBLASLt handles, 64 MiB workspace) for one test; destroyed at scope end.
+class CudaContext {
+ public:
+  CudaContext();
+  ~CudaContext();
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+  const kernels::KernelContext& ctx() const { return ctx_; }
+  void sync() const;
+
+ private:
+  kernels::KernelContext ctx_;
+};
+
+// The CPU twins' context: the machine's threads.
+kernels::KernelContext cpu_context();
+
+// Device memory helpers (abort on CUDA errors with file:line).
+void* device_alloc(size_t bytes);
+void device_free(void* p);
+void to_device(void* dst, const void* src, size_t bytes);
+void to_host(void* dst, const void* src, size_t bytes);
+
+// A fresh seed per test (std::random_device), printed so that a failure can be replayed with RESBM_TEST_SEED=<n>.
+class Rng {
+ public:
+  explicit Rng(const std::string& test_name);
+  uint64_t seed() const { return seed_; }
+  float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen_); }
+  int32_t integer(int32_t lo, int32_t hi) { return std::uniform_int_distribution<int32_t>(lo, hi)(gen_); }
+  std::vector<float> floats(size_t n, float lo = -1.0f, float hi = 1.0f);
+  std::vector<int32_t> ints(size_t n, int32_t lo, int32_t hi);
+
+ private:
+  uint64_t seed_;
+  std::mt19937_64 gen_;
+};
+
+// The same data on the host and on the device. `initial` is kept so that outputs can be reset before a rerun.
+template <typename T>
+class Twin {
+ public:
+  explicit Twin(std::vector<T> initial) : initial_(std::move(initial)), host_(initial_) {
+    dev_ = static_cast<T*>(device_alloc(bytes()));
+    reset_device();
+  }
+  ~Twin() { device_free(dev_); }
+  Twin(const Twin&) = delete;
+  Twin& operator=(const Twin&) = delete;
+
+  // Outputs poisoned with NaN (forward kernels must overwrite every element).
+  static std::vector<T> nans(size_t n) { return std::vector<T>(n, std::numeric_limits<T>::quiet_NaN()); }
+
+  T* cpu() { return host_.data(); }
+  T* gpu() { return dev_; }
+  size_t size() const { return initial_.size(); }
+  size_t bytes() const { return initial_.size() * sizeof(T); }
+  const std::vector<T>& host() const { return host_; }
+  std::vector<T> download() const {
+    std::vector<T> out(size());
+    if (!out.empty()) to_host(out.data(), dev_, bytes());
+    return out;
+  }
+  void reset_device() {
+    if (!initial_.empty()) to_device(dev_, initial_.data(), bytes());
+  }
+
+ private:
+  std::vector<T> initial_;
+  std::vector<T> host_;
+  T* dev_ = nullptr;
+};
+
+// Every element: finite where the CPU result is finite, and |gpu - cpu| <= rtol * |cpu| + atol. Reports the worst
+// element (index, both values) and the largest relative error seen. `what` names the tensor in the message.
+void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol, double atol,
+                  const std::string& what);
+
+// Bitwise equality (integer codes; bit-exact kernels).
+template <typename T>
+void expect_bitwise_equal(const std::vector<T>& gpu, const std::vector<T>& cpu, const std::string& what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  for (size_t i = 0; i < gpu.size(); i++) {
+    if (std::memcmp(&gpu[i], &cpu[i], sizeof(T)) != 0) {
+      ADD_FAILURE() << what << ": first difference at " << i << " of " << gpu.size() << ": gpu " << +gpu[i]
+                    << " cpu " << +cpu[i];
+      return;
+    }
+  }
+}
+
+// Determinism: resets the given outputs to their initial values, runs `run` again (on the GPU) and checks that
+// every output is bitwise the same as after the first run (`first` holds those results, in the same order).
+void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Twin<float>*>& outputs,
+                          const std::vector<std::vector<float>>& first, const CudaContext& cuda);
+
+// Largest |x|, for tolerances that scale with the data.
+float max_abs(const std::vector<float>& x);
+
+}  // namespace resbm_test
