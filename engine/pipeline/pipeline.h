@@ -83,8 +83,10 @@ class StageOptimizer {
   virtual void step(float lr, float grad_scale) = 0;
 };
 using OptimizerFactory = std::function<std::unique_ptr<StageOptimizer>(ParamStore& params)>;
-// AdamW (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on matrices and embeddings) on the kernels' adamw_update.
-OptimizerFactory default_adamw(float weight_decay = 0.1f);
+// AdamW (betas 0.9/0.95, eps 1e-8, weight decay on matrices and embeddings, none on vectors) on the kernels'
+// adamw_update: the executor's default and the tests'. The trainer passes its own factory (engine/optim).
+// ctx must outlive the optimizers.
+OptimizerFactory default_adamw(const kernels::KernelContext& ctx, float weight_decay = 0.1f);
 
 struct StepStats {
   float loss = 0.0f;          // mean over the M micro-batches (every process gets the same value)

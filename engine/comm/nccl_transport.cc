@@ -1,0 +1,311 @@
+// engine/comm/nccl_transport.cc: NcclTransport (see the header): MPI bootstrap and GPU checks, pooled sends and
+// header-checked receives on a dedicated NCCL stream, bounded waits that name the peer.
+#include "engine/comm/nccl_transport.h"
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/comm/mpi_transport.h"  // MPI_CHECK, mpi_launch_rank
+
+namespace engine::comm {
+
+namespace {
+
+// Fatal communication error: print and leave with status 3 without waiting for anyone (as MpiTransport does), so
+// mpirun stops the other ranks, which are bounded by their own deadlines.
+[[noreturn]] void nccl_fatal(const std::string& message) {
+  std::fprintf(stderr, "%s\n", message.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  std::_Exit(3);
+}
+
+#define NCCL_CHECK(call, hint)                                                                                  \
+  do {                                                                                                          \
+    ncclResult_t nccl_rc_ = (call);                                                                             \
+    if (nccl_rc_ != ncclSuccess) {                                                                              \
+      nccl_fatal(std::string("resbm fatal at ") + __FILE__ + ":" + std::to_string(__LINE__) + ": " + #call +    \
+                 " failed: " + ncclGetErrorString(nccl_rc_) + " (" + ncclGetLastError(nullptr) + "; " + (hint) + \
+                 "; NCCL_DEBUG=WARN prints more)");                                                             \
+    }                                                                                                           \
+  } while (0)
+
+#define COMM_CUDA_CHECK(call)                                                                                 \
+  do {                                                                                                        \
+    cudaError_t cuda_rc_ = (call);                                                                            \
+    if (cuda_rc_ != cudaSuccess) {                                                                            \
+      nccl_fatal(std::string("resbm fatal at ") + __FILE__ + ":" + std::to_string(__LINE__) + ": " + #call +  \
+                 " failed: " + cudaGetErrorString(cuda_rc_) + " (is a GPU visible to this rank?)");           \
+    }                                                                                                         \
+  } while (0)
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
+}
+
+// The header that travels with every message: NCCL has no tags and needs equal sizes on both sides.
+struct Header {
+  int64_t tag;
+  int64_t bytes;
+};
+
+}  // namespace
+
+struct NcclTransport::Impl {
+  struct Slot {  // a pooled device buffer and the event that says its last send finished
+    void* buffer = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+    Header* header_host = nullptr;  // pinned: copied asynchronously, rewritten only once the slot is free again
+    bool busy = false;
+  };
+  int rank = 0, size = 0, device = 0;
+  bool initialized_mpi_here = false;
+  double timeout_s = 60.0;
+  MPI_Comm mpi = MPI_COMM_NULL;
+  ncclComm_t comm = nullptr;
+  cudaStream_t comm_stream = nullptr;     // NCCL work only
+  cudaStream_t compute_stream = nullptr;  // the engine's stream (set_compute_stream)
+  std::deque<Slot> send_slots;
+  Header* recv_header = nullptr;  // device
+  Header* recv_header_host = nullptr;  // pinned
+  void* recv_staging = nullptr;   // device, for host-memory receives
+  size_t recv_staging_bytes = 0;
+  cudaEvent_t ready = nullptr, received = nullptr;
+};
+
+NcclTransport::NcclTransport(int num_stages, double timeout_s)
+    : Transport(mpi_launch_rank() >= 0 ? mpi_launch_rank() : 0, num_stages), impl_(std::make_unique<Impl>()) {
+  Impl& s = *impl_;
+  s.timeout_s = timeout_s;
+  int initialized = 0;
+  MPI_CHECK(MPI_Initialized(&initialized), "is the MPI library usable?");
+  if (!initialized) {
+    MPI_CHECK(MPI_Init(nullptr, nullptr), "start the stages with mpirun -np <stages>");
+    s.initialized_mpi_here = true;
+  }
+  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &s.mpi), "duplicating MPI_COMM_WORLD");
+  MPI_CHECK(MPI_Comm_set_errhandler(s.mpi, MPI_ERRORS_RETURN), "setting MPI_ERRORS_RETURN");
+  MPI_CHECK(MPI_Comm_rank(s.mpi, &s.rank), "MPI_Comm_rank");
+  MPI_CHECK(MPI_Comm_size(s.mpi, &s.size), "MPI_Comm_size");
+  if (s.size != num_stages || s.rank != stage()) {
+    nccl_fatal("NcclTransport: " + std::to_string(num_stages) + " stages need exactly " + std::to_string(num_stages) +
+               " MPI ranks, one per stage and per GPU; this job has " + std::to_string(s.size) +
+               " (launch with mpirun -np " + std::to_string(num_stages) + ")");
+  }
+
+  // One GPU per rank: the node-local rank picks the device.
+  int local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("MPI_LOCALRANKID", env_int("SLURM_LOCALID", 0)));
+  int num_devices = 0;
+  COMM_CUDA_CHECK(cudaGetDeviceCount(&num_devices));
+  if (local_rank >= num_devices) {
+    nccl_fatal(stage_name(stage()) + ": node-local rank " + std::to_string(local_rank) + " but this node has only " +
+               std::to_string(num_devices) +
+               " GPU(s): NCCL needs one GPU per rank (use fewer ranks per node, or the MPI transport)");
+  }
+  s.device = local_rank;
+  COMM_CUDA_CHECK(cudaSetDevice(s.device));
+
+  // Two ranks on one GPU (NCCL refuses it with an obscure "duplicate GPU" error): compare UUIDs across ranks.
+  cudaDeviceProp prop;
+  COMM_CUDA_CHECK(cudaGetDeviceProperties(&prop, s.device));
+  char host[64] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::vector<char> uuids(static_cast<size_t>(s.size) * 16), hosts(static_cast<size_t>(s.size) * 64);
+  MPI_CHECK(MPI_Allgather(prop.uuid.bytes, 16, MPI_BYTE, uuids.data(), 16, MPI_BYTE, s.mpi), "gathering GPU UUIDs");
+  MPI_CHECK(MPI_Allgather(host, 64, MPI_CHAR, hosts.data(), 64, MPI_CHAR, s.mpi), "gathering host names");
+  for (int a = 0; a < s.size; a++) {
+    for (int b = a + 1; b < s.size; b++) {
+      if (std::memcmp(&uuids[a * 16], &uuids[b * 16], 16) == 0) {
+        nccl_fatal(stage_name(stage()) + ": ranks " + std::to_string(a) + " and " + std::to_string(b) +
+                   " share one GPU (host " + std::string(&hosts[a * 64]) +
+                   "); NCCL cannot run two ranks on one device: give each stage its own GPU "
+                   "(check CUDA_VISIBLE_DEVICES), or use --transport mpi on a single-GPU machine");
+      }
+    }
+  }
+
+  ncclUniqueId id;
+  if (s.rank == 0) NCCL_CHECK(ncclGetUniqueId(&id), "creating the NCCL id on rank 0");
+  MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, s.mpi), "broadcasting the ncclUniqueId");
+  NCCL_CHECK(ncclCommInitRank(&s.comm, s.size, id, s.rank), "creating the NCCL communicator");
+  COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking));
+  COMM_CUDA_CHECK(cudaMalloc(&s.recv_header, sizeof(Header)));
+  COMM_CUDA_CHECK(cudaMallocHost(&s.recv_header_host, sizeof(Header)));
+  COMM_CUDA_CHECK(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming));
+  COMM_CUDA_CHECK(cudaEventCreateWithFlags(&s.received, cudaEventDisableTiming));
+}
+
+NcclTransport::~NcclTransport() {
+  Impl& s = *impl_;
+  flush();
+  for (auto& slot : s.send_slots) {
+    cudaFree(slot.buffer);
+    cudaEventDestroy(slot.done);
+    cudaFreeHost(slot.header_host);
+  }
+  cudaFree(s.recv_header);
+  cudaFreeHost(s.recv_header_host);
+  cudaFree(s.recv_staging);
+  cudaEventDestroy(s.ready);
+  cudaEventDestroy(s.received);
+  ncclCommDestroy(s.comm);
+  cudaStreamDestroy(s.comm_stream);
+  MPI_Comm_free(&s.mpi);
+  if (s.initialized_mpi_here) MPI_Finalize();
+}
+
+void NcclTransport::set_compute_stream(const kernels::KernelContext& ctx) {
+  impl_->compute_stream = static_cast<cudaStream_t>(ctx.cuda_stream);
+}
+
+int NcclTransport::device() const { return impl_->device; }
+
+std::string NcclTransport::stage_name(int stage) const {
+  return "stage " + std::to_string(stage) + " (rank " + std::to_string(stage) + ")";
+}
+
+bool NcclTransport::probe_raw(int /*peer*/, int /*tag*/) { return true; }
+
+void NcclTransport::allgather(const double* mine, int count, double* all) {
+  MPI_CHECK(MPI_Allgather(mine, count, MPI_DOUBLE, all, count, MPI_DOUBLE, impl_->mpi),
+            "allgather over MPI (a peer died?)");
+}
+
+void NcclTransport::send_raw(int peer, int tag, const void* data, size_t bytes) {
+  Impl& s = *impl_;
+  // A free slot (its previous send finished) big enough, else a new one: the pool stops growing after warm-up.
+  Impl::Slot* slot = nullptr;
+  for (auto& candidate : s.send_slots) {
+    if (candidate.busy && cudaEventQuery(candidate.done) == cudaSuccess) candidate.busy = false;
+    if (!candidate.busy && candidate.capacity >= bytes + sizeof(Header) && slot == nullptr) slot = &candidate;
+  }
+  if (slot == nullptr) {
+    s.send_slots.emplace_back();
+    slot = &s.send_slots.back();
+    slot->capacity = bytes + sizeof(Header);
+    COMM_CUDA_CHECK(cudaMalloc(&slot->buffer, slot->capacity));
+    COMM_CUDA_CHECK(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming));
+    COMM_CUDA_CHECK(cudaMallocHost(&slot->header_host, sizeof(Header)));
+  }
+  // [header | payload] in the slot, written on the compute stream after the work that produced the payload.
+  // A device payload is copied device-to-device in stream order, so the caller may overwrite it with later work; a
+  // pageable host payload is consumed before cudaMemcpyAsync returns. Either way the caller's buffer is free.
+  *slot->header_host = Header{tag, static_cast<int64_t>(bytes)};
+  char* buf = static_cast<char*>(slot->buffer);
+  COMM_CUDA_CHECK(cudaMemcpyAsync(buf, slot->header_host, sizeof(Header), cudaMemcpyHostToDevice, s.compute_stream));
+  if (bytes > 0) {
+    COMM_CUDA_CHECK(cudaMemcpyAsync(buf + sizeof(Header), data, bytes, cudaMemcpyDefault, s.compute_stream));
+  }
+  COMM_CUDA_CHECK(cudaEventRecord(s.ready, s.compute_stream));
+  COMM_CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, s.ready, 0));
+  NCCL_CHECK(ncclGroupStart(), "group start");
+  NCCL_CHECK(ncclSend(buf, sizeof(Header), ncclUint8, peer, s.comm, s.comm_stream), "sending a header");
+  if (bytes > 0) NCCL_CHECK(ncclSend(buf + sizeof(Header), bytes, ncclUint8, peer, s.comm, s.comm_stream), "sending");
+  NCCL_CHECK(ncclGroupEnd(), "group end");
+  COMM_CUDA_CHECK(cudaEventRecord(slot->done, s.comm_stream));
+  slot->busy = true;
+}
+
+void NcclTransport::recv_raw(int peer, int tag, void* data, size_t bytes) {
+  Impl& s = *impl_;
+  cudaPointerAttributes attr;
+  COMM_CUDA_CHECK(cudaPointerGetAttributes(&attr, data));
+  const bool on_device = attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
+  void* target = data;
+  if (!on_device) {
+    if (s.recv_staging_bytes < bytes) {
+      cudaFree(s.recv_staging);
+      COMM_CUDA_CHECK(cudaMalloc(&s.recv_staging, bytes));
+      s.recv_staging_bytes = bytes;
+    }
+    target = s.recv_staging;
+  }
+  // The destination may still be read by queued compute work: the receive waits for the compute stream.
+  COMM_CUDA_CHECK(cudaEventRecord(s.ready, s.compute_stream));
+  COMM_CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, s.ready, 0));
+  NCCL_CHECK(ncclGroupStart(), "group start");
+  NCCL_CHECK(ncclRecv(s.recv_header, sizeof(Header), ncclUint8, peer, s.comm, s.comm_stream), "receiving a header");
+  if (bytes > 0) NCCL_CHECK(ncclRecv(target, bytes, ncclUint8, peer, s.comm, s.comm_stream), "receiving");
+  NCCL_CHECK(ncclGroupEnd(), "group end");
+  COMM_CUDA_CHECK(cudaMemcpyAsync(s.recv_header_host, s.recv_header, sizeof(Header), cudaMemcpyDeviceToHost,
+                                  s.comm_stream));
+  COMM_CUDA_CHECK(cudaEventRecord(s.received, s.comm_stream));
+  // Bounded wait: poll the event, and NCCL's own asynchronous error state, until the deadline.
+  const double deadline = now_s() + s.timeout_s;
+  for (int i = 0;; i++) {
+    const cudaError_t q = cudaEventQuery(s.received);
+    if (q == cudaSuccess) break;
+    if (q != cudaErrorNotReady) COMM_CUDA_CHECK(q);
+    ncclResult_t async_error = ncclSuccess;
+    NCCL_CHECK(ncclCommGetAsyncError(s.comm, &async_error), "querying NCCL's state");
+    if (async_error != ncclSuccess) {
+      ncclCommAbort(s.comm);
+      nccl_fatal(stage_name(stage()) + ": NCCL failed while receiving from " + stage_name(peer) + ": " +
+                 ncclGetErrorString(async_error) + ": peer dead?");
+    }
+    if (now_s() > deadline) {
+      ncclCommAbort(s.comm);
+      nccl_fatal(stage_name(stage()) + ": no message from " + stage_name(peer) + " within " +
+                 std::to_string(static_cast<int>(s.timeout_s)) + " s: peer dead or stalled");
+    }
+    if (i < 200) {
+      sched_yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  const Header got = *s.recv_header_host;
+  if (got.tag != tag || got.bytes != static_cast<int64_t>(bytes)) {
+    nccl_fatal(stage_name(stage()) + ": expected message tag " + std::to_string(tag) + " of " + std::to_string(bytes) +
+               " bytes from " + stage_name(peer) + ", got tag " + std::to_string(got.tag) + " of " +
+               std::to_string(got.bytes) + " bytes: NCCL delivers in send order, so both stages must send and "
+               "receive boundary messages in the same order");
+  }
+  if (!on_device) {
+    COMM_CUDA_CHECK(cudaMemcpy(data, target, bytes, cudaMemcpyDeviceToHost));
+  } else {
+    // Later compute work on the destination runs after the receive.
+    COMM_CUDA_CHECK(cudaStreamWaitEvent(s.compute_stream, s.received, 0));
+  }
+}
+
+void NcclTransport::flush() {
+  Impl& s = *impl_;
+  const double deadline = now_s() + s.timeout_s;
+  for (auto& slot : s.send_slots) {
+    while (slot.busy) {
+      const cudaError_t q = cudaEventQuery(slot.done);
+      if (q == cudaSuccess) {
+        slot.busy = false;
+        break;
+      }
+      if (q != cudaErrorNotReady) COMM_CUDA_CHECK(q);
+      if (now_s() > deadline) {
+        ncclCommAbort(s.comm);
+        nccl_fatal(stage_name(stage()) + ": sends still in flight after " +
+                   std::to_string(static_cast<int>(s.timeout_s)) + " s: a peer stopped receiving (dead or stalled)");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+}
+
+}  // namespace engine::comm

@@ -1,0 +1,56 @@
+// engine/comm/nccl_transport.h: NcclTransport, one process per pipeline stage and per GPU, boundary messages over
+// NCCL point-to-point (ncclSend/ncclRecv inside ncclGroupStart/End) on a dedicated stream.
+//
+// Setup: MPI starts the processes (mpirun -np S, rank r runs stage r) and broadcasts rank 0's ncclUniqueId; each
+// rank takes the GPU of its node-local rank. Refused with a clear message: a world size other than the number of
+// stages, more ranks on a node than it has GPUs, and two ranks on the same GPU (NCCL cannot run two ranks on one
+// device; compared by GPU UUID over MPI, so a CUDA_VISIBLE_DEVICES mistake is caught too).
+//
+// Ordering with compute, by events, never by device-wide syncs:
+//   send: the payload is copied into a pooled device buffer on the compute stream (so the caller may reuse its
+//         buffer at once, as Transport promises); the comm stream waits for that copy's event, then sends.
+//   recv: posted on the comm stream; the compute stream waits for its completion event, and the host polls the
+//         event against the deadline (a dead or stalled peer ends the process with a message naming it).
+// Payloads may live in device or host memory (host payloads are staged through a device buffer).
+// NCCL matches messages between two ranks in issue order and has no tags: each message carries a small header
+// (tag, bytes) in the same group, checked on arrival, so a schedule that receives out of order fails loudly
+// instead of mixing up micro-batches.
+// The small collectives (allgather of doubles) go over MPI.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/comm/transport.h"
+#include "kernels/context.h"
+
+namespace engine::comm {
+
+class NcclTransport : public Transport {
+ public:
+  // Calls MPI_Init if needed (MPI_Finalize in the destructor if it did), selects this rank's GPU
+  // (cudaSetDevice: construct it before any other CUDA object of the process), creates the communicator.
+  NcclTransport(int num_stages, double timeout_s);
+  ~NcclTransport() override;
+
+  // The compute stream that sends wait for and receives signal (ctx.cuda_stream; null = the legacy stream).
+  void set_compute_stream(const kernels::KernelContext& ctx);
+
+  void allgather(const double* mine, int count, double* all) override;
+  void send_raw(int peer, int tag, const void* data, size_t bytes) override;
+  void recv_raw(int peer, int tag, void* data, size_t bytes) override;
+  // NCCL cannot look for a message without receiving it: returns true (a recv then waits, bounded by the timeout).
+  // Only the single-process executor polls, and it never uses this transport.
+  bool probe_raw(int peer, int tag) override;
+  std::string stage_name(int stage) const override;
+
+  int device() const;  // the CUDA device this rank uses
+  // Waits (bounded by the timeout) for every send still in flight: call before exiting.
+  void flush();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace engine::comm

@@ -1,0 +1,177 @@
+// engine/pipeline/stage_runner.cc: one stage's forward/backward of a micro-batch, wire encode/decode, the tied
+// gradient sum, its grad-norm share and its optimizer step.
+#include "engine/pipeline/stage_runner.h"
+
+#include <algorithm>
+
+#include "engine/check.h"
+#include "kernels/cpu/kernels.h"
+
+namespace engine::pipeline {
+
+using comm::Direction;
+
+namespace {
+// Rows [m*B, (m+1)*B) of a (M*B, T) i32 tensor, as a (B,T) view.
+Tensor micro_rows(const Tensor& all, int m, int B, int T) {
+  Tensor t = all;
+  t.data = all.i32() + static_cast<int64_t>(m) * B * T;
+  t.ndim = 2;
+  t.shape[0] = B;
+  t.shape[1] = T;
+  return t;
+}
+}  // namespace
+
+StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm::Transport& transport,
+                         const OptimizerFactory& optimizer, const kernels::KernelContext& ctx, int B, int T)
+    : config_(config), module_(module), transport_(transport), ctx_(ctx), B_(B), T_(T) {
+  const int S = config.stages, M = config.micro_batches, s = transport.stage();
+  ENGINE_CHECK(transport.num_stages() == S, "StageRunner: transport has %d stages, config %d",
+               transport.num_stages(), S);
+  ENGINE_CHECK(M >= 1 && M < comm::kMaxMicroBatches, "--micro-batches must be in [1, %d), got %d",
+               comm::kMaxMicroBatches, M);
+  ENGINE_CHECK((s == 0) == (module.input_width() == 0) && (s == S - 1) == (module.output_width() == 0),
+               "StageRunner: stage %d of %d has input width %d, output width %d", s, S, module.input_width(),
+               module.output_width());
+  actions_ = make_schedule(config.schedule, s, S, M);
+  const size_t bytes = module.activation_bytes(B, T);
+  slots_.resize(max_in_flight(config.schedule, s, S, M));
+  for (Slot& sl : slots_) sl.graph = std::make_unique<Graph>(ctx, Device::cpu, bytes);
+  const int64_t rows = static_cast<int64_t>(B) * T;
+  const int widest = std::max(module.input_width(), module.output_width());
+  send_buffer_.resize(comm::encoded_bytes(module.wire_dtype(), rows, widest));
+  recv_buffer_.resize(send_buffer_.size());
+  if (has_tied()) tied_other_.resize(module.params().var(module.tied_param()).grad.numel());
+  losses_.assign(M, 0.0f);
+  optimizer_ = optimizer(module.params());
+}
+
+bool StageRunner::can_run(const Action& action) {
+  if (action.kind == Action::forward) {
+    return transport_.is_first() || transport_.ready(Direction::forward, action.micro_batch);
+  }
+  return transport_.is_last() || transport_.ready(Direction::backward, action.micro_batch);
+}
+
+void StageRunner::run(const Action& action, const Tensor& tokens, const Tensor& targets, bool train) {
+  if (action.kind == Action::forward) {
+    forward(action.micro_batch, tokens, targets, train);
+  } else {
+    ENGINE_CHECK(train, "StageRunner: a backward action in an evaluation pass");
+    backward(action.micro_batch);
+  }
+}
+
+void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bool train) {
+  ENGINE_CHECK(tokens.dtype == DType::i32 && tokens.ndim == 2 && tokens.dim(0) == int64_t{config_.micro_batches} * B_ &&
+                   tokens.dim(1) == T_ && targets.dtype == DType::i32 && targets.ndim == 2 &&
+                   targets.dim(0) == tokens.dim(0) && targets.dim(1) == T_,
+               "pipeline step: tokens and targets must be i32 (M*B, T) = (%d, %d), got %s and %s",
+               config_.micro_batches * B_, T_, tokens.describe().c_str(), targets.describe().c_str());
+  Slot& sl = slot(m);
+  Graph& g = *sl.graph;
+  g.reset();
+  const int64_t rows = static_cast<int64_t>(B_) * T_;
+  const comm::WireDType dtype = module_.wire_dtype();
+  sl.input = Var{};
+  if (!transport_.is_first()) {
+    const int K = module_.input_width();
+    const size_t n = comm::encoded_bytes(dtype, rows, K);
+    transport_.recv(Direction::forward, m, recv_buffer_.data(), n);
+    sl.input = g.new_var({B_, T_, K}, DType::f32, /*requires_grad=*/train);  // (B,T,K)
+    comm::decode(ctx_, dtype, sl.input.value.f32(), recv_buffer_.data(), rows, K);
+  }
+  sl.output = module_.forward(g, micro_rows(tokens, m, B_, T_), micro_rows(targets, m, B_, T_), sl.input);
+  if (transport_.is_last()) {
+    losses_[m] = sl.output.value.f32()[0];
+  } else {
+    const int K = module_.output_width();
+    ENGINE_CHECK(sl.output.value.numel() == rows * K, "stage %d: forward returned %s, expected (%d,%d,%d)",
+                 stage(), sl.output.value.describe().c_str(), B_, T_, K);
+    const size_t n = comm::encoded_bytes(dtype, rows, K);
+    comm::encode(ctx_, dtype, send_buffer_.data(), sl.output.value.f32(), rows, K);
+    transport_.send(Direction::forward, m, send_buffer_.data(), n);
+  }
+  if (!train) g.reset();
+}
+
+void StageRunner::backward(int m) {
+  Slot& sl = slot(m);
+  Graph& g = *sl.graph;
+  const int64_t rows = static_cast<int64_t>(B_) * T_;
+  const comm::WireDType dtype = module_.wire_dtype();
+  if (transport_.is_last()) {
+    // Each micro-batch's loss enters as loss/M, so the accumulated gradients are those of the step's mean loss.
+    g.backward(sl.output, 1.0f / static_cast<float>(config_.micro_batches));
+  } else {
+    const int K = module_.output_width();
+    const size_t n = comm::encoded_bytes(dtype, rows, K);
+    transport_.recv(Direction::backward, m, recv_buffer_.data(), n);
+    Tensor dout = g.new_scratch({B_, T_, K});  // (B,T,K) dL/dz, decoded: straight-through the wire codec
+    comm::decode(ctx_, dtype, dout.f32(), recv_buffer_.data(), rows, K);
+    g.backward_from(sl.output, dout);
+  }
+  if (!transport_.is_first()) {
+    const int K = module_.input_width();
+    const size_t n = comm::encoded_bytes(dtype, rows, K);
+    comm::encode(ctx_, dtype, send_buffer_.data(), sl.input.grad.f32(), rows, K);
+    transport_.send(Direction::backward, m, send_buffer_.data(), n);
+  }
+  g.reset();
+  sl.input = Var{};
+  sl.output = Var{};
+}
+
+void StageRunner::begin_step() {
+  std::fill(losses_.begin(), losses_.end(), 0.0f);
+  transport_.clear_stats();
+}
+
+float StageRunner::mean_loss() const {
+  if (!transport_.is_last()) return 0.0f;
+  float sum = 0.0f;
+  for (float l : losses_) sum += l;  // in micro-batch order: the same bits in every executor
+  return sum / static_cast<float>(losses_.size());
+}
+
+bool StageRunner::has_tied() const {
+  return config_.stages > 1 && (transport_.is_first() || transport_.is_last()) && module_.tied_param() >= 0;
+}
+
+void StageRunner::send_tied() {
+  if (!has_tied()) return;
+  const Tensor& grad = module_.params().var(module_.tied_param()).grad;
+  transport_.send_tied(grad.f32(), static_cast<size_t>(grad.numel()));
+}
+
+void StageRunner::receive_tied() {
+  if (!has_tied()) return;
+  const Tensor& grad = module_.params().var(module_.tied_param()).grad;
+  transport_.recv_tied(tied_other_.data(), tied_other_.size());
+  float* g = grad.f32();
+  const size_t n = tied_other_.size();
+  // first + last on both stages (IEEE addition is commutative, so each side may hold either operand).
+  for (size_t i = 0; i < n; ++i) g[i] = g[i] + tied_other_[i];
+}
+
+double StageRunner::grad_norm_squared() {
+  double sum = 0.0;
+  ParamStore& params = module_.params();
+  const int tied = module_.tied_param();
+  for (int i = 0; i < static_cast<int>(params.params().size()); ++i) {
+    if (i == tied && has_tied() && transport_.is_last()) continue;  // counted once, on the first stage
+    const Tensor& g = params.var(i).grad;
+    float part = 0.0f;
+    kernels::cpu::sum_squares(ctx_, &part, g.f32(), static_cast<size_t>(g.numel()));
+    sum += part;
+  }
+  return sum;
+}
+
+void StageRunner::apply_update(float lr, float grad_scale) {
+  optimizer_->step(lr, grad_scale);
+  module_.zero_grads();
+}
+
+}  // namespace engine::pipeline

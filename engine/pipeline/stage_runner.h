@@ -1,0 +1,67 @@
+// engine/pipeline/stage_runner.h: StageRunner, one stage's share of a training step, the code both executors run.
+//
+// A runner owns its stage's Graphs (one per micro-batch it can have in flight), its wire buffers (sized once) and
+// its optimizer, and talks to the other stages only through its Transport. The executors differ only in how
+// they interleave runners (engine/pipeline/executor.cc): the single-process executor polls can_run() to run
+// every stage's actions in one thread; the distributed one runs its single stage's actions in order, blocking in
+// the transport.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "engine/comm/transport.h"
+#include "engine/pipeline/pipeline.h"
+
+namespace engine::pipeline {
+
+class StageRunner {
+ public:
+  StageRunner(const PipelineConfig& config, StageModule& module, comm::Transport& transport,
+              const OptimizerFactory& optimizer, const kernels::KernelContext& ctx, int B, int T);
+
+  int stage() const { return transport_.stage(); }
+  const std::vector<Action>& actions() const { return actions_; }
+  // Whether the action's input (the code from stage-1, or its gradient from stage+1) has arrived.
+  bool can_run(const Action& action);
+  // tokens, targets: the step's (M*B, T) i32. train=false: forward only, the graph is freed at once.
+  void run(const Action& action, const Tensor& tokens, const Tensor& targets, bool train);
+
+  void begin_step();                  // clears the loss sum and the wire counters
+  float mean_loss() const;            // last stage: the M losses summed in order 0..M-1, over M; else 0
+  // Tied weight (first and last of >= 2 stages): send this stage's gradient; then receive the other's and add:
+  // both stages end with first + last.
+  bool has_tied() const;
+  void send_tied();
+  void receive_tied();
+  double grad_norm_squared();         // this stage's share, the tied weight counted on the first stage only
+  void apply_update(float lr, float grad_scale);  // optimizer step, then zero the gradients
+
+  comm::Transport& transport() { return transport_; }
+  StageModule& module() { return module_; }
+
+ private:
+  struct Slot {  // one micro-batch in flight
+    std::unique_ptr<Graph> graph;
+    Var input;   // decoded code from stage-1 (B,T,K_in), with its gradient; undefined on the first stage
+    Var output;  // code to stage+1 (B,T,K_out), or the loss (1) on the last stage
+  };
+  Slot& slot(int micro_batch) { return slots_[micro_batch % slots_.size()]; }
+  void forward(int m, const Tensor& tokens, const Tensor& targets, bool train);
+  void backward(int m);
+
+  PipelineConfig config_;
+  StageModule& module_;
+  comm::Transport& transport_;
+  const kernels::KernelContext& ctx_;
+  int B_, T_;
+  std::vector<Action> actions_;
+  std::vector<Slot> slots_;
+  std::unique_ptr<StageOptimizer> optimizer_;
+  std::vector<char> send_buffer_, recv_buffer_;  // encoded codes, sized for the wider of the two boundaries
+  std::vector<float> tied_other_;                // the other stage's tied-weight gradient
+  std::vector<float> losses_;                    // last stage: loss of each micro-batch of the step
+};
+
+}  // namespace engine::pipeline

@@ -1,0 +1,128 @@
+// resbm/stage_model.cc: StageModel, a contiguous slice of GPT-2 with the bottleneck halves at its ends.
+#include "resbm/stage_model.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+namespace resbm {
+
+StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
+                       int first_layer, int last_layer)
+    : config_(config),
+      bottleneck_(bottleneck),
+      stage_(stage),
+      num_stages_(num_stages),
+      first_layer_(first_layer),
+      last_layer_(last_layer),
+      trained_(engine::Device::cpu),
+      fixed_(engine::Device::cpu) {
+  validate_config(config);
+  validate_bottleneck(bottleneck, config.channels);
+  if (stage < 0 || stage >= num_stages || first_layer < 0 || first_layer >= last_layer ||
+      last_layer > config.num_layers) {
+    throw std::invalid_argument("StageModel: stage " + std::to_string(stage) + " of " + std::to_string(num_stages) +
+                                " with layers [" + std::to_string(first_layer) + ", " + std::to_string(last_layer) +
+                                ") of " + std::to_string(config.num_layers) + " is not a valid slice");
+  }
+  const int C = config.channels;
+  const bool first = stage == 0, last = stage == num_stages - 1;
+  if (first) embed_ = declare_embeddings(trained_, config);
+  if (!first) {
+    decoder_ = BottleneckDecoder(trained_, fixed_, bottleneck, stage - 1, C);
+    has_decoder_ = true;
+  }
+  for (int l = first_layer; l < last_layer; ++l) blocks_.push_back(declare_block(trained_, block_prefix(l), config));
+  if (!last) {
+    encoder_ = BottleneckEncoder(trained_, fixed_, bottleneck, stage, C);
+    has_encoder_ = true;
+  }
+  if (last) {
+    final_norm_ = declare_final_norm(trained_, config);
+    // The tied head: the first stage's wte when it is this stage, else this stage's own copy, named "wte" too so
+    // that it is initialised to the same values (param_seed(seed, "wte")).
+    head_wte_ = first ? embed_.wte
+                      : trained_.declare("wte", {config.padded_vocab_size, C}, engine::ParamKind::embedding);
+  }
+  trained_.allocate();
+  if (!fixed_.params().empty()) fixed_.allocate();
+}
+
+void StageModel::init(uint64_t seed) {
+  const bool first = stage_ == 0, last = stage_ == num_stages_ - 1;
+  if (first) init_embeddings(trained_, embed_, config_, seed);
+  if (has_decoder_) decoder_.init(trained_, fixed_, seed);
+  for (const BlockParams& b : blocks_) init_block(trained_, b, config_, seed);
+  if (has_encoder_) encoder_.init(trained_, fixed_, seed);
+  if (last) {
+    init_final_norm(trained_, final_norm_);
+    if (!first) {
+      // As init_embeddings does for the first stage's wte: N(0, 0.02), padding rows V..Vp-1 zero.
+      init_normal(trained_, head_wte_, 0.02f, seed);
+      float* w = trained_.var(head_wte_).value.f32();
+      std::fill(w + int64_t{config_.vocab_size} * config_.channels,
+                w + int64_t{config_.padded_vocab_size} * config_.channels, 0.0f);
+    }
+  }
+}
+
+engine::Var StageModel::forward(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
+                                const engine::Var& input) {
+  engine::Var x;  // (B,T,C) residual stream
+  if (stage_ == 0) {
+    x = embed_forward(g, trained_, embed_, tokens);
+  } else {
+    x = decoder_.forward(g, trained_, fixed_, input);  // (B,T,K) -> (B,T,C)
+  }
+  for (const BlockParams& b : blocks_) x = block_forward(g, trained_, b, x, config_);
+  if (stage_ == num_stages_ - 1) return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);  // (1)
+  return encoder_.forward(g, trained_, fixed_, x);  // (B,T,K)
+}
+
+int StageModel::input_width() const { return stage_ == 0 ? 0 : code_width(bottleneck_, config_.channels); }
+
+int StageModel::output_width() const {
+  return stage_ == num_stages_ - 1 ? 0 : code_width(bottleneck_, config_.channels);
+}
+
+int StageModel::tied_param() const {
+  if (num_stages_ == 1) return -1;
+  if (stage_ == 0) return embed_.wte;
+  if (stage_ == num_stages_ - 1) return head_wte_;
+  return -1;
+}
+
+size_t StageModel::activation_bytes(int B, int T) const {
+  const size_t blocks = gpt2_activation_bytes(config_, B, T, last_layer_ - first_layer_, stage_ == 0,
+                                              stage_ == num_stages_ - 1);
+  // The bottleneck halves: per row at most the input (C), its layernorm (C + 2), the hidden layer twice (H),
+  // the identity path, the branch and their sum (3 C), for each of the encoder and the decoder; doubled for
+  // alignment slack, plus 1 MiB.
+  const size_t rows = static_cast<size_t>(B) * T;
+  const size_t C = config_.channels, H = hidden_width(bottleneck_, config_.channels);
+  const size_t per_row = 2 * (5 * C + 2 * H + 2);
+  return blocks + 2 * rows * per_row * sizeof(float) + (size_t{1} << 20);
+}
+
+void StageModel::zero_grads() { trained_.zero_grads(); }
+
+std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const BottleneckConfig& bottleneck,
+                                             const engine::pipeline::PipelineConfig& pipeline, int stage,
+                                             uint64_t seed) {
+  const std::vector<int> first =
+      engine::pipeline::partition_layers(config.num_layers, pipeline.stages, pipeline.boundaries);
+  auto model = std::make_unique<StageModel>(config, bottleneck, stage, pipeline.stages, first[stage], first[stage + 1]);
+  model->init(seed);
+  return model;
+}
+
+std::vector<std::unique_ptr<StageModel>> make_stage_models(const GPT2Config& config,
+                                                           const BottleneckConfig& bottleneck,
+                                                           const engine::pipeline::PipelineConfig& pipeline,
+                                                           uint64_t seed) {
+  std::vector<std::unique_ptr<StageModel>> out;
+  for (int s = 0; s < pipeline.stages; ++s) out.push_back(make_stage_model(config, bottleneck, pipeline, s, seed));
+  return out;
+}
+
+}  // namespace resbm

@@ -1,0 +1,208 @@
+// train/pipeline_loop.cc: run_pipeline, the training loop over a pipeline executor (local or one MPI rank).
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "data/loader.h"
+#include "engine/comm/link_emulator.h"
+#include "engine/comm/mpi_transport.h"
+#include "engine/device.h"
+#include "resbm/stage_model.h"
+#include "train/pipeline_run.h"
+
+namespace train {
+
+namespace {
+
+// The step's tokens: M micro-batches of (B,T), from the shards or from a synthetic stream.
+class Batches {
+ public:
+  Batches(const PipelineRunOptions& o, const resbm::GPT2Config& config)
+      : M_(o.pipeline.micro_batches), B_(o.batch), T_(o.seq_len), V_(config.vocab_size), rng_(o.seed ^ 0x5eedull) {
+    tokens_.resize(static_cast<size_t>(M_) * B_ * T_);
+    targets_.resize(tokens_.size());
+    if (!o.train_data.empty()) {
+      data::LoaderConfig lc;
+      lc.pattern = o.train_data;
+      lc.B = B_;
+      lc.T = T_;
+      lc.vocab_size = config.vocab_size;
+      loader_ = std::make_unique<data::DataLoader>(lc);
+    }
+  }
+  // Every process draws the same batches (each stage uses what it needs: tokens first, targets last).
+  void next() {
+    const size_t n = static_cast<size_t>(B_) * T_;
+    for (int m = 0; m < M_; ++m) {
+      if (loader_) {
+        loader_->next_batch();
+        std::memcpy(&tokens_[m * n], loader_->inputs(), n * sizeof(int32_t));
+        std::memcpy(&targets_[m * n], loader_->targets(), n * sizeof(int32_t));
+      } else {
+        // Synthetic: a random stream whose targets are the next token (the loss can fall to the unigram level).
+        for (size_t i = 0; i <= n; ++i) {
+          const int32_t t = static_cast<int32_t>(rng_.next_u64() % 64);  // a 64-token alphabet: learnable
+          if (i < n) tokens_[m * n + i] = t;
+          if (i > 0) targets_[m * n + i - 1] = t;
+        }
+      }
+    }
+  }
+  engine::Tensor tokens() { return view(tokens_); }
+  engine::Tensor targets() { return view(targets_); }
+
+ private:
+  engine::Tensor view(std::vector<int32_t>& v) {
+    engine::Tensor t;
+    t.data = v.data();
+    t.ndim = 2;
+    t.shape[0] = static_cast<int64_t>(M_) * B_;
+    t.shape[1] = T_;
+    t.dtype = engine::DType::i32;
+    return t;
+  }
+  int M_, B_, T_, V_;
+  resbm::Rng rng_;
+  std::unique_ptr<data::DataLoader> loader_;
+  std::vector<int32_t> tokens_, targets_;
+};
+
+// Mean validation loss over val_batches batches of B (grouped M at a time), from the start of the split.
+float validation_loss(engine::pipeline::Executor& exec, const PipelineRunOptions& o, const resbm::GPT2Config& config,
+                      data::ValidationLoader& val) {
+  const int M = o.pipeline.micro_batches, B = o.batch, T = o.seq_len;
+  const int groups = std::max(1, o.val_batches / M);
+  std::vector<int32_t> tok(static_cast<size_t>(M) * B * T), tgt(tok.size());
+  engine::Tensor tokens, targets;
+  tokens.data = tok.data();
+  targets.data = tgt.data();
+  for (engine::Tensor* t : {&tokens, &targets}) {
+    t->ndim = 2;
+    t->shape[0] = static_cast<int64_t>(M) * B;
+    t->shape[1] = T;
+    t->dtype = engine::DType::i32;
+  }
+  val.start();
+  double sum = 0.0;
+  const size_t n = static_cast<size_t>(B) * T;
+  for (int g = 0; g < groups; ++g) {
+    for (int m = 0; m < M; ++m) {
+      val.next_batch();
+      std::memcpy(&tok[m * n], val.inputs(), n * sizeof(int32_t));
+      std::memcpy(&tgt[m * n], val.targets(), n * sizeof(int32_t));
+    }
+    sum += exec.evaluate(tokens, targets);
+  }
+  (void)config;
+  return static_cast<float>(sum / groups);
+}
+
+uint32_t float_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+}
+
+}  // namespace
+
+int run_pipeline(const PipelineRunOptions& o, std::vector<PipelineStepRecord>* records) {
+  using namespace engine;
+  const resbm::GPT2Config config = resbm::gpt2_preset(o.preset);
+  validate(o, config);
+  const bool local = o.executor == "local";
+  const int S = o.pipeline.stages;
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = o.threads > 0 ? o.threads : std::max(1, hw / (local ? 1 : S));
+  DeviceContext device(Device::cpu, threads);
+  const kernels::KernelContext& ctx = device.ctx();
+  const pipeline::OptimizerFactory optimizer = pipeline::default_adamw(ctx, o.weight_decay);
+
+  std::unique_ptr<pipeline::Executor> exec;
+  int rank = 0;
+  if (local) {
+    std::vector<std::unique_ptr<pipeline::StageModule>> stages;
+    for (auto& m : resbm::make_stage_models(config, o.bottleneck, o.pipeline, o.seed)) stages.push_back(std::move(m));
+    exec = pipeline::make_local_executor(o.pipeline, std::move(stages), optimizer, ctx, o.batch, o.seq_len);
+  } else {
+    std::unique_ptr<comm::Transport> transport =
+        std::make_unique<comm::MpiTransport>(S, o.pipeline.comm_timeout_s);
+    rank = transport->stage();
+    if (o.link.mbps > 0 || o.link.latency_ms > 0) {
+      transport = std::make_unique<comm::LinkEmulator>(std::move(transport), o.link);
+    }
+    auto stage = resbm::make_stage_model(config, o.bottleneck, o.pipeline, rank, o.seed);
+    exec = pipeline::make_distributed_executor(o.pipeline, std::move(stage), std::move(transport), optimizer, ctx,
+                                               o.batch, o.seq_len);
+  }
+  const bool printer = rank == 0;
+  const int K = resbm::code_width(o.bottleneck, config.channels);
+  if (printer && !o.quiet) {
+    std::printf("pipeline | %s | %s | S=%d M=%d %s | B=%d T=%d | %s | threads/process %d | link %s\n",
+                o.preset.c_str(), resbm::describe_config(config).c_str(), S, o.pipeline.micro_batches,
+                pipeline::schedule_name(o.pipeline.schedule), o.batch, o.seq_len,
+                resbm::describe_bottleneck(o.bottleneck, config.channels).c_str(), threads,
+                o.link.mbps > 0 ? (std::to_string(o.link.mbps) + " Mbit/s").c_str() : "unthrottled");
+    std::printf("per boundary, micro-batch and direction: B*T*K*bytes = %d*%d*%d*%s (uncompressed %d*%d*%d*4)\n",
+                o.batch, o.seq_len, K, comm::wire_dtype_name(resbm::wire_dtype(o.bottleneck)), o.batch, o.seq_len,
+                config.channels);
+  }
+  FILE* losses = nullptr;
+  FILE* log = nullptr;
+  if (printer && !o.losses_out.empty() && !(losses = std::fopen(o.losses_out.c_str(), "w"))) {
+    std::fprintf(stderr, "cannot write --losses-out %s: %s\n", o.losses_out.c_str(), std::strerror(errno));
+    return 2;
+  }
+  if (printer && !o.log_out.empty() && !(log = std::fopen(o.log_out.c_str(), "w"))) {
+    std::fprintf(stderr, "cannot write --log-out %s: %s\n", o.log_out.c_str(), std::strerror(errno));
+    return 2;
+  }
+  std::unique_ptr<data::ValidationLoader> val;
+  if (!o.val_data.empty()) val = std::make_unique<data::ValidationLoader>(o.val_data, o.batch, o.seq_len);
+
+  Batches batches(o, config);
+  for (int step = 1; step <= o.steps; ++step) {
+    batches.next();
+    const pipeline::StepStats st = exec->step(batches.tokens(), batches.targets(), o.lr);
+    PipelineStepRecord r;
+    r.step = step;
+    r.loss = st.loss;
+    r.grad_norm = st.grad_norm;
+    r.seconds = st.seconds;
+    r.forward_bytes = st.wire.total_bytes(comm::Direction::forward);
+    r.backward_bytes = st.wire.total_bytes(comm::Direction::backward);
+    r.tied_bytes = st.wire.tied_bytes;
+    r.forward_ratio = st.compression_ratio(comm::Direction::forward);
+    r.backward_ratio = st.compression_ratio(comm::Direction::backward);
+    if (records) records->push_back(r);
+    if (printer && !o.quiet) {
+      std::printf("step %4d/%d | loss %.6f | norm %.4f | %8.1f ms | wire fwd %" PRIu64 " B (x%.1f) bwd %" PRIu64
+                  " B (x%.1f) | tied %" PRIu64 " B\n",
+                  step, o.steps, r.loss, r.grad_norm, r.seconds * 1e3, r.forward_bytes, r.forward_ratio,
+                  r.backward_bytes, r.backward_ratio, r.tied_bytes);
+      std::fflush(stdout);
+    }
+    if (losses) std::fprintf(losses, "%d %.9g %08x\n", step, r.loss, float_bits(r.loss));
+    if (log) {
+      std::fprintf(log,
+                   "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.6g, \"ms\": %.3f, \"fwd_bytes\": %" PRIu64
+                   ", \"bwd_bytes\": %" PRIu64 ", \"tied_bytes\": %" PRIu64 ", \"ratio_fwd\": %.4f, \"ratio_bwd\": %.4f}\n",
+                   step, r.loss, r.grad_norm, r.seconds * 1e3, r.forward_bytes, r.backward_bytes, r.tied_bytes,
+                   r.forward_ratio, r.backward_ratio);
+      std::fflush(log);
+    }
+    if (val && o.val_every > 0 && (step % o.val_every == 0 || step == o.steps)) {
+      const float vl = validation_loss(*exec, o, config, *val);
+      if (printer && !o.quiet) std::printf("step %4d | val loss %.6f\n", step, vl);
+      if (log) std::fprintf(log, "{\"step\": %d, \"val_loss\": %.9g}\n", step, vl);
+    }
+  }
+  if (losses) std::fclose(losses);
+  if (log) std::fclose(log);
+  exec.reset();  // the MPI transport flushes its sends and finalizes here
+  return 0;
+}
+
+}  // namespace train
