@@ -39,7 +39,7 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
 
       {"Batch", "batch-size", Kind::i32, &f->batch_size, "B: sequences per micro-batch", {}},
       {"", "seq-len", Kind::i32, &f->seq_len, "T: tokens per sequence", {}},
-      {"", "total-batch", Kind::i64, &f->total_batch, "tokens per optimizer step, a multiple of B*T (gradient accumulation; 0: B*T*micro-batches)", {}},
+      {"", "total-batch", Kind::i64, &f->total_batch, "tokens per optimizer step, a multiple of B*T; the pipeline accumulates total/(B*T) micro-batches (0: B*T*micro-batches)", {}},
       {"", "steps", Kind::i32, &f->steps, "optimizer steps to train", {}},
 
       {"Optimizer", "optimizer", Kind::str, &f->optimizer, "adamw, or muon (Newton-Schulz orthogonalised momentum for 2-D hidden weights, AdamW for the rest)", {"adamw", "muon"}},
@@ -75,7 +75,7 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "log-interval", Kind::i32, &f->log_interval, "print a step line every N steps (the JSONL log gets every step)", {}},
 
       {"Pipeline and bottleneck", "stages", Kind::i32, &f->stages, "pipeline stages S the blocks are split into", {}},
-      {"", "micro-batches", Kind::i32, &f->micro_batches, "micro-batches M in flight per pipeline step", {}},
+      {"", "micro-batches", Kind::i32, &f->micro_batches, "micro-batches M per optimizer step (gradient accumulation; 0: from --total-batch, else 1)", {}},
       {"", "schedule", Kind::str, &f->schedule, "pipeline schedule", {"gpipe", "1f1b"}},
       {"", "bottleneck", Kind::str, &f->bottleneck, "what crosses each stage boundary", {"none", "resbm", "linear", "ae", "quant"}},
       {"", "ratio", Kind::i32, &f->ratio, "compression ratio r: the code width is K = C / r", {}},
@@ -200,7 +200,7 @@ void validate(const TrainFlags& f) {
   require_at_least("keep-last", f.keep_last, 1);
   require_at_least("log-interval", f.log_interval, 1);
   require_at_least("stages", f.stages, 1);
-  require_at_least("micro-batches", f.micro_batches, 1);
+  require_at_least("micro-batches", f.micro_batches, 0);
   require_at_least("ratio", f.ratio, 1);
   require_at_least("resbm-hidden", f.resbm_hidden, 0);
   if (!(f.lr > 0.0f)) throw FlagError("--lr must be > 0, got " + std::to_string(f.lr));
@@ -221,13 +221,16 @@ void validate(const TrainFlags& f) {
     throw FlagError("--run-name must be a non-empty name without '/'; use --out-dir for a path");
   }
   const int64_t bt = f.tokens_per_micro_batch();
-  if (f.total_batch > 0 && f.total_batch % (bt * f.micro_batches) != 0) {
-    const int64_t unit = bt * f.micro_batches;
-    const int64_t up = (f.total_batch / unit + 1) * unit;
-    throw FlagError("--total-batch " + std::to_string(f.total_batch) + " is not a multiple of B*T*M = " +
-                    std::to_string(unit) + " (--batch-size " + std::to_string(f.batch_size) + " x --seq-len " +
-                    std::to_string(f.seq_len) + " x --micro-batches " + std::to_string(f.micro_batches) +
-                    "); use a multiple such as " + std::to_string(up));
+  if (f.total_batch > 0 && f.total_batch % bt != 0) {
+    throw FlagError("--total-batch " + std::to_string(f.total_batch) + " is not a multiple of B*T = " +
+                    std::to_string(bt) + " (--batch-size " + std::to_string(f.batch_size) + " x --seq-len " +
+                    std::to_string(f.seq_len) + "); use a multiple such as " +
+                    std::to_string((f.total_batch / bt + 1) * bt));
+  }
+  if (f.total_batch > 0 && f.micro_batches > 0 && f.total_batch != bt * f.micro_batches) {
+    throw FlagError("--total-batch " + std::to_string(f.total_batch) + " and --micro-batches " +
+                    std::to_string(f.micro_batches) + " disagree: B*T*M = " + std::to_string(bt * f.micro_batches) +
+                    "; give only one of them");
   }
   if (f.resume && f.sample_only) throw FlagError("--resume and --sample-only exclude each other; pick one");
   if (f.resume && !f.init_from.empty()) {
@@ -237,12 +240,9 @@ void validate(const TrainFlags& f) {
 
 }  // namespace
 
-int64_t TrainFlags::tokens_per_step() const {
-  return total_batch > 0 ? total_batch : tokens_per_micro_batch() * micro_batches;
-}
-
-int TrainFlags::grad_accum_steps() const {
-  return static_cast<int>(tokens_per_step() / (tokens_per_micro_batch() * micro_batches));
+int TrainFlags::num_micro_batches() const {
+  if (total_batch > 0) return static_cast<int>(total_batch / tokens_per_micro_batch());
+  return micro_batches > 0 ? micro_batches : 1;
 }
 
 TrainFlags parse_flags(const std::vector<std::string>& args) {

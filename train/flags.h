@@ -36,7 +36,8 @@ struct TrainFlags {
   std::string data_mirror;  // directory holding the raw dataset files; falls back to $RESBM_DATA_MIRROR
   std::string data_order = "shuffled";  // sequential | shuffled
 
-  // Batch: B x T per micro-batch; total_batch tokens per optimizer step (0: B*T*micro_batches).
+  // Batch: B x T per micro-batch; total_batch tokens per optimizer step. The pipeline accumulates gradients over
+  // its M micro-batches, so M = total_batch / (B*T); give either --total-batch or --micro-batches (0: derived).
   int batch_size = 8;
   int seq_len = 64;
   int64_t total_batch = 0;
@@ -80,7 +81,7 @@ struct TrainFlags {
 
   // Pipeline and bottleneck.
   int stages = 2;
-  int micro_batches = 1;
+  int micro_batches = 0;  // 0: total_batch / (B*T), or 1
   std::string schedule = "gpipe";    // gpipe | 1f1b
   std::string bottleneck = "resbm";  // none | resbm | linear | ae | quant
   int ratio = 8;
@@ -97,10 +98,10 @@ struct TrainFlags {
 
   bool help = false;
 
-  // Derived: B*T per micro-batch and gradient-accumulation steps per optimizer step.
+  // Derived: B*T per micro-batch, micro-batches (gradient accumulation) and tokens per optimizer step.
   int64_t tokens_per_micro_batch() const { return static_cast<int64_t>(batch_size) * seq_len; }
-  int64_t tokens_per_step() const;
-  int grad_accum_steps() const;
+  int num_micro_batches() const;
+  int64_t tokens_per_step() const { return tokens_per_micro_batch() * num_micro_batches(); }
 };
 
 // Parses argv[1..argc). Throws FlagError on an unknown flag, a missing or malformed value, a value out of range

@@ -21,7 +21,7 @@ TEST(Flags, DefaultsAreValid) {
   EXPECT_EQ(f.preset, "tiny");
   EXPECT_EQ(f.stages, 2);
   EXPECT_EQ(f.bottleneck, "resbm");
-  EXPECT_EQ(f.grad_accum_steps(), 1);
+  EXPECT_EQ(f.num_micro_batches(), 1);
 }
 
 TEST(Flags, BothSyntaxesAndBooleans) {
@@ -36,14 +36,20 @@ TEST(Flags, BothSyntaxesAndBooleans) {
   EXPECT_FALSE(f.muon_nesterov);
   EXPECT_EQ(f.seed, 18446744073709551615ull);
   EXPECT_EQ(f.tokens_per_step(), 512);
-  EXPECT_EQ(f.grad_accum_steps(), 4);  // 512 / (4 * 32)
+  EXPECT_EQ(f.num_micro_batches(), 4);  // 512 / (4 * 32)
 }
 
 TEST(Flags, TotalBatchMustBeAMultipleOfBT) {
   const std::string e = error_of({"--batch-size", "8", "--seq-len", "64", "--total-batch", "1000"});
-  EXPECT_NE(e.find("--total-batch 1000 is not a multiple of B*T*M = 512"), std::string::npos) << e;
+  EXPECT_NE(e.find("--total-batch 1000 is not a multiple of B*T = 512"), std::string::npos) << e;
   EXPECT_NE(e.find("such as 1024"), std::string::npos) << e;
   EXPECT_EQ(e.find('\n'), std::string::npos) << "errors are one line: " << e;
+  const std::string e2 = error_of({"--batch-size", "8", "--seq-len", "64", "--total-batch", "1024",
+                                   "--micro-batches", "4"});
+  EXPECT_NE(e2.find("disagree: B*T*M = 2048"), std::string::npos) << e2;
+  EXPECT_EQ(parse_flags(std::vector<std::string>{"--batch-size", "8", "--seq-len", "64", "--total-batch", "1024",
+                                                 "--micro-batches", "2"}).num_micro_batches(), 2);
+  EXPECT_EQ(parse_flags(std::vector<std::string>{"--micro-batches", "3"}).tokens_per_step(), 3 * 8 * 64);
 }
 
 TEST(Flags, ErrorsSayWhatIsWrong) {

@@ -1,0 +1,91 @@
+// train/console.cc: the run table and the per-step line.
+#include "train/console.h"
+
+#include <cstdio>
+
+namespace train {
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
+}
+
+JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
+  const TrainFlags& f = c.flags;
+  const std::string model = f.preset + " (" + resbm::describe_config(c.model) + ")";
+  const std::string bottleneck = c.pipeline.stages > 1
+                                     ? resbm::describe_bottleneck(c.bottleneck, c.model.channels)
+                                     : std::string("none (one stage: no boundary)");
+  char compression[96];
+  if (c.pipeline.stages == 1) {
+    std::snprintf(compression, sizeof(compression), "n/a (one stage)");
+  } else if (in.compression_fwd > 0) {
+    std::snprintf(compression, sizeof(compression), "%.2fx forward, %.2fx backward (measured, vs fp32 stream)",
+                  in.compression_fwd, in.compression_bwd);
+  } else {
+    std::snprintf(compression, sizeof(compression), "measured on the first step");
+  }
+  char batch[128];
+  std::snprintf(batch, sizeof(batch), "B=%d x T=%d x M=%d micro-batches = %lld tokens/step", c.B, c.T, c.M,
+                static_cast<long long>(c.tokens_per_step()));
+  char optimizer[192];
+  if (f.optimizer == "muon") {
+    std::snprintf(optimizer, sizeof(optimizer),
+                  "muon (lr %g, momentum %g, %d NS steps) + adamw (lr %g) | warmup %d, cosine to %g | wd %g | clip %g",
+                  f.muon_lr, f.muon_momentum, f.muon_ns_steps, f.lr, f.warmup_steps, f.final_lr_frac,
+                  f.weight_decay, f.grad_clip);
+  } else {
+    std::snprintf(optimizer, sizeof(optimizer),
+                  "adamw (lr %g, betas %g/%g, eps %g) | warmup %d, cosine to %g | wd %g | clip %g", f.lr, f.beta1,
+                  f.beta2, f.eps, f.warmup_steps, f.final_lr_frac, f.weight_decay, f.grad_clip);
+  }
+  const std::string memory = "params+grads " + format_bytes(static_cast<double>(in.param_bytes)) + ", optimizer " +
+                             format_bytes(static_cast<double>(in.optimizer_bytes)) + ", activations " +
+                             format_bytes(static_cast<double>(in.activation_bytes));
+  const std::string stages = std::to_string(c.pipeline.stages) + " (" +
+                             engine::pipeline::schedule_name(c.pipeline.schedule) + ", single process)";
+  const std::pair<const char*, std::string> rows[] = {
+      {"model", model},
+      {"parameters", std::to_string(in.num_parameters)},
+      {"stages", stages},
+      {"bottleneck", bottleneck},
+      {"compression", compression},
+      {"batch", batch},
+      {"optimizer", optimizer},
+      {"steps", std::to_string(f.steps) + " (seed " + std::to_string(f.seed) + ", " + f.data_order + " data)"},
+      {"memory", memory},
+      {"device", f.device + " " + f.dtype},
+      {"train data", c.train_pattern},
+      {"val data", c.val_pattern},
+      {"output", c.out_dir},
+  };
+  std::printf("+------------------------------------------------------------------------------\n");
+  JsonObject json;
+  for (const auto& row : rows) {
+    std::printf("| %-12s %s\n", row.first, row.second.c_str());
+    json.add(row.first, row.second);
+  }
+  std::printf("+------------------------------------------------------------------------------\n");
+  std::fflush(stdout);
+  json.add("num_parameters", in.num_parameters);
+  return json;
+}
+
+std::string format_step_line(const StepRecord& r, int total_steps) {
+  char buf[256];
+  std::snprintf(buf, sizeof(buf),
+                "step %5lld/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %7.0f tok/s | wire %s fwd %s bwd (%.1fx)",
+                static_cast<long long>(r.step), total_steps, r.loss, r.lr, r.grad_norm, r.ms, r.tokens_per_s,
+                format_bytes(static_cast<double>(r.bytes_fwd)).c_str(),
+                format_bytes(static_cast<double>(r.bytes_bwd)).c_str(), r.compression);
+  return buf;
+}
+
+}  // namespace train

@@ -1,0 +1,44 @@
+// train/data_setup.cc: default dataset preparation and tokenizer lookup.
+#include "train/data_setup.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "data/error.h"
+#include "data/prepare.h"
+#include "data/shards.h"
+
+namespace train {
+
+void setup_data(RunConfig* config) {
+  const TrainFlags& f = config->flags;
+  const std::string data_dir = resolve_path(f.data_dir);
+  const std::string mirror = data::resolve_mirror(resolve_path(f.data_mirror));
+  if (f.train_data.empty() && f.val_data.empty()) {
+    const data::PreparedSplit split = data::ensure_tinyshakespeare(data_dir, mirror);
+    std::printf("data: tinyshakespeare %s in %s (train %lld tokens, val %lld tokens)\n",
+                split.reused ? "found" : "prepared", data_dir.c_str(), static_cast<long long>(split.train_tokens),
+                static_cast<long long>(split.val_tokens));
+    config->train_pattern = split.train_path;
+    config->val_pattern = split.val_path;
+    config->vocab_dir = split.vocab_dir;
+    return;
+  }
+  if (f.train_data.empty() || f.val_data.empty()) {
+    throw FlagError("give both --train-data and --val-data (or neither, for tinyshakespeare)");
+  }
+  data::glob_files(config->train_pattern);  // throws DataError naming the pattern when nothing matches
+  data::glob_files(config->val_pattern);
+  // The tokenizer only serves sampling: try to provide it, but custom shards train without it.
+  try {
+    data::fetch_verified(data::gpt2_encoder_json_file(), data_dir, mirror);
+    data::fetch_verified(data::gpt2_vocab_bpe_file(), data_dir, mirror);
+    config->vocab_dir = data_dir + "/gpt2";
+  } catch (const data::DataError& e) {
+    std::printf("data: no GPT-2 tokenizer files (%s); samples print token ids\n", e.what());
+    config->vocab_dir.clear();
+  }
+}
+
+}  // namespace train

@@ -1,0 +1,112 @@
+// train/run_config.cc: flags -> RunConfig, with the checks that need the model's and bottleneck's rules.
+#include "train/run_config.h"
+
+#include <cstdlib>
+#include <sstream>
+#include <stdexcept>
+
+namespace train {
+
+std::string workspace_dir() {
+  const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY");
+  if (ws != nullptr && ws[0] != '\0') return ws;
+  return ".";
+}
+
+std::string resolve_path(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  return workspace_dir() + "/" + path;
+}
+
+namespace {
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) out += (i ? ", " : "") + names[i];
+  return out;
+}
+
+resbm::GPT2Config model_config(const TrainFlags& f) {
+  resbm::GPT2Config c;
+  try {
+    c = resbm::gpt2_preset(f.preset);
+  } catch (const std::invalid_argument&) {
+    throw FlagError("unknown --preset '" + f.preset + "'; valid presets: " + join_names(resbm::gpt2_preset_names()));
+  }
+  if (f.num_layers > 0) c.num_layers = f.num_layers;
+  if (f.num_heads > 0) c.num_heads = f.num_heads;
+  if (f.channels > 0) c.channels = f.channels;
+  if (f.max_seq_len > 0) c.max_seq_len = f.max_seq_len;
+  try {
+    resbm::validate_config(c);
+  } catch (const std::invalid_argument& e) {
+    throw FlagError(std::string("invalid model (--preset with --num-layers/--num-heads/--channels): ") + e.what());
+  }
+  return c;
+}
+
+resbm::BottleneckConfig bottleneck_config(const TrainFlags& f, int C) {
+  resbm::BottleneckConfig b;
+  try {
+    b.kind = resbm::parse_bottleneck_kind(f.bottleneck);
+    b.identity = resbm::parse_identity_path(f.bottleneck_identity);
+    b.layout = resbm::parse_resbm_layout(f.resbm_layout);
+    b.code_dtype = engine::comm::parse_wire_dtype(f.code_dtype);
+    b.ratio = f.ratio;
+    b.hidden = f.resbm_hidden;
+    resbm::validate_bottleneck(b, C);
+  } catch (const std::invalid_argument& e) {
+    throw FlagError(std::string("invalid bottleneck (--bottleneck, --ratio, --resbm-layout ...): ") + e.what());
+  }
+  return b;
+}
+
+}  // namespace
+
+std::string RunConfig::model_fingerprint() const {
+  return resbm::describe_config(model) + " | " + resbm::describe_bottleneck(bottleneck, model.channels) +
+         " | S=" + std::to_string(pipeline.stages);
+}
+
+std::string RunConfig::fingerprint() const {
+  std::ostringstream os;
+  os << model_fingerprint() << " | M=" << M << " B=" << B << " T=" << T << " opt=" << flags.optimizer;
+  return os.str();
+}
+
+RunConfig make_run_config(const TrainFlags& flags) {
+  RunConfig r;
+  r.flags = flags;
+  r.model = model_config(flags);
+  if (flags.seq_len > r.model.max_seq_len) {
+    throw FlagError("--seq-len " + std::to_string(flags.seq_len) + " exceeds the model's maximum sequence length " +
+                    std::to_string(r.model.max_seq_len) + "; lower --seq-len or raise --max-seq-len");
+  }
+  if (flags.stages > r.model.num_layers) {
+    throw FlagError("--stages " + std::to_string(flags.stages) + " exceeds the model's " +
+                    std::to_string(r.model.num_layers) + " layers; every stage needs at least one block");
+  }
+  r.bottleneck = bottleneck_config(flags, r.model.channels);
+  if (flags.device == "cuda") {
+    throw FlagError("--device cuda: this trainer build runs on the CPU only for now; use --device cpu");
+  }
+  if (flags.dtype != "fp32") throw FlagError("--dtype bf16 needs --device cuda; on the CPU use --dtype fp32");
+  r.B = flags.batch_size;
+  r.T = flags.seq_len;
+  r.M = flags.num_micro_batches();
+  r.pipeline.stages = flags.stages;
+  r.pipeline.micro_batches = r.M;
+  r.pipeline.schedule = engine::pipeline::parse_schedule(flags.schedule);
+  r.pipeline.grad_clip = flags.grad_clip;
+
+  r.out_dir = resolve_path(flags.out_dir.empty() ? "out/" + flags.run_name : flags.out_dir);
+  r.checkpoint_dir = r.out_dir + "/checkpoints";
+  r.log_path = r.out_dir + "/log.jsonl";
+  r.train_pattern = resolve_path(flags.train_data);
+  r.val_pattern = resolve_path(flags.val_data);
+  r.init_from = resolve_path(flags.init_from);
+  r.export_llmc = resolve_path(flags.export_llmc);
+  return r;
+}
+
+}  // namespace train

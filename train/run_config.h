@@ -1,0 +1,48 @@
+// train/run_config.h: RunConfig, what the flags mean once resolved: the model, bottleneck and pipeline configs,
+// absolute paths, and the batch geometry. Also the workspace-relative path rule every path flag follows.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/pipeline/pipeline.h"
+#include "resbm/bottleneck.h"
+#include "resbm/gpt2.h"
+#include "train/flags.h"
+
+namespace train {
+
+// The directory relative paths mean: $BUILD_WORKSPACE_DIRECTORY under `bazel run` (whose working directory is the
+// runfiles tree, which users never look at), else the current directory.
+std::string workspace_dir();
+// path itself when absolute or empty, else workspace_dir()/path.
+std::string resolve_path(const std::string& path);
+
+struct RunConfig {
+  TrainFlags flags;
+  resbm::GPT2Config model;
+  resbm::BottleneckConfig bottleneck;
+  engine::pipeline::PipelineConfig pipeline;
+  int B = 0, T = 0, M = 0;  // rows per micro-batch, sequence length, micro-batches per step
+  std::string out_dir;        // absolute
+  std::string checkpoint_dir; // out_dir/checkpoints
+  std::string log_path;       // out_dir/log.jsonl
+  std::string train_pattern;  // absolute globs; empty until the data is prepared (train/data_setup.cc)
+  std::string val_pattern;
+  std::string vocab_dir;      // encoder.json + vocab.bpe for sampling (empty: sampling prints token ids)
+  std::string init_from;      // absolute, or empty
+  std::string export_llmc;    // absolute, or empty
+
+  int64_t tokens_per_step() const { return static_cast<int64_t>(B) * T * M; }
+  // One line naming what must match for a checkpoint's parameters to load (model, bottleneck, stages) ...
+  std::string model_fingerprint() const;
+  // ... and for the whole training state to resume (plus batch geometry and optimizer).
+  std::string fingerprint() const;
+};
+
+// Resolves and validates the flags against the model: unknown preset (lists the valid ones), overrides that make
+// an invalid model, T above the model's maximum, a bottleneck ratio not dividing C, stages > layers, CUDA without
+// a CUDA build. Throws FlagError with a one-line message saying what to do.
+RunConfig make_run_config(const TrainFlags& flags);
+
+}  // namespace train
