@@ -111,16 +111,14 @@ NcclTransport::NcclTransport(int num_stages, double timeout_s)
                " (launch with mpirun -np " + std::to_string(num_stages) + ")");
   }
 
-  // One GPU per rank: the node-local rank picks the device.
-  int local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("MPI_LOCALRANKID", env_int("SLURM_LOCALID", 0)));
+  // One GPU per rank: the node-local rank picks the device. With more ranks than GPUs two ranks land on one GPU,
+  // which the UUID check below reports in plain words (rather than NCCL's own failure later).
+  const int local_rank =
+      env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("MPI_LOCALRANKID", env_int("SLURM_LOCALID", 0)));
   int num_devices = 0;
   COMM_CUDA_CHECK(cudaGetDeviceCount(&num_devices));
-  if (local_rank >= num_devices) {
-    nccl_fatal(stage_name(stage()) + ": node-local rank " + std::to_string(local_rank) + " but this node has only " +
-               std::to_string(num_devices) +
-               " GPU(s): NCCL needs one GPU per rank (use fewer ranks per node, or the MPI transport)");
-  }
-  s.device = local_rank;
+  if (num_devices == 0) nccl_fatal(stage_name(stage()) + ": no CUDA device visible: NcclTransport needs one GPU per rank");
+  s.device = local_rank % num_devices;
   COMM_CUDA_CHECK(cudaSetDevice(s.device));
 
   // Two ranks on one GPU (NCCL refuses it with an obscure "duplicate GPU" error): compare UUIDs across ranks.
