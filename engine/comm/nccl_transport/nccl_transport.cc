@@ -1,6 +1,6 @@
-// engine/comm/nccl_transport.cc: NcclTransport (see the header): MPI bootstrap and GPU checks, pooled sends and
-// header-checked receives on a dedicated NCCL stream, bounded waits that name the peer.
-#include "engine/comm/nccl_transport.h"
+// engine/comm/nccl_transport/nccl_transport.cc: NcclTransport (see the header): MPI bootstrap and GPU checks,
+// pooled sends and header-checked receives on a dedicated NCCL stream, bounded waits that name the peer.
+#include "engine/comm/nccl_transport/nccl_transport.h"
 
 #include <cuda_runtime.h>
 #include <mpi.h>

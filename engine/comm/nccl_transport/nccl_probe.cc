@@ -1,5 +1,5 @@
-// tools/gpu/nccl_probe.cc: a two-way exchange over NcclTransport between every pair of neighbouring stages, with
-// device and host payloads, checked element by element. Run by tools/gpu/check.sh under mpirun.
+// engine/comm/nccl_transport/nccl_probe.cc: a two-way exchange over NcclTransport between neighbouring stages,
+// with device and host payloads, checked element by element. Run by tools/gpu/check.sh under mpirun.
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -7,7 +7,7 @@
 #ifdef RESBM_HAVE_CUDA
 #include <cuda_runtime.h>
 
-#include "engine/comm/nccl_transport.h"
+#include "engine/comm/nccl_transport/nccl_transport.h"
 #endif
 
 int main(int argc, char** argv) {

@@ -1,5 +1,5 @@
-// engine/comm/nccl_transport.h: NcclTransport, one process per pipeline stage and per GPU, boundary messages over
-// NCCL point-to-point (ncclSend/ncclRecv inside ncclGroupStart/End) on a dedicated stream.
+// engine/comm/nccl_transport/nccl_transport.h: NcclTransport, one process per pipeline stage and per GPU, boundary
+// messages over NCCL point-to-point (ncclSend/ncclRecv inside ncclGroupStart/End) on a dedicated stream.
 //
 // Setup: MPI starts the processes (mpirun -np S, rank r runs stage r) and broadcasts rank 0's ncclUniqueId; each
 // rank takes the GPU of its node-local rank. Refused with a clear message: a world size other than the number of
