@@ -1,5 +1,8 @@
 // tools/prepare_main.cc: `prepare tinyshakespeare --out DIR [--mirror DIR]`: fetch, verify, tokenize a dataset.
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -20,6 +23,10 @@ void usage(FILE* out) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under `bazel run` the working directory is the runfiles tree; relative paths mean the user's directory.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY")) {
+    if (::chdir(wd) != 0) std::fprintf(stderr, "warning: cannot chdir to %s; relative paths may be wrong\n", wd);
+  }
   std::string dataset, out_dir, mirror;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -188,6 +190,10 @@ int run(const Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under `bazel run` the working directory is the runfiles tree; relative paths mean the user's directory.
+  if (const char* wd = std::getenv("BUILD_WORKING_DIRECTORY")) {
+    if (::chdir(wd) != 0) std::fprintf(stderr, "warning: cannot chdir to %s; relative paths may be wrong\n", wd);
+  }
   try {
     return run(parse(argc, argv));
   } catch (const data::DataError& e) {
