@@ -45,7 +45,8 @@ std::string dir_of(const std::string& path) {
 // Writes bytes to path through a temp file and rename, so that a crash never leaves a half-written file.
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   make_dirs(dir_of(path));
-  const std::string temp = path + ".tmp";
+  // A per-process name: several ranks may prepare the same directory at once; the last rename wins, all identical.
+  const std::string temp = path + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -119,7 +120,7 @@ std::string fetch_verified(const RemoteFile& file, const std::string& out_dir, c
   }
 
   make_dirs(dir_of(dest));
-  const std::string temp = dest + ".download";
+  const std::string temp = dest + ".download." + std::to_string(::getpid());
   const int rc = run_curl(file.url, temp);
   if (rc != 0) {
     ::unlink(temp.c_str());
