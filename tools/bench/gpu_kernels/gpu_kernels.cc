@@ -1,0 +1,227 @@
+// tools/bench/gpu_kernels/gpu_kernels.cc: times every CUDA kernel at GPT-2 124M shapes (B x T tokens, C = 768,
+// NH = 12, Vp = 50304) with CUDA events after warm-up, and prints one table: median ms, achieved GB/s (bytes that
+// must move at least once) and TFLOP/s (for the GEMM-bound kernels). fp32 throughout (the kernels' precision).
+//
+//   gpu_kernels [B] [T] [iters]     defaults 8 1024 20
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/context.h"
+#include "kernels/cuda/kernels.cuh"
+
+#ifdef RESBM_HAVE_CUDA
+#include "kernels/cuda/cuda_check.h"
+
+namespace {
+
+struct Row {
+  std::string name, shape;
+  double ms, gbps, tflops;
+};
+
+// Median of `iters` timed runs after 3 warm-ups; each run timed alone by a pair of events on the kernel's stream.
+double time_ms(const kernels::KernelContext& ctx, const std::function<void()>& fn, int iters) {
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream);
+  for (int i = 0; i < 3; i++) fn();
+  CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaEvent_t start, stop;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<float> ms(iters);
+  for (int i = 0; i < iters; i++) {
+    CUDA_CHECK(cudaEventRecord(start, stream));
+    fn();
+    CUDA_CHECK(cudaEventRecord(stop, stream));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    CUDA_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(ms.begin(), ms.end());
+  return ms[iters / 2];
+}
+
+// Device buffers filled with small values (uniform-ish, from a cheap integer hash), so that nothing overflows.
+float* dev_floats(size_t n, float scale = 0.02f) {
+  std::vector<float> h(n);
+  uint32_t x = 12345u;
+  for (auto& v : h) {
+    x = x * 1664525u + 1013904223u;
+    v = scale * (static_cast<float>(x >> 8) / 16777216.0f - 0.5f);
+  }
+  float* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, n * sizeof(float)));
+  CUDA_CHECK(cudaMemcpy(d, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+  return d;
+}
+
+template <typename T>
+T* dev_alloc(size_t n) {
+  T* d = nullptr;
+  CUDA_CHECK(cudaMalloc(&d, n * sizeof(T)));
+  CUDA_CHECK(cudaMemset(d, 0, n * sizeof(T)));
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int B = argc > 1 ? std::atoi(argv[1]) : 8;
+  const int T = argc > 2 ? std::atoi(argv[2]) : 1024;
+  const int iters = argc > 3 ? std::atoi(argv[3]) : 20;
+  const int C = 768, NH = 12, V = 50257, Vp = 50304, L = 12;
+  const size_t N = static_cast<size_t>(B) * T;
+  const size_t num_params = 124475904;  // GPT-2 124M with the padded vocabulary, as llm.c counts it
+
+  int device = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop;
+  CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  std::printf("gpu_kernels: %s, %d SMs, %.0f GiB; B=%d T=%d (N=%zu tokens), C=%d NH=%d Vp=%d, median of %d runs\n",
+              prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, B, T, N, C, NH, Vp, iters);
+
+  kernels::KernelContext ctx;
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreate(&stream));
+  cublasLtHandle_t lt;
+  CUBLAS_CHECK(cublasLtCreate(&lt));
+  cublasHandle_t blas;
+  CUBLAS_CHECK(cublasCreate(&blas));
+  ctx.cuda_stream = stream;
+  ctx.cublaslt_handle = lt;
+  ctx.cublas_handle = blas;
+  ctx.cuda_workspace_bytes = 64ull << 20;
+  CUDA_CHECK(cudaMalloc(&ctx.cuda_workspace, ctx.cuda_workspace_bytes));
+
+  // Activations and parameters of one layer (and the head), GPT-2 124M shapes.
+  int32_t* tokens = dev_alloc<int32_t>(N);
+  {
+    std::vector<int32_t> h(N);
+    for (size_t i = 0; i < N; i++) h[i] = static_cast<int32_t>((i * 2654435761u) % V);
+    CUDA_CHECK(cudaMemcpy(tokens, h.data(), N * sizeof(int32_t), cudaMemcpyHostToDevice));
+  }
+  float* wte = dev_floats(static_cast<size_t>(Vp) * C);
+  float* wpe = dev_floats(static_cast<size_t>(T) * C);
+  float* dwte = dev_alloc<float>(static_cast<size_t>(Vp) * C);
+  float* dwpe = dev_alloc<float>(static_cast<size_t>(T) * C);
+  float* x = dev_floats(N * C, 1.0f);
+  float* y = dev_alloc<float>(N * C);
+  float* dx = dev_alloc<float>(N * C);
+  float* dy = dev_floats(N * C);
+  float* mean = dev_alloc<float>(N);
+  float* rstd = dev_alloc<float>(N);
+  float* lnw = dev_floats(C, 1.0f);
+  float* lnb = dev_floats(C);
+  float* dlnw = dev_alloc<float>(C);
+  float* dlnb = dev_alloc<float>(C);
+  float* w_fc = dev_floats(4ull * C * C);
+  float* dw_fc = dev_alloc<float>(4ull * C * C);
+  float* b_fc = dev_floats(4 * C);
+  float* db_fc = dev_alloc<float>(4 * C);
+  float* h4 = dev_alloc<float>(N * 4 * C);
+  float* h4b = dev_alloc<float>(N * 4 * C);
+  float* dh4 = dev_floats(N * 4 * C);
+  float* w_qkv = dev_floats(3ull * C * C);
+  float* qkv = dev_floats(N * 3 * C, 1.0f);
+  float* dqkv = dev_alloc<float>(N * 3 * C);
+  float* att = dev_alloc<float>(static_cast<size_t>(B) * NH * T * T);
+  float* datt = dev_alloc<float>(static_cast<size_t>(B) * NH * T * T);
+  float* logits = dev_floats(N * Vp, 4.0f);
+  float* probs = dev_alloc<float>(N * Vp);
+  float* losses = dev_alloc<float>(N);
+  float* scalar = dev_alloc<float>(1);
+  int8_t* q8 = dev_alloc<int8_t>(N * C);
+  uint16_t* b16 = dev_alloc<uint16_t>(N * C);
+  float* params = dev_floats(num_params);
+  float* grads = dev_floats(num_params);
+  float* m = dev_alloc<float>(num_params);
+  float* v = dev_alloc<float>(num_params);
+
+  const double f = sizeof(float);
+  const double NC = static_cast<double>(N) * C;
+  std::vector<Row> rows;
+  auto add = [&](const std::string& name, const std::string& shape, const std::function<void()>& fn, double bytes,
+                 double flops) {
+    const double ms = time_ms(ctx, fn, iters);
+    rows.push_back({name, shape, ms, bytes / ms / 1e6, flops / ms / 1e9});
+  };
+  const std::string nc = "(" + std::to_string(N) + "," + std::to_string(C) + ")";
+
+  add("embedding_forward", nc, [&] { kernels::cuda::embedding_forward(ctx, y, tokens, wte, wpe, B, T, C); }, 3 * NC * f, 0);
+  add("embedding_backward", nc, [&] { kernels::cuda::embedding_backward(ctx, dwte, dwpe, dy, tokens, B, T, C); },
+      3 * NC * f, 0);
+  add("layernorm_forward", nc,
+      [&] { kernels::cuda::layernorm_forward(ctx, y, mean, rstd, x, lnw, lnb, static_cast<int>(N), C); }, 2 * NC * f, 0);
+  add("layernorm_backward", nc,
+      [&] {
+        kernels::cuda::layernorm_backward(ctx, dx, dlnw, dlnb, dy, x, lnw, mean, rstd, static_cast<int>(N), C);
+      },
+      4 * NC * f, 0);
+  add("matmul_forward qkv", nc + "x(2304,768)",
+      [&] { kernels::cuda::matmul_forward(ctx, qkv, x, w_qkv, b_fc, static_cast<int>(N), C, 3 * C); }, 4 * NC * f,
+      2.0 * N * C * 3 * C);
+  const double fc_flops = 2.0 * N * C * 4 * C;
+  add("matmul_forward fc", nc + "x(3072,768)",
+      [&] { kernels::cuda::matmul_forward(ctx, h4, x, w_fc, b_fc, static_cast<int>(N), C, 4 * C); }, 5 * NC * f,
+      fc_flops);
+  add("matmul_gelu_forward fc", nc + "x(3072,768)",
+      [&] { kernels::cuda::matmul_gelu_forward(ctx, h4b, h4, x, w_fc, b_fc, static_cast<int>(N), C, 4 * C); },
+      9 * NC * f, fc_flops);
+  add("matmul_backward fc", nc + "x(3072,768)",
+      [&] { kernels::cuda::matmul_backward(ctx, dx, dw_fc, db_fc, dh4, x, w_fc, static_cast<int>(N), C, 4 * C); },
+      7 * NC * f, 2 * fc_flops);
+  add("matmul_forward lm_head", nc + "x(50304,768)",
+      [&] { kernels::cuda::matmul_forward(ctx, logits, x, wte, nullptr, static_cast<int>(N), C, Vp); },
+      (NC + static_cast<double>(N) * Vp) * f, 2.0 * N * C * Vp);
+  add("gelu_forward", "(" + std::to_string(N * 4 * C) + ")", [&] { kernels::cuda::gelu_forward(ctx, h4b, h4, N * 4 * C); },
+      8 * NC * f, 0);
+  add("gelu_backward", "(" + std::to_string(N * 4 * C) + ")",
+      [&] { kernels::cuda::gelu_backward(ctx, dh4, h4, h4b, N * 4 * C); }, 16 * NC * f, 0);
+  const double att_bytes = static_cast<double>(B) * NH * T * T * f;
+  add("attention_forward", "B,NH,T,T=" + std::to_string(B) + ",12," + std::to_string(T),
+      [&] { kernels::cuda::attention_forward(ctx, y, att, qkv, B, T, C, NH); }, 4 * NC * f + 2 * att_bytes,
+      4.0 * B * T * static_cast<double>(T) * C);
+  add("attention_backward", "B,NH,T,T=" + std::to_string(B) + ",12," + std::to_string(T),
+      [&] { kernels::cuda::attention_backward(ctx, dqkv, datt, dy, qkv, att, B, T, C, NH); },
+      8 * NC * f + 4 * att_bytes, 8.0 * B * T * static_cast<double>(T) * C);
+  add("softmax_xent_forward", "(" + std::to_string(N) + ",50304)",
+      [&] { kernels::cuda::softmax_crossentropy_forward(ctx, losses, probs, logits, tokens, static_cast<int>(N), V, Vp); },
+      2.0 * N * Vp * f, 0);
+  add("softmax_xent_backward", "(" + std::to_string(N) + ",50304)",
+      [&] {
+        kernels::cuda::softmax_crossentropy_backward(ctx, logits, probs, tokens, 1.0f / N, static_cast<int>(N), V, Vp);
+      },
+      3.0 * N * Vp * f, 0);
+  add("quantize_rows_int8", nc, [&] { kernels::cuda::quantize_rows_int8(ctx, q8, mean, x, static_cast<int>(N), C); },
+      NC * (f + 1), 0);
+  add("float_to_bf16", nc, [&] { kernels::cuda::float_to_bf16(ctx, b16, x, N * C); }, NC * (f + 2), 0);
+  add("sum_squares (124M)", "(" + std::to_string(num_params) + ")",
+      [&] { kernels::cuda::sum_squares(ctx, scalar, grads, num_params); }, num_params * f, 0);
+  add("adamw_update (124M)", "(" + std::to_string(num_params) + ")",
+      [&] {
+        kernels::cuda::adamw_update(ctx, params, grads, m, v, num_params, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1);
+      },
+      7.0 * num_params * f, 0);
+
+  std::printf("\n| kernel | shape | ms | GB/s | TFLOP/s |\n|---|---|---:|---:|---:|\n");
+  for (const Row& r : rows) {
+    std::printf("| %s | %s | %.3f | %.0f | %s |\n", r.name.c_str(), r.shape.c_str(), r.ms, r.gbps,
+                r.tflops > 0 ? std::to_string(r.tflops).substr(0, 6).c_str() : "-");
+  }
+  std::printf("\n(L=%d; whole-step tokens/s and MFU need the model on CUDA: see tools/gpu/README.md)\n", L);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  return 0;
+}
+
+#else  // RESBM_HAVE_CUDA
+
+int main() {
+  std::printf("gpu_kernels: built without CUDA (--config=nocuda): nothing to benchmark\n");
+  return 0;
+}
+
+#endif
