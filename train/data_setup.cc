@@ -30,11 +30,19 @@ void setup_data(RunConfig* config) {
   }
   data::glob_files(config->train_pattern);  // throws DataError naming the pattern when nothing matches
   data::glob_files(config->val_pattern);
-  // The tokenizer only serves sampling: try to provide it, but custom shards train without it.
+  // The tokenizer only serves sampling: take it from --data-dir or the mirror when there, but never download it
+  // for a run on custom shards (those train without it; samples then print token ids).
+  const std::string vocab_dir = data_dir + "/gpt2";
+  if (mirror.empty() && (::access((vocab_dir + "/encoder.json").c_str(), R_OK) != 0 ||
+                         ::access((vocab_dir + "/vocab.bpe").c_str(), R_OK) != 0)) {
+    std::printf("data: no GPT-2 tokenizer files in %s and no mirror; samples print token ids\n", vocab_dir.c_str());
+    config->vocab_dir.clear();
+    return;
+  }
   try {
     data::fetch_verified(data::gpt2_encoder_json_file(), data_dir, mirror);
     data::fetch_verified(data::gpt2_vocab_bpe_file(), data_dir, mirror);
-    config->vocab_dir = data_dir + "/gpt2";
+    config->vocab_dir = vocab_dir;
   } catch (const data::DataError& e) {
     std::printf("data: no GPT-2 tokenizer files (%s); samples print token ids\n", e.what());
     config->vocab_dir.clear();

@@ -40,7 +40,8 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"Batch", "batch-size", Kind::i32, &f->batch_size, "B: sequences per micro-batch", {}},
       {"", "seq-len", Kind::i32, &f->seq_len, "T: tokens per sequence", {}},
       {"", "total-batch", Kind::i64, &f->total_batch, "tokens per optimizer step, a multiple of B*T; the pipeline accumulates total/(B*T) micro-batches (0: B*T*micro-batches)", {}},
-      {"", "steps", Kind::i32, &f->steps, "optimizer steps to train", {}},
+      {"", "steps", Kind::i32, &f->steps, "optimizer steps to train (the length of the lr schedule)", {}},
+      {"", "stop-after", Kind::i32, &f->stop_after, "stop (with a checkpoint) after this many steps of the --steps schedule; continue later with --resume (0: run all)", {}},
 
       {"Optimizer", "optimizer", Kind::str, &f->optimizer, "adamw, or muon (Newton-Schulz orthogonalised momentum for 2-D hidden weights, AdamW for the rest)", {"adamw", "muon"}},
       {"", "lr", Kind::f32, &f->lr, "peak learning rate of AdamW (and of Muon's AdamW part)", {}},
@@ -189,6 +190,7 @@ void validate(const TrainFlags& f) {
   require_at_least("seq-len", f.seq_len, 1);
   require_at_least("total-batch", f.total_batch, 0);
   require_at_least("steps", f.steps, 0);
+  require_at_least("stop-after", f.stop_after, 0);
   require_at_least("warmup-steps", f.warmup_steps, 0);
   require_at_least("muon-ns-steps", f.muon_ns_steps, 1);
   require_at_least("eval-interval", f.eval_interval, 0);

@@ -42,6 +42,7 @@ struct TrainFlags {
   int seq_len = 64;
   int64_t total_batch = 0;
   int steps = 300;
+  int stop_after = 0;  // stop after this many completed steps (a time-boxed part of a longer run); 0: --steps
 
   // Optimizer and schedule.
   std::string optimizer = "adamw";  // adamw | muon

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+
+#include <unistd.h>
 #include <vector>
 
 #include "data/loader.h"
@@ -136,6 +138,18 @@ int run_pipeline(const PipelineRunOptions& o, std::vector<PipelineStepRecord>* r
     auto stage = resbm::make_stage_model(config, o.bottleneck, o.pipeline, rank, o.seed);
     exec = pipeline::make_distributed_executor(o.pipeline, std::move(stage), std::move(transport), optimizer, ctx,
                                                o.batch, o.seq_len);
+  }
+  if (!o.pid_dir.empty()) {
+    for (int s = local ? 0 : rank; s < (local ? S : rank + 1); ++s) {
+      const std::string path = o.pid_dir + "/stage" + std::to_string(s) + ".pid";
+      FILE* f = std::fopen(path.c_str(), "w");
+      if (f == nullptr) {
+        std::fprintf(stderr, "cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+        return 2;
+      }
+      std::fprintf(f, "%d\n", static_cast<int>(getpid()));
+      std::fclose(f);
+    }
   }
   const bool printer = rank == 0;
   const int K = resbm::code_width(o.bottleneck, config.channels);

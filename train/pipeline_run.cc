@@ -52,6 +52,8 @@ const std::map<std::string, Flag>& flag_table() {
       {"losses-out", {"write 'step loss hexbits' per step to this file", [](O& o, auto& v) { o.losses_out = v; }}},
       {"log-out", {"write a JSONL log (steps and evaluations) to this file", [](O& o, auto& v) { o.log_out = v; }}},
       {"quiet", {"1: no per-step lines", [](O& o, auto& v) { o.quiet = v == "1" || v == "true"; }}},
+      {"pid-dir", {"each process writes DIR/stage<s>.pid at start (for tests that signal a stage)",
+                   [](O& o, auto& v) { o.pid_dir = v; }}},
       {"stages", {"S, pipeline stages (default 1)", [](O& o, auto& v) { o.pipeline.stages = to_int(v); }}},
       {"micro-batches", {"M, micro-batches per step (default 1)", [](O& o, auto& v) { o.pipeline.micro_batches = to_int(v); }}},
       {"schedule", {"gpipe or 1f1b (default gpipe)",

@@ -32,6 +32,7 @@ struct PipelineRunOptions {
   std::string losses_out;           // file: one line per step "step loss hexbits" (rank 0 / the local run)
   std::string log_out;              // file: JSONL per step and per evaluation
   bool quiet = false;               // no per-step lines (benchmarks)
+  std::string pid_dir;              // each process writes DIR/stage<s>.pid (tests and tools that signal a stage)
   engine::pipeline::PipelineConfig pipeline;
   resbm::BottleneckConfig bottleneck;
   engine::comm::LinkConfig link;

@@ -117,7 +117,8 @@ int run_training(RunConfig c) {
   if (start_step == 0 && f.eval_interval > 0) evaluate(0);
 
   std::string last_checkpoint = "none";
-  for (int64_t step = start_step; step < f.steps; ++step) {
+  const int64_t end_step = f.stop_after > 0 && f.stop_after < f.steps ? f.stop_after : f.steps;
+  for (int64_t step = start_step; step < end_step; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int m = 0; m < c.M; ++m) {
       loader.next_batch();
@@ -155,7 +156,7 @@ int run_training(RunConfig c) {
       std::printf("%s\n", format_step_line(r, f.steps).c_str());
       std::fflush(stdout);
     }
-    const bool last = done == f.steps;
+    const bool last = done == end_step;
     if ((f.eval_interval > 0 && done % f.eval_interval == 0) || last) evaluate(done);
     if (f.sample_interval > 0 && done % f.sample_interval == 0 && !last) {
       print_sample(c, *backend, tokenizer.get(), done);
@@ -164,7 +165,7 @@ int run_training(RunConfig c) {
       last_checkpoint = save_training_checkpoint(c, *backend, loader, done);
     }
   }
-  if (f.steps > start_step || f.steps == 0) print_sample(c, *backend, tokenizer.get(), f.steps);
+  if (end_step > start_step || f.steps == 0) print_sample(c, *backend, tokenizer.get(), end_step);
   if (!c.export_llmc.empty()) {
     export_llmc(c, *backend, c.export_llmc);
     std::printf("exported the model in llm.c's format to %s\n", c.export_llmc.c_str());

@@ -2,8 +2,13 @@
 #include "train/checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <thread>
 
 #include <cstdio>
 #include <cstdlib>
@@ -120,6 +125,46 @@ TEST(Checkpoint, OverwriteIsAtomicAndStaleTmpIgnored) {
   std::vector<float> params(1000);
   Checkpoint::load(path).read_into("params", params.data(), params.size() * sizeof(float));
   EXPECT_EQ(params[3], 6.0f);
+}
+
+TEST(Checkpoint, KillNineDuringWriteLeavesPreviousValid) {
+  // A child process overwrites the same checkpoint with ever new 64 MiB contents; the parent SIGKILLs it while a
+  // .tmp is being written. The file at the final path must still load and hold one complete earlier version.
+  const std::string dir = temp_dir("killwrite");
+  const std::string path = dir + "/c.bin";
+  constexpr size_t kFloats = 16 << 20;
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<float> data(kFloats);
+    for (uint64_t version = 1;; ++version) {
+      std::fill(data.begin(), data.end(), static_cast<float>(version));
+      CheckpointWriter w;
+      w.add("data", data.data(), data.size() * sizeof(float));
+      w.add_u64("version", version);
+      w.save(path);
+    }
+  }
+  // Wait for a first complete file, then for the next write to be under way, then kill.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (access(path.c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  while (access((path + ".tmp").c_str(), F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  const Checkpoint c = Checkpoint::load(path);
+  const uint64_t version = c.get_u64("version");
+  std::vector<float> data(kFloats);
+  c.read_into("data", data.data(), data.size() * sizeof(float));
+  for (size_t i = 0; i < kFloats; i += 4099) {
+    ASSERT_EQ(data[i], static_cast<float>(version)) << "mixed versions at " << i;
+  }
+  ASSERT_EQ(data.back(), static_cast<float>(version));
 }
 
 TEST(Checkpoint, ListAndPruneKeepNewest) {

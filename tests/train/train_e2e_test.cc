@@ -1,0 +1,231 @@
+// tests/train/train_e2e_test.cc: the //train binary end to end on tiny generated shards: resume is bit-exact
+// (clean stop and kill -9), NaN stops the run with the last checkpoint intact, bad input is a one-line error with
+// a non-zero exit, --sample-only samples from a checkpoint.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/shards.h"
+#include "train/checkpoint.h"
+
+namespace {
+
+const char* kBinary = "train/train";  // runfiles path of //train
+
+std::string tmp_dir() { return std::getenv("TEST_TMPDIR"); }
+
+// Shards of a repetitive token stream (period 97, so a model can learn it), made once per test process.
+const std::string& data_glob_dir() {
+  static const std::string dir = [] {
+    const std::string d = tmp_dir() + "/shards";
+    train::make_dirs(d);
+    std::vector<int32_t> tokens(6000);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 31) % 97 + 100);
+    data::write_shard(d + "/tiny_train.bin", tokens);
+    tokens.resize(1500);
+    data::write_shard(d + "/tiny_val.bin", tokens);
+    return d;
+  }();
+  return dir;
+}
+
+// Small model and data flags shared by every run; out_dir is per run.
+std::vector<std::string> base_args(const std::string& out_dir) {
+  return {"--train-data", data_glob_dir() + "/tiny_train.bin", "--val-data", data_glob_dir() + "/tiny_val.bin",
+          "--data-dir", tmp_dir() + "/data_dir", "--num-layers", "2", "--channels", "32", "--num-heads", "2",
+          "--batch-size", "2", "--seq-len", "16", "--ratio", "4", "--eval-batches", "1", "--eval-interval", "0",
+          "--sample-length", "4", "--warmup-steps", "3", "--lr", "3e-2", "--out-dir", out_dir};
+}
+
+struct Result {
+  int exit_code = -1;
+  std::string output;  // stdout + stderr
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs the trainer to completion (bounded by `timeout`), capturing its output.
+Result run_trainer(const std::vector<std::string>& args) {
+  const std::string out_file = tmp_dir() + "/run_output.txt";
+  std::string cmd = "timeout 120 " + std::string(kBinary);
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " > " + out_file + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(out_file);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  r.output = ss.str();
+  return r;
+}
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// step -> "loss grad_norm" as printed in log.jsonl (9 significant digits: a float round-trips, so equal strings
+// mean bitwise equal floats). The last record of a step wins, as after a resume.
+std::map<int, std::string> logged_steps(const std::string& out_dir) {
+  std::ifstream in(out_dir + "/log.jsonl");
+  std::map<int, std::string> steps;
+  std::string line;
+  auto field = [](const std::string& l, const std::string& key) {
+    const size_t p = l.find("\"" + key + "\": ");
+    if (p == std::string::npos) return std::string();
+    const size_t start = p + key.size() + 4;
+    return l.substr(start, l.find_first_of(",}", start) - start);
+  };
+  while (std::getline(in, line)) {
+    if (field(line, "type") != "\"step\"") continue;
+    steps[std::stoi(field(line, "step"))] = field(line, "loss") + " " + field(line, "grad_norm");
+  }
+  return steps;
+}
+
+// The reference: 12 steps without interruption (run once per test process).
+const Result& uninterrupted_result() {
+  static const Result r =
+      run_trainer(concat(base_args(tmp_dir() + "/uninterrupted"), {"--steps", "12", "--checkpoint-interval", "0"}));
+  return r;
+}
+
+const std::map<int, std::string>& uninterrupted_run() {
+  static const std::map<int, std::string> steps = [] {
+    EXPECT_EQ(uninterrupted_result().exit_code, 0) << uninterrupted_result().output;
+    return logged_steps(tmp_dir() + "/uninterrupted");
+  }();
+  return steps;
+}
+
+TEST(TrainE2E, LossFallsAndSampleIsPrinted) {
+  const auto& steps = uninterrupted_run();
+  ASSERT_EQ(steps.size(), 12u);
+  const double first = std::stod(steps.at(1)), last = std::stod(steps.at(12));
+  // A period-97 stream is easy: at lr 3e-2 twelve steps bring 10.8 nats to about 5.6; demand a clear 2-nat drop.
+  EXPECT_LT(last, first - 2.0);
+  EXPECT_NE(uninterrupted_result().output.find("---- sample at step 12"), std::string::npos)
+      << uninterrupted_result().output;
+}
+
+TEST(TrainE2E, StopAndResumeIsBitExact) {
+  const std::string out = tmp_dir() + "/stop_resume";
+  ASSERT_EQ(uninterrupted_run().size(), 12u);
+  const Result a = run_trainer(concat(base_args(out), {"--steps", "12", "--stop-after", "5"}));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(logged_steps(out).size(), 5u);
+  const Result b = run_trainer(concat(base_args(out), {"--steps", "12", "--resume"}));
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_NE(b.output.find("resumed from"), std::string::npos) << b.output;
+  EXPECT_EQ(logged_steps(out), uninterrupted_run());
+}
+
+TEST(TrainE2E, KillNineThenResumeIsBitExact) {
+  const std::string out = tmp_dir() + "/killed";
+  const std::string ckpt_dir = out + "/checkpoints";
+  ASSERT_EQ(uninterrupted_run().size(), 12u);
+  std::vector<std::string> args = concat(base_args(out), {"--steps", "12", "--checkpoint-interval", "1",
+                                                          "--keep-last", "2"});
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<char*> argv = {const_cast<char*>(kBinary)};
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    freopen("/dev/null", "w", stdout);
+    execv(kBinary, argv.data());
+    _exit(127);
+  }
+  // Kill as soon as the second checkpoint exists: the run is then writing or about to write the next one.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (train::list_checkpoints(ckpt_dir).size() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before the kill landed; the test proves nothing";
+  const auto left = train::list_checkpoints(ckpt_dir);
+  ASSERT_FALSE(left.empty());
+  EXPECT_LT(left.back().first, 12);
+  for (const auto& c : left) EXPECT_NO_THROW(train::Checkpoint::load(c.second)) << c.second;
+  const Result b = run_trainer(concat(args, {"--resume"}));
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  EXPECT_EQ(logged_steps(out), uninterrupted_run());
+}
+
+TEST(TrainE2E, NanStopsWithLastGoodCheckpointIntact) {
+  const std::string out = tmp_dir() + "/nan";
+  // lr 1e30 without clipping: the first update sends the weights to ~1e30, the second step's loss is not finite.
+  const Result r = run_trainer(concat(base_args(out), {"--steps", "10", "--lr", "1e30", "--grad-clip", "0",
+                                                       "--warmup-steps", "0", "--checkpoint-interval", "1"}));
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("is not finite: training stopped"), std::string::npos) << r.output;
+  const auto left = train::list_checkpoints(out + "/checkpoints");
+  ASSERT_FALSE(left.empty()) << r.output;
+  EXPECT_NO_THROW(train::Checkpoint::load(left.back().second));
+  EXPECT_LT(left.back().first, static_cast<int64_t>(logged_steps(out).size())) << "no checkpoint of a NaN state";
+}
+
+TEST(TrainE2E, SampleOnlyFromCheckpoint) {
+  const std::string out = tmp_dir() + "/sample_only";
+  ASSERT_EQ(run_trainer(concat(base_args(out), {"--steps", "2"})).exit_code, 0);
+  const Result r = run_trainer(concat(base_args(out), {"--sample-only", "--sample-length", "6"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("sampling from " + out + "/checkpoints/ckpt_00000002.bin"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("---- sample at step 2"), std::string::npos) << r.output;
+}
+
+TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
+  const std::string out = tmp_dir() + "/bad";
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {{"--preset", "gpt5"}, "unknown --preset 'gpt5'; valid presets: tiny"},
+      {{"--total-batch", "100"}, "--total-batch 100 is not a multiple of B*T = 32"},
+      {{"--warp-speed", "9"}, "unknown flag --warp-speed"},
+      {{"--train-data", "/nonexistent/*.bin"}, "/nonexistent/*.bin"},
+      {{"--resume", "--out-dir", tmp_dir() + "/never_trained"}, "no checkpoint in"},
+      {{"--ratio", "5"}, "invalid bottleneck"},
+      {{"--device", "cuda"}, "--device cuda"},
+  };
+  for (const auto& c : cases) {
+    const Result r = run_trainer(concat(base_args(out), c.args));
+    EXPECT_EQ(r.exit_code, 2) << c.args[0] << ": " << r.output;
+    const size_t e = r.output.find("error: ");
+    ASSERT_NE(e, std::string::npos) << r.output;
+    const std::string line = r.output.substr(e, r.output.find('\n', e) - e);
+    EXPECT_NE(line.find(c.expected), std::string::npos) << "error line: " << line;
+  }
+  // Resuming into a run with other model flags is refused, naming both.
+  const std::string other = tmp_dir() + "/other_model";
+  ASSERT_EQ(run_trainer(concat(base_args(other), {"--steps", "1"})).exit_code, 0);
+  const Result r = run_trainer(concat(base_args(other), {"--steps", "2", "--resume", "--channels", "64"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("was written by a different run"), std::string::npos) << r.output;
+}
+
+TEST(TrainE2E, HelpListsFlagsAndExitsZero) {
+  const Result r = run_trainer({"--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--bottleneck {none,resbm,linear,ae,quant}"), std::string::npos) << r.output;
+}
+
+}  // namespace
