@@ -127,16 +127,7 @@ void DataLoader::read_row(int64_t global_sample, int row) {
   const int64_t sample = config_.shuffle ? sample_perm_[k] : k;
   const int64_t T = config_.T;
   const std::string& path = shards_[shard_order_[current_order_index_]].path;
-  const size_t bytes = row_.size() * sizeof(uint16_t);
-  const off_t offset = kShardHeaderBytes + static_cast<off_t>(sample * T) * 2;
-  size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pread(current_fd_, reinterpret_cast<char*>(row_.data()) + done, bytes - done,
-                              offset + static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) DATA_FAIL("cannot read shard " << path << " at byte " << offset << " (did it shrink?)");
-    done += static_cast<size_t>(n);
-  }
+  pread_tokens(current_fd_, sample * T, row_.size(), row_.data(), path);
   check_token_ids(row_.data(), row_.size(), config_.vocab_size, path, sample * T);
   int32_t* in = inputs_.data() + static_cast<size_t>(row) * T;
   int32_t* tg = targets_.data() + static_cast<size_t>(row) * T;

@@ -131,20 +131,25 @@ void check_token_ids(const uint16_t* ids, size_t count, int32_t vocab_size, cons
   }
 }
 
+void pread_tokens(int fd, int64_t first_token, size_t count, uint16_t* out, const std::string& path) {
+  const size_t bytes = count * sizeof(uint16_t);
+  const off_t offset = kShardHeaderBytes + static_cast<off_t>(first_token) * 2;
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(fd, reinterpret_cast<char*>(out) + done, bytes - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) DATA_FAIL("cannot read shard " << path << " at byte " << offset + done << " (did it shrink?)");
+    done += static_cast<size_t>(n);
+  }
+}
+
 std::vector<uint16_t> read_shard(const std::string& path, int32_t vocab_size) {
   const ShardInfo info = read_shard_header(path);
   std::vector<uint16_t> tokens(static_cast<size_t>(info.num_tokens));
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) DATA_FAIL("cannot open shard " << path << ": " << std::strerror(errno));
   FdCloser closer{fd};
-  const size_t bytes = tokens.size() * sizeof(uint16_t);
-  size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pread(fd, reinterpret_cast<char*>(tokens.data()) + done, bytes - done, kShardHeaderBytes + done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) DATA_FAIL("cannot read shard " << path << " (it changed while reading?): " << std::strerror(errno));
-    done += static_cast<size_t>(n);
-  }
+  pread_tokens(fd, 0, tokens.size(), tokens.data(), path);
   check_token_ids(tokens.data(), tokens.size(), vocab_size, path, 0);
   return tokens;
 }

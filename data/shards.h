@@ -28,6 +28,10 @@ ShardInfo read_shard_header(const std::string& path);
 // Reads and fully validates a shard (header, size, every id < vocab_size). Throws DataError naming the file.
 std::vector<uint16_t> read_shard(const std::string& path, int32_t vocab_size = kGpt2VocabSize);
 
+// Reads tokens [first_token, first_token + count) of an open shard (after its header) into out; throws DataError
+// naming `path` on a short read (the file shrank since its header was checked).
+void pread_tokens(int fd, int64_t first_token, size_t count, uint16_t* out, const std::string& path);
+
 // Checks that ids[0, count) are < vocab_size; on failure throws DataError naming `path` and the token position.
 void check_token_ids(const uint16_t* ids, size_t count, int32_t vocab_size, const std::string& path,
                      int64_t first_position);

@@ -27,6 +27,11 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 // The dataset mirror from $RESBM_DATA_MIRROR, or "" when unset or missing. A relative value (CI passes
 // ../shared/data) is taken relative to the source checkout, found through this test's runfiles symlinks.
 inline std::string data_mirror() {

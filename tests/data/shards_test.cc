@@ -12,11 +12,6 @@
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // Builds a shard by hand (not with write_shard) so the reader is tested against the format, not against itself.
 std::string handmade_shard(int32_t magic, int32_t version, int32_t count, const std::vector<uint16_t>& tokens) {
   std::string bytes(1024, '\0');
@@ -43,7 +38,7 @@ TEST(Shards, WriterProducesLlmcLayoutAndReaderRoundTrips) {
   const std::vector<int32_t> tokens = {50256, 0, 1, 40000, 50255, 7};
   data::write_shard(dir + "/a.bin", tokens);
   std::vector<uint16_t> narrow(tokens.begin(), tokens.end());
-  EXPECT_EQ(slurp(dir + "/a.bin"), handmade_shard(20240520, 1, 6, narrow));
+  EXPECT_EQ(data_test::slurp(dir + "/a.bin"), handmade_shard(20240520, 1, 6, narrow));
   EXPECT_EQ(data::read_shard(dir + "/a.bin"), narrow);
   EXPECT_EQ(data::read_shard_header(dir + "/a.bin").num_tokens, 6);
   // Atomic write: only the final file remains, no temp files.

@@ -34,11 +34,6 @@ int run_tool(std::vector<std::string> args, const std::string& log) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 TEST(TokenizeTool, WritesEndOfTextThenEachFileInPathOrder) {
   const std::string mirror = data_test::data_mirror();
   if (mirror.empty()) GTEST_SKIP() << data_test::kNoMirror;
@@ -53,7 +48,7 @@ TEST(TokenizeTool, WritesEndOfTextThenEachFileInPathOrder) {
                       "--vocab-dir", mirror + "/gpt2", "--name", "t"},
                      log),
             0)
-      << slurp(log);
+      << data_test::slurp(log);
   // Expected stream: <|endoftext|> before each document; the ids come from the library (tested on its own against
   // the independent reference in tokenizer_test).
   const data::Tokenizer tok = data::Tokenizer::from_dir(mirror + "/gpt2");
@@ -67,25 +62,25 @@ TEST(TokenizeTool, WritesEndOfTextThenEachFileInPathOrder) {
   const std::vector<uint16_t> train = data::read_shard(dir + "/out/t_train_000000.bin");
   got.insert(got.end(), train.begin(), train.end());
   EXPECT_EQ(got, expected);
-  EXPECT_NE(slurp(log).find("3 documents"), std::string::npos) << slurp(log);
+  EXPECT_NE(data_test::slurp(log).find("3 documents"), std::string::npos) << data_test::slurp(log);
 }
 
 TEST(TokenizeTool, BadArgumentsFailWithAMessage) {
   const std::string dir = data_test::fresh_dir("tokenize_tool_bad");
   const std::string log = dir + "/log.txt";
   EXPECT_EQ(run_tool({"tools/tokenize", dir + "/missing", "--out", dir + "/o", "--vocab-dir", dir}, log), 1);
-  EXPECT_NE(slurp(log).find("cannot open"), std::string::npos) << slurp(log);  // the vocab is checked first
+  EXPECT_NE(data_test::slurp(log).find("cannot open"), std::string::npos) << data_test::slurp(log);  // the vocab is checked first
   EXPECT_EQ(run_tool({"tools/tokenize", "x", "--out", dir + "/o", "--threads", "two"}, log), 1);
-  EXPECT_NE(slurp(log).find("--threads needs a non-negative integer"), std::string::npos) << slurp(log);
+  EXPECT_NE(data_test::slurp(log).find("--threads needs a non-negative integer"), std::string::npos) << data_test::slurp(log);
 }
 
 TEST(PrepareTool, OfflineWithoutMirrorOrWithABadMirrorSaysWhatToDo) {
   const std::string dir = data_test::fresh_dir("prepare_tool");
   const std::string log = dir + "/log.txt";
   EXPECT_EQ(run_tool({"tools/prepare", "tinyshakespeare", "--out", dir + "/o", "--mirror", dir + "/empty"}, log), 1);
-  EXPECT_NE(slurp(log).find("--mirror"), std::string::npos) << slurp(log);
+  EXPECT_NE(data_test::slurp(log).find("--mirror"), std::string::npos) << data_test::slurp(log);
   EXPECT_EQ(run_tool({"tools/prepare", "wikipedia", "--out", dir + "/o"}, log), 2);
-  EXPECT_NE(slurp(log).find("unknown dataset"), std::string::npos) << slurp(log);
+  EXPECT_NE(data_test::slurp(log).find("unknown dataset"), std::string::npos) << data_test::slurp(log);
 }
 
 }  // namespace
