@@ -6,11 +6,13 @@
 // Prints, per preset: ms per step (and its forward / backward / AdamW parts), tokens/s, and the achieved GFLOP/s
 // of the step's matmul work next to what a bare OpenBLAS sgemm of GPT-2's shapes reaches on this machine: the
 // gap between the two is the time spent outside the GEMMs (attention, layernorm, softmax, the optimizer).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -31,13 +33,16 @@ double ms_since(Clock::time_point t0) {
 struct Options {
   std::vector<std::string> presets = {"tiny", "d12"};
   int B = 4, T = 64, warmup = 2, steps = 5, threads = 0;
+  bool kernels = false;  // also time each CPU kernel at the preset's shapes (where the step's time goes)
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "cpu_step: %s\n"
                "usage: cpu_step [--preset NAME[,NAME...]] [--B 4] [--T 64] [--warmup 2] [--steps 5] [--threads N]\n"
-               "  presets: tiny, d12, d24, d36, d48 (default tiny,d12); threads 0 = all cores\n",
+               "                [--kernels 1]\n"
+               "  presets: tiny, d12, d24, d36, d48 (default tiny,d12); threads 0 = all cores\n"
+               "  --kernels 1: also time every CPU kernel at the preset's shapes, per step (the breakdown)\n",
                why);
   std::exit(2);
 }
@@ -74,6 +79,8 @@ Options parse(int argc, char** argv) {
       o.steps = number();
     } else if (flag == "--threads") {
       o.threads = number();
+    } else if (flag == "--kernels") {
+      o.kernels = number() != 0;
     } else {
       usage(("unknown flag " + flag).c_str());
     }
@@ -103,6 +110,83 @@ double sgemm_gflops(const kernels::KernelContext& ctx, int C, int N) {
   }
   const double seconds = ms_since(t0) / 1e3;
   return reps * 2.0 * (2.0 * N * 4.0 * C * C) / seconds / 1e9;
+}
+
+// Times every CPU kernel a training step calls, at the step's shapes, and prints ms per step for each (calls per
+// step x ms per call), largest first. Their sum next to the measured step shows the engine's own overhead.
+void profile_kernels(const resbm::GPT2Config& c, const Options& o, const kernels::KernelContext& ctx) {
+  namespace k = kernels::cpu;
+  const int B = o.B, T = o.T, C = c.channels, NH = c.num_heads, L = c.num_layers, Vp = c.padded_vocab_size;
+  const int N = B * T;
+  const size_t biggest = std::max({size_t(N) * Vp, size_t(Vp) * C, size_t(B) * NH * T * T, size_t(N) * 4 * C});
+  // Scratch buffers big enough for any argument; small positive values keep exp/sqrt in range.
+  std::vector<float> a(biggest, 0.01f), b(biggest, 0.02f), out(biggest), d(biggest, 0.001f), e(biggest, 0.0f);
+  std::vector<float> w(size_t(Vp) * C > size_t(4) * C * C ? size_t(Vp) * C : size_t(4) * C * C, 0.01f);
+  std::vector<float> mean(N), rstd(N, 1.0f), bias(std::max(Vp, 4 * C), 0.0f);
+  std::vector<int32_t> ids(N, 1);
+  struct Row {
+    std::string name;
+    double calls, ms;
+  };
+  std::vector<Row> rows;
+  auto time = [&](const std::string& name, double calls_per_step, auto&& fn) {
+    fn();  // warm up
+    const int reps = 3;
+    const auto t0 = Clock::now();
+    for (int r = 0; r < reps; ++r) fn();
+    rows.push_back({name, calls_per_step, ms_since(t0) / reps});
+  };
+  for (auto [oc, ic, label] : {std::tuple{3 * C, C, "qkv"}, std::tuple{C, C, "attn_proj"},
+                               std::tuple{4 * C, C, "fc"}, std::tuple{C, 4 * C, "fc_proj"}}) {
+    time(std::string("matmul_forward ") + label, L,
+         [&] { k::matmul_forward(ctx, out.data(), a.data(), w.data(), bias.data(), N, ic, oc); });
+    time(std::string("matmul_backward ") + label, L, [&] {
+      k::matmul_backward(ctx, e.data(), b.data(), bias.data(), d.data(), a.data(), w.data(), N, ic, oc);
+    });
+  }
+  time("matmul_forward head", 1, [&] { k::matmul_forward(ctx, out.data(), a.data(), w.data(), nullptr, N, C, Vp); });
+  time("matmul_backward head", 1, [&] {
+    k::matmul_backward(ctx, e.data(), b.data(), nullptr, d.data(), a.data(), w.data(), N, C, Vp);
+  });
+  time("attention_forward", L, [&] { k::attention_forward(ctx, out.data(), b.data(), a.data(), B, T, C, NH); });
+  time("attention_backward", L, [&] {
+    k::attention_backward(ctx, e.data(), out.data(), d.data(), a.data(), b.data(), B, T, C, NH);
+  });
+  time("layernorm_forward", 2 * L + 1,
+       [&] { k::layernorm_forward(ctx, out.data(), mean.data(), rstd.data(), a.data(), w.data(), bias.data(), N, C); });
+  time("layernorm_backward", 2 * L + 1, [&] {
+    k::layernorm_backward(ctx, e.data(), b.data(), bias.data(), d.data(), a.data(), w.data(), mean.data(),
+                          rstd.data(), N, C);
+  });
+  time("gelu_forward", L, [&] { k::gelu_forward(ctx, out.data(), a.data(), size_t(N) * 4 * C); });
+  time("gelu_backward", L, [&] { k::gelu_backward(ctx, e.data(), a.data(), d.data(), size_t(N) * 4 * C); });
+  time("add_forward (residual)", 2 * L, [&] { k::add_forward(ctx, out.data(), a.data(), b.data(), size_t(N) * C); });
+  time("accumulate (residual backward)", 4 * L, [&] { k::accumulate(ctx, e.data(), d.data(), size_t(N) * C); });
+  time("softmax_crossentropy_forward", 1, [&] {
+    k::softmax_crossentropy_forward(ctx, b.data(), out.data(), a.data(), ids.data(), N, c.vocab_size, Vp);
+  });
+  time("softmax_crossentropy_backward", 1, [&] {
+    k::softmax_crossentropy_backward(ctx, e.data(), out.data(), ids.data(), 1.0f / N, N, c.vocab_size, Vp);
+  });
+  time("embedding_forward", 1, [&] { k::embedding_forward(ctx, out.data(), ids.data(), w.data(), a.data(), B, T, C); });
+  time("embedding_backward", 1, [&] { k::embedding_backward(ctx, e.data(), b.data(), d.data(), ids.data(), B, T, C); });
+  // AdamW and zeroing the gradients: memory-bound passes over every parameter, timed on one (Vp, C) block and
+  // scaled to the model's size.
+  const double param_blocks = double(resbm::gpt2_num_parameters(c)) / (double(Vp) * C);
+  std::vector<float> m(size_t(Vp) * C, 0.0f), v(size_t(Vp) * C, 0.0f), g(size_t(Vp) * C, 0.001f);
+  time("adamw_update (all params)", param_blocks, [&] {
+    k::adamw_update(ctx, w.data(), g.data(), m.data(), v.data(), w.size(), 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 3);
+  });
+  time("fill 0 (zero_grads)", param_blocks, [&] { k::fill(ctx, g.data(), 0.0f, g.size()); });
+
+  std::sort(rows.begin(), rows.end(), [](const Row& x, const Row& y) { return x.calls * x.ms > y.calls * y.ms; });
+  double total = 0;
+  for (const Row& r : rows) total += r.calls * r.ms;
+  std::printf("      kernels at these shapes, ms per step (calls x ms/call), sum %.1f ms:\n", total);
+  for (const Row& r : rows) {
+    std::printf("        %-32s %8.1f ms  %5.1f%%  (%5.1f x %8.3f ms)\n", r.name.c_str(), r.calls * r.ms,
+                100.0 * r.calls * r.ms / total, r.calls, r.ms);
+  }
 }
 
 void run(const std::string& preset, const Options& o, const engine::DeviceContext& device) {
@@ -153,6 +237,7 @@ void run(const std::string& preset, const Options& o, const engine::DeviceContex
   std::printf("      sgemm ceiling at these shapes (C=%d, N=%d): %.1f GFLOP/s -> %.1f ms for the step's matmuls; "
               "activations peak %.1f MiB\n",
               c.channels, o.B * o.T, ceiling, gflop / ceiling * 1e3, g.peak_activation_bytes() / 1048576.0);
+  if (o.kernels) profile_kernels(c, o, device.ctx());
   std::fflush(stdout);
 }
 
