@@ -198,7 +198,10 @@ int run_pipeline(const PipelineRunOptions& o, std::vector<PipelineStepRecord>* r
                   r.backward_bytes, r.backward_ratio, r.tied_bytes);
       std::fflush(stdout);
     }
-    if (losses) std::fprintf(losses, "%d %.9g %08x\n", step, r.loss, float_bits(r.loss));
+    if (losses) {
+      std::fprintf(losses, "%d %.9g %08x\n", step, r.loss, float_bits(r.loss));
+      std::fflush(losses);  // others (tests) watch the run's progress through this file
+    }
     if (log) {
       std::fprintf(log,
                    "{\"step\": %d, \"loss\": %.9g, \"grad_norm\": %.6g, \"ms\": %.3f, \"fwd_bytes\": %" PRIu64

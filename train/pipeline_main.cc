@@ -6,14 +6,42 @@
 // each rank sees OMPI_COMM_WORLD_SIZE and runs its stage. Multi-host: add --hostfile FILE (an OpenMPI hostfile,
 // "host slots=N" per line); the binary must be at the same path on every host and the hosts reachable by ssh.
 // --executor local runs every stage in this one process instead (the reference executor).
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <unistd.h>
+
+#include "engine/comm/mpi_transport.h"
 #include "train/pipeline_launch.h"
 #include "train/pipeline_run.h"
+
+namespace {
+
+// When one rank fails, mpirun stops the others with SIGTERM; each says so before leaving (non-zero), so that
+// every stage's exit is explained. The text is built before the handler is installed (write() is
+// async-signal-safe, formatting is not); this one buffer is the only process-wide state, set once.
+char g_sigterm_message[160];
+
+void on_sigterm(int) {
+  const ssize_t ignored = write(STDERR_FILENO, g_sigterm_message, std::strlen(g_sigterm_message));
+  (void)ignored;
+  _exit(143);
+}
+
+void install_sigterm_message() {
+  const int rank = engine::comm::mpi_launch_rank();
+  std::snprintf(g_sigterm_message, sizeof(g_sigterm_message),
+                "stage %d (rank %d): stopped by mpirun (SIGTERM) because another stage failed; mpirun names it\n",
+                rank, rank);
+  std::signal(SIGTERM, on_sigterm);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   bool help = false;
@@ -35,6 +63,7 @@ int main(int argc, char** argv) {
     return train::exec_mpirun(options.pipeline.stages, options.hostfile,
                               std::vector<std::string>(argv + 1, argv + argc), threads);
   }
+  if (train::launched_by_mpirun()) install_sigterm_message();
   try {
     return train::run_pipeline(options, nullptr);
   } catch (const std::exception& e) {

@@ -5,6 +5,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "resbm/llmc_checkpoint.h"
+
 namespace train {
 
 std::string workspace_dir() {
@@ -78,6 +80,19 @@ RunConfig make_run_config(const TrainFlags& flags) {
   RunConfig r;
   r.flags = flags;
   r.model = model_config(flags);
+  if (!flags.init_from.empty()) {
+    // The checkpoint defines the model; explicit size flags must agree with it (the preset is ignored).
+    const resbm::GPT2Config file = resbm::read_llmc_config(resolve_path(flags.init_from));
+    const std::pair<int, int> checks[] = {{flags.num_layers, file.num_layers}, {flags.num_heads, file.num_heads},
+                                          {flags.channels, file.channels}, {flags.max_seq_len, file.max_seq_len}};
+    for (const auto& c : checks) {
+      if (c.first != 0 && c.first != c.second) {
+        throw FlagError("model size flags disagree with --init-from " + flags.init_from + " (" +
+                        resbm::describe_config(file) + "); drop them");
+      }
+    }
+    r.model = file;
+  }
   if (flags.seq_len > r.model.max_seq_len) {
     throw FlagError("--seq-len " + std::to_string(flags.seq_len) + " exceeds the model's maximum sequence length " +
                     std::to_string(r.model.max_seq_len) + "; lower --seq-len or raise --max-seq-len");

@@ -84,6 +84,7 @@ int run_training(RunConfig c) {
   lc.T = c.T;
   lc.shuffle = f.data_order == "shuffled";
   lc.seed = f.seed;
+  lc.vocab_size = c.model.vocab_size;  // a token the model cannot embed is a data error, not a crash
   data::DataLoader loader(lc);
   data::ValidationLoader val(c.val_pattern, c.B, c.T);
   std::unique_ptr<data::Tokenizer> tokenizer = load_tokenizer(c);
