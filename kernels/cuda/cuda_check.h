@@ -15,8 +15,10 @@ namespace kernels::cuda {
 [[noreturn]] inline void cuda_fail(cudaError_t err, const char* what, const char* file, int line) {
   std::fprintf(stderr,
                "%s:%d: CUDA error %s (%s) in %s\n"
-               "  hint: an illegal address or launch failure usually means a wrong shape or an unallocated pointer;\n"
-               "  rerun under `compute-sanitizer --tool memcheck` or with CUDA_LAUNCH_BLOCKING=1 to find the kernel.\n",
+               "  hint: no device / insufficient driver: is a GPU visible here (nvidia-smi), and the driver as new as\n"
+               "  the toolkit the binary was built with? An illegal address or launch failure usually means a wrong\n"
+               "  shape or an unallocated pointer: rerun under `compute-sanitizer --tool memcheck` or with\n"
+               "  CUDA_LAUNCH_BLOCKING=1 to find the kernel.\n",
                file, line, cudaGetErrorName(err), cudaGetErrorString(err), what);
   std::abort();
 }

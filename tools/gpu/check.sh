@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# tools/gpu/check.sh: the whole GPU check in one command, for a session that is lent a GPU (see tools/gpu/README.md).
+#
+# Two modes:
+#   tools/gpu/check.sh stage    HERE (the build machine, no GPU needed): builds the CUDA targets with tools/bazel, then
+#                               copies the binaries and the shared libraries they need into .gpu/ (ignored by git).
+#                               bazel-bin holds symlinks into the Bazel cache and the tests find their own libraries
+#                               through $ORIGIN-relative runpaths, so the binaries are copied (cp -L) into .gpu/bin and
+#                               every library they resolve (except libc's family and the CUDA toolkit's, which the GPU
+#                               machine has) into .gpu/lib. Optional: tokenized data in .gpu/data for the training run
+#                               (train_*.bin / val_*.bin shards; the stage step copies data_cache/tinyshakespeare if
+#                               present). The total must stay under the device tool's 64 MiB carry limit.
+#   tools/gpu/check.sh run      THERE (on the GPU machine), in ONE device call with carry [".gpu"]:
+#                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
+#                               Runs every CUDA test, compute-sanitizer memcheck and racecheck over the kernel tests,
+#                               the NCCL probe, a short training run twice (bitwise-equal losses) if the trainer can
+#                               train on CUDA, and the kernel benchmark; prints one summary table at the end. Logs go
+#                               to /tmp/gpu_check; when $OUT is set (the device tool), two files come back in it:
+#                               summary.md (the table, the benchmark, the error figures) and logs.txt (every log).
+# Exit status: 0 when every step that ran passed (SKIP rows do not fail the run, and say why).
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$here"
+mode="${1:-run}"
+gpu_dir="$here/.gpu"
+
+stage() {
+  local targets=(//tests/kernels/cuda:all //tools/bench/gpu_kernels //engine/comm/nccl_transport:nccl_probe)
+  tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
+  # The trainer is optional (its own owners may have it mid-edit): build it on its own.
+  local have_train=0
+  if tools/bazel build //train 2>/dev/null; then have_train=1; fi
+  rm -rf "$gpu_dir/bin" "$gpu_dir/lib"
+  mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
+  local bins=()
+  # The tests the BUILD file declares now (bazel-bin may still hold binaries of removed targets).
+  local t
+  for t in $(tools/bazel query 'tests(//tests/kernels/cuda:all)' 2>/dev/null); do
+    t="${t#//}"
+    bins+=("bazel-bin/${t/://}")
+  done
+  bins+=(bazel-bin/tools/bench/gpu_kernels/gpu_kernels bazel-bin/engine/comm/nccl_transport/nccl_probe)
+  if [ "$have_train" = 1 ] && [ -x bazel-bin/train/train ]; then bins+=(bazel-bin/train/train); fi
+  for b in "${bins[@]}"; do
+    cp -L "$b" "$gpu_dir/bin/"
+    # Every resolved library outside the CUDA toolkit and outside glibc/libstdc++ (newer on the GPU machine).
+    ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do
+      case "$(realpath "$lib")" in
+        /usr/local/cuda*|*/libc.so*|*/libm.so*|*/libdl.so*|*/libpthread.so*|*/librt.so*|*/ld-linux*|*/libstdc++.so*|*/libgcc_s.so*) ;;
+        *) cp -Ln "$lib" "$gpu_dir/lib/$(basename "$lib")" 2>/dev/null || true ;;
+      esac
+    done
+  done
+  if [ ! -d "$gpu_dir/data" ] && [ -d data_cache/tinyshakespeare ]; then
+    mkdir -p "$gpu_dir/data" && cp -L data_cache/tinyshakespeare/*.bin "$gpu_dir/data/" 2>/dev/null || true
+  fi
+  git rev-parse HEAD > "$gpu_dir/COMMIT" 2>/dev/null || true
+  local mib
+  mib=$(du -sm "$gpu_dir" | cut -f1)
+  echo "check.sh stage: $(ls "$gpu_dir/bin" | wc -l) binaries, $(ls "$gpu_dir/lib" | wc -l) libraries, ${mib} MiB in .gpu/"
+  if [ "$mib" -gt 63 ]; then echo "check.sh stage: .gpu/ is over the 64 MiB carry limit" >&2; exit 1; fi
+  echo "now, with a GPU: device run(command=\"bash tools/gpu/check.sh run\", carry=[\".gpu\"], timeout_s=600)"
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# run mode
+out=/tmp/gpu_check
+rm -rf "$out" && mkdir -p "$out"
+summary="$out/summary.md"
+rows=()
+failures=0
+row() {  # row STEP STATUS DETAIL
+  rows+=("| $1 | $2 | $3 |")
+  [ "$2" = FAIL ] && failures=$((failures + 1))
+  echo "== $1: $2 $3"
+}
+
+# gtest counts from a log: "passed/skipped/failed"
+gtest_counts() {
+  local log="$1" p s f
+  p=$(grep -oE '^\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
+  s=$(grep -oE '^\[  SKIPPED \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | tail -1)
+  f=$(grep -oE '^\[  FAILED  \] [0-9]+ test' "$log" | grep -oE '[0-9]+' | tail -1)
+  echo "${p:-0} passed, ${s:-0} skipped, ${f:-0} failed"
+}
+
+run_checks() {
+  local bin="$gpu_dir/bin"
+  [ -d "$bin" ] || { echo "check.sh run: no .gpu/bin: run 'tools/gpu/check.sh stage' on the build machine and carry .gpu" >&2; exit 1; }
+  # Libraries: ours first, then the toolkit's, then CUDA libraries that pip packages ship (nvidia-* wheels).
+  local pylibs
+  pylibs=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+dirs = set()
+for root in site.getsitepackages():
+    for lib in glob.glob(os.path.join(root, "nvidia", "*", "lib")):
+        dirs.add(lib)
+print(":".join(sorted(dirs)))
+PY
+)
+  export LD_LIBRARY_PATH="$gpu_dir/lib:/usr/local/cuda/lib64:${pylibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+
+  nvidia-smi -L > "$out/nvidia-smi.txt" 2>&1
+  row "device" "$( [ $? = 0 ] && echo INFO || echo FAIL )" "$(head -1 "$out/nvidia-smi.txt"); commit $(cat "$gpu_dir/COMMIT" 2>/dev/null)"
+
+  # 1. every CUDA test (a test that SKIPS on a GPU machine is a failure here: it means it could not use the GPU)
+  local tests=()
+  for t in "$bin"/*_test; do [ -x "$t" ] && tests+=("$t"); done
+  for t in "${tests[@]}"; do
+    local name log rc counts status
+    name=$(basename "$t")
+    log="$out/test_$name.log"
+    timeout 300 "$t" > "$log" 2>&1
+    rc=$?
+    counts=$(gtest_counts "$log")
+    status=PASS
+    if [ $rc != 0 ]; then status=FAIL; fi
+    if [ "$name" != signatures_test ] && grep -q '^\[  SKIPPED \]' "$log"; then status=FAIL; counts="$counts (skipped on a GPU machine: $(grep -m1 'no CUDA device' "$log"))"; fi
+    row "test $name" "$status" "$counts, rc=$rc"
+  done
+  # The max relative errors the tests printed, for the record.
+  grep -h '^\[ compare  \]' "$out"/test_*.log > "$out/compare_errors.txt" 2>/dev/null || true
+
+  # 2. compute-sanitizer over the kernel tests
+  local sanitizer=""
+  for c in compute-sanitizer /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
+           /opt/nvidia/*/compute-sanitizer/compute-sanitizer; do
+    if command -v "$c" > /dev/null 2>&1; then sanitizer=$(command -v "$c"); break; fi
+  done
+  if [ -z "$sanitizer" ]; then
+    row "compute-sanitizer" SKIP "not found on this machine"
+  else
+    for tool in memcheck racecheck; do
+      for t in "${tests[@]}"; do
+        local name log rc errs
+        name=$(basename "$t")
+        [ "$name" = signatures_test ] && continue
+        log="$out/${tool}_$name.log"
+        # Fixed seed: a sanitizer finding must be reproducible. One shape set per test is enough to exercise the code.
+        RESBM_TEST_SEED=1234 timeout 420 "$sanitizer" --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+        rc=$?
+        errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | tail -1)
+        if [ $rc = 0 ] && [ "${errs:-0}" = 0 ]; then
+          row "$tool $name" PASS "0 errors"
+        elif [ $rc = 124 ]; then
+          row "$tool $name" FAIL "timed out (420 s)"
+        else
+          row "$tool $name" FAIL "rc=$rc, ${errs:-?} errors (see ${tool}_$name.log)"
+        fi
+      done
+    done
+  fi
+
+  # 3. NCCL: the transport's refusal of a world size != stages, then a real exchange (or, on one GPU, the refusal of
+  # two ranks on one GPU).
+  local probe="$bin/nccl_probe"
+  if [ ! -x "$probe" ]; then
+    row "nccl" SKIP "no nccl_probe binary"
+  elif ! command -v mpirun > /dev/null 2>&1; then
+    timeout 60 "$probe" 1 > "$out/nccl_probe_1.log" 2>&1
+    local rc1=$?
+    timeout 60 "$probe" 2 > "$out/nccl_probe_2.log" 2>&1
+    local rc2=$?
+    row "nccl one rank" "$( [ $rc1 = 0 ] && echo PASS || echo FAIL )" "$(tail -1 "$out/nccl_probe_1.log") (no mpirun: singleton only)"
+    row "nccl world size refusal" "$( [ $rc2 = 3 ] && grep -q 'MPI ranks' "$out/nccl_probe_2.log" && echo PASS || echo FAIL )" \
+        "rc=$rc2: $(tail -1 "$out/nccl_probe_2.log" | cut -c1-150)"
+  else
+    local ngpu
+    ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
+    timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 "$probe" 2 > "$out/nccl_probe_np2.log" 2>&1
+    local rc=$?
+    if [ "$ngpu" -ge 2 ]; then
+      row "nccl 2 stages" "$( [ $rc = 0 ] && [ "$(grep -c 'OK' "$out/nccl_probe_np2.log")" = 2 ] && echo PASS || echo FAIL )" \
+          "rc=$rc: $(grep nccl_probe "$out/nccl_probe_np2.log" | tr '\n' ' ' | cut -c1-200)"
+    else
+      row "nccl shared-GPU refusal" "$( [ $rc != 0 ] && grep -q 'share one GPU' "$out/nccl_probe_np2.log" && echo PASS || echo FAIL )" \
+          "1 GPU, 2 ranks: rc=$rc: $(grep -m1 'share one GPU' "$out/nccl_probe_np2.log" | cut -c1-150)"
+    fi
+    timeout 60 mpirun --allow-run-as-root -np 1 "$probe" 2 > "$out/nccl_probe_np1.log" 2>&1
+    rc=$?
+    row "nccl world size refusal" "$( [ $rc != 0 ] && grep -q 'MPI ranks' "$out/nccl_probe_np1.log" && echo PASS || echo FAIL )" \
+        "rc=$rc: $(grep -m1 'MPI ranks' "$out/nccl_probe_np1.log" | cut -c1-150)"
+  fi
+
+  # 4. a short training run of the tiny preset on CUDA, twice: losses must be bitwise equal
+  if [ ! -x "$bin/train" ]; then
+    row "train tiny (cuda)" SKIP "no trainer binary staged"
+  elif ! ls "$gpu_dir"/data/*train*.bin > /dev/null 2>&1; then
+    row "train tiny (cuda)" SKIP "no token shards in .gpu/data"
+  else
+    local args=(--device cuda --preset tiny --steps 10 --eval-interval 0 --sample-interval 0
+                --train-data "$gpu_dir/data/*train*.bin" --val-data "$gpu_dir/data/*val*.bin")
+    for i in 1 2; do timeout 240 "$bin/train" "${args[@]}" --out-dir "$out/train$i" > "$out/train$i.log" 2>&1; done
+    if grep -q "loss" "$out/train1.log" && [ -f "$out/train1/log.jsonl" ]; then
+      if cmp -s <(grep -o '"loss":[^,]*' "$out/train1/log.jsonl") <(grep -o '"loss":[^,]*' "$out/train2/log.jsonl"); then
+        row "train tiny (cuda) x2" PASS "10 steps, losses bitwise equal; last: $(grep -o '"loss":[^,]*' "$out/train1/log.jsonl" | tail -1)"
+      else
+        row "train tiny (cuda) x2" FAIL "losses differ between two identical runs"
+      fi
+    elif grep -q "runs on the CPU only" "$out/train1.log"; then
+      row "train tiny (cuda)" SKIP "the trainer has no CUDA path yet: $(grep -m1 'CPU only' "$out/train1.log" | cut -c1-120)"
+    else
+      row "train tiny (cuda)" FAIL "$(grep -m1 -i 'error\|fatal' "$out/train1.log" | cut -c1-150)"
+    fi
+  fi
+
+  # 5. the kernel benchmark
+  if [ -x "$bin/gpu_kernels" ]; then
+    timeout 300 "$bin/gpu_kernels" 8 1024 20 > "$out/gpu_kernels.md" 2>&1
+    local rc=$?
+    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32, table below (rc=$rc)"
+  fi
+
+  {
+    echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(head -1 "$out/nvidia-smi.txt")"
+    echo
+    echo "| step | status | detail |"
+    echo "|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    echo
+    [ -f "$out/gpu_kernels.md" ] && cat "$out/gpu_kernels.md"
+    echo
+    echo "## largest relative errors per comparison (CUDA vs CPU twin)"
+    [ -f "$out/compare_errors.txt" ] && sort -u "$out/compare_errors.txt" | head -80
+  } > "$summary"
+  if [ -n "${OUT:-}" ]; then  # the device tool brings back at most 8 files: one summary, one concatenated log
+    cp "$summary" "$OUT/summary.md"
+    for f in "$out"/*.log "$out"/*.txt; do
+      [ -f "$f" ] || continue
+      echo "===== $(basename "$f")"
+      tail -n 300 "$f"
+    done > "$OUT/logs.txt"
+  fi
+  echo
+  cat "$summary"
+  echo
+  echo "check.sh: $failures failing step(s); logs in $out${OUT:+ (and \$OUT/logs.txt)}"
+  [ "$failures" = 0 ]
+}
+
+case "$mode" in
+  stage) stage ;;
+  run) run_checks ;;
+  *) echo "usage: tools/gpu/check.sh stage|run" >&2; exit 2 ;;
+esac
