@@ -7,6 +7,19 @@
 
 namespace kernels::cuda {
 
+namespace {
+
+// The largest power of two (<= 256) that divides the address: cuBLASLt's heuristics assume 256-byte aligned
+// operands unless told otherwise, and would pick kernels that fault on a view at an odd offset.
+uint32_t alignment_of(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t align = 256;
+  while (align > 4 && (a % align) != 0) align /= 2;
+  return align;
+}
+
+}  // namespace
+
 cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
   if (ctx.cublas_handle == nullptr) {
     std::fprintf(stderr, "%s: the KernelContext has no cuBLAS handle.\n  hint: build it with engine::make_cuda_context().\n",
@@ -20,6 +33,11 @@ cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
 
 void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
   if (g.m == 0 || g.n == 0) return;
+  if (g.k == 0) {  // an empty product: C = beta * C (+ epilogue) has no caller here; refuse rather than guess
+    std::fprintf(stderr, "%s: GEMM with k = 0 (m=%d n=%d)\n  hint: an empty batch or width reached a matmul.\n", who,
+                 g.m, g.n);
+    std::abort();
+  }
   if (ctx.cublaslt_handle == nullptr) {
     std::fprintf(stderr, "%s: the KernelContext has no cuBLASLt handle.\n  hint: build it with engine::make_cuda_context().\n",
                  who);
@@ -57,6 +75,15 @@ void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
   const size_t ws_bytes = ctx.cuda_workspace_bytes;
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                     sizeof(ws_bytes)));
+  const uint32_t align_a = alignment_of(g.a), align_b = alignment_of(g.b), align_c = alignment_of(g.c);
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                    sizeof(align_a)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                    sizeof(align_b)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
+                                                    sizeof(align_c)));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
+                                                    sizeof(align_c)));
   cublasLtMatmulHeuristicResult_t result;
   int found = 0;
   CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found));

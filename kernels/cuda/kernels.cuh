@@ -31,6 +31,13 @@ void layernorm_backward(const KernelContext& ctx, float* dinp /*(N,C) +=*/, floa
                         const float* weight /*(C)*/, const float* mean /*(N)*/, const float* rstd /*(N)*/, int N,
                         int C);
 
+// Fused extra (its CPU equivalent is add_forward then layernorm_forward): residual = a + b, out = layernorm(residual).
+// One pass over each row instead of three; the transformer block's "x + attn(x)" followed by the next norm.
+void residual_layernorm_forward(const KernelContext& ctx, float* residual /*(N,C)*/, float* out /*(N,C)*/,
+                                float* mean /*(N)*/, float* rstd /*(N)*/, const float* a /*(N,C)*/,
+                                const float* b /*(N,C)*/, const float* weight /*(C)*/, const float* bias /*(C)*/,
+                                int N, int C);
+
 // ---- matmul through cuBLASLt (fp32 compute, no TF32): out = inp @ weight^T + bias (bias epilogue)
 void matmul_forward(const KernelContext& ctx, float* out /*(N,OC)*/, const float* inp /*(N,C)*/,
                     const float* weight /*(OC,C)*/, const float* bias /*(OC) or null*/, int N, int C, int OC);

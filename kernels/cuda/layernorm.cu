@@ -38,6 +38,37 @@ __global__ void layernorm_forward_kernel(float* out, float* mean, float* rstd, c
   }
 }
 
+// Fused residual add + layernorm: residual = a + b is written and normalised in the same pass over the row.
+__global__ void residual_layernorm_forward_kernel(float* residual, float* out, float* mean, float* rstd,
+                                                  const float* a, const float* b, const float* weight,
+                                                  const float* bias, int N, int C) {
+  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= N) return;
+  const size_t base = static_cast<size_t>(row) * C;
+  float* x = residual + base;
+  float sum = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float v = a[base + c] + b[base + c];
+    x[c] = v;
+    sum += v;
+  }
+  // Each lane re-reads only the elements it wrote itself: no synchronisation needed.
+  const float m = warp_sum(sum) / C;
+  float var = 0.0f;
+  for (int c = lane; c < C; c += 32) {
+    const float d = x[c] - m;
+    var += d * d;
+  }
+  const float s = 1.0f / sqrtf(warp_sum(var) / C + kEps);
+  float* o = out + base;
+  for (int c = lane; c < C; c += 32) o[c] = (x[c] - m) * s * weight[c] + bias[c];
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = s;
+  }
+}
+
 __global__ void layernorm_backward_dinp_kernel(float* dinp, const float* dout, const float* inp,
                                                const float* weight, const float* mean, const float* rstd, int N,
                                                int C) {
@@ -102,6 +133,14 @@ void layernorm_forward(const KernelContext& ctx, float* out, float* mean, float*
   if (N == 0) return;
   layernorm_forward_kernel<<<ceil_div(N, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream_of(ctx)>>>(
       out, mean, rstd, inp, weight, bias, N, C);
+  CUDA_CHECK_LAUNCH();
+}
+
+void residual_layernorm_forward(const KernelContext& ctx, float* residual, float* out, float* mean, float* rstd,
+                                const float* a, const float* b, const float* weight, const float* bias, int N, int C) {
+  if (N == 0) return;
+  residual_layernorm_forward_kernel<<<ceil_div(N, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream_of(ctx)>>>(
+      residual, out, mean, rstd, a, b, weight, bias, N, C);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -60,6 +60,7 @@ void matmul_gelu_forward(const KernelContext& ctx, float* out, float* pre_gelu, 
 
 void matmul_backward(const KernelContext& ctx, float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC) {
+  if (N == 0) return;  // no rows: nothing to accumulate
   if (dinp != nullptr) {
     // dinp^T (C, N) += weight (stored C x OC) @ dout^T (OC, N)
     LtGemm g;

@@ -87,5 +87,34 @@ TEST(CudaLayernorm, ForwardBackward) {
   }
 }
 
+TEST(CudaLayernorm, FusedResidualForwardEqualsAddThenLayernorm) {
+  REQUIRE_CUDA_DEVICE();
+  Rng rng("CudaLayernorm.FusedResidualForwardEqualsAddThenLayernorm");
+  CudaContext cuda;
+  const auto cpu = cpu_context();
+  struct Shape { int N, C; };
+  for (const Shape s : {Shape{1, 1}, Shape{9, 47}, Shape{257, 768}}) {
+    const size_t nc = static_cast<size_t>(s.N) * s.C;
+    Twin<float> a(rng.floats(nc, -1.0f, 3.0f)), b(rng.floats(nc)), w(rng.floats(s.C, 0.5f, 1.5f)), bias(rng.floats(s.C));
+    Twin<float> residual(Twin<float>::nans(nc)), out(Twin<float>::nans(nc));
+    Twin<float> mean(Twin<float>::nans(s.N)), rstd(Twin<float>::nans(s.N));
+    kernels::cpu::add_forward(cpu, residual.cpu(), a.cpu(), b.cpu(), nc);
+    kernels::cpu::layernorm_forward(cpu, out.cpu(), mean.cpu(), rstd.cpu(), residual.cpu(), w.cpu(), bias.cpu(), s.N,
+                                    s.C);
+    auto run = [&] {
+      kernels::cuda::residual_layernorm_forward(cuda.ctx(), residual.gpu(), out.gpu(), mean.gpu(), rstd.gpu(), a.gpu(),
+                                                b.gpu(), w.gpu(), bias.gpu(), s.N, s.C);
+    };
+    run();
+    const auto r = residual.download(), o = out.download(), m = mean.download(), sd = rstd.download();
+    expect_bitwise_equal(r, residual.host(), "fused residual");  // one IEEE addition per element
+    const double atol = 1e-5 * std::sqrt(s.C / 64.0 + 1.0);      // as in ForwardBackward above
+    expect_close(o, out.host(), 1e-5, atol, "fused layernorm out");
+    expect_close(m, mean.host(), 1e-5, atol, "fused layernorm mean");
+    expect_close(sd, rstd.host(), 1e-5, atol, "fused layernorm rstd");
+    expect_rerun_bitwise(run, {&residual, &out, &mean, &rstd}, {r, o, m, sd}, cuda);
+  }
+}
+
 }  // namespace
 }  // namespace resbm_test
