@@ -1,0 +1,100 @@
+// Tests of the link emulator's timing model with a fake clock: serialisation on a busy wire, latency, independent
+// directions, infinite rate, and that receivers wait until the arrival time the sender stamped.
+#include "engine/comm/link_emulator.h"
+
+#include <vector>
+
+#include "engine/comm/local_transport.h"
+#include "gtest/gtest.h"
+
+namespace engine::comm {
+namespace {
+
+// A clock the test moves by hand; sleep_until jumps to the target and records it.
+class FakeClock : public Clock {
+ public:
+  explicit FakeClock(double* now) : now_(now) {}
+  double now_s() override { return *now_; }
+  void sleep_until_s(double t) override {
+    sleeps.push_back(t);
+    if (t > *now_) *now_ = t;
+  }
+  std::vector<double> sleeps;
+
+ private:
+  double* now_;
+};
+
+// Two stages over local queues, each endpoint wrapped in an emulator sharing one fake time.
+struct Pair {
+  double now = 0.0;
+  FakeClock* clock0;
+  FakeClock* clock1;
+  std::unique_ptr<LinkEmulator> s0, s1;
+  explicit Pair(LinkConfig link) {
+    auto local = make_local_transports(2);
+    auto c0 = std::make_unique<FakeClock>(&now);
+    auto c1 = std::make_unique<FakeClock>(&now);
+    clock0 = c0.get();
+    clock1 = c1.get();
+    s0 = std::make_unique<LinkEmulator>(std::move(local[0]), link, std::move(c0));
+    s1 = std::make_unique<LinkEmulator>(std::move(local[1]), link, std::move(c1));
+    // s0 owns the hub (local[0]); s1's endpoint refers to it, so keep s0 alive as long as s1: members do.
+  }
+};
+
+TEST(LinkEmulator, ArrivalIsWireFreePlusTransmissionPlusLatency) {
+  Pair p({8.0, 50.0});  // 8 Mbit/s: 10^6 bytes take exactly 1 s on the wire; 50 ms latency
+  // Forward wire of stage 0: idle, so the first message starts at once.
+  EXPECT_DOUBLE_EQ(p.s0->schedule(1, 1000000, 0.0), 1.05);
+  // Sent at 0.5 while the wire is busy until 1.0: it queues behind the first.
+  EXPECT_DOUBLE_EQ(p.s0->schedule(1, 1000000, 0.5), 2.05);
+  // Sent at 3.0 after the wire went idle at 2.0: starts at once again.
+  EXPECT_DOUBLE_EQ(p.s0->schedule(1, 500000, 3.0), 3.55);
+  // Stage 1's backward wire is independent of stage 0's forward wire (full duplex).
+  EXPECT_DOUBLE_EQ(p.s1->schedule(0, 1000000, 0.5), 1.55);
+}
+
+TEST(LinkEmulator, InfiniteRateAddsOnlyLatency) {
+  Pair p({0.0, 10.0});
+  EXPECT_DOUBLE_EQ(p.s0->schedule(1, 1 << 30, 2.0), 2.01);
+  EXPECT_DOUBLE_EQ(p.s0->schedule(1, 1 << 30, 2.0), 2.01);  // no wire occupancy at infinite rate
+}
+
+TEST(LinkEmulator, ReceiverWaitsForTheStampedArrival) {
+  Pair p({8.0, 50.0});
+  std::vector<char> payload(1000000, 'x'), got(1000000);
+  p.s0->send(Direction::forward, 0, payload.data(), payload.size());  // sent at 0 -> arrives at 1.05
+  p.now = 0.2;                                                        // the receiver asks at 0.2
+  p.s1->recv(Direction::forward, 0, got.data(), got.size());
+  ASSERT_EQ(p.clock1->sleeps.size(), 1u);
+  EXPECT_DOUBLE_EQ(p.clock1->sleeps[0], 1.05);
+  EXPECT_DOUBLE_EQ(p.now, 1.05);
+  EXPECT_EQ(got, payload);
+  // Sent at 1.05 (the wire has been free since 1.0): arrives at 2.1. The receiver comes late, at 5.0: no wait.
+  p.s0->send(Direction::forward, 1, payload.data(), payload.size());
+  p.now = 5.0;
+  p.s1->recv(Direction::forward, 1, got.data(), got.size());
+  EXPECT_DOUBLE_EQ(p.clock1->sleeps[1], 2.1);
+  EXPECT_DOUBLE_EQ(p.now, 5.0);
+  // Only the payload is counted (the 8-byte arrival stamp is the emulator's own side message).
+  EXPECT_EQ(p.s0->stats().total_bytes(Direction::forward), 2000000u);
+  EXPECT_EQ(p.s0->stats().total_messages(Direction::forward), 2u);
+}
+
+TEST(LinkEmulator, TiedExchangePassesUndelayed) {
+  Pair p({1.0, 1000.0});
+  float a[4] = {1, 2, 3, 4}, b[4] = {0};
+  p.s0->send_tied(a, 4);
+  p.s1->recv_tied(b, 4);
+  EXPECT_EQ(b[3], 4.0f);
+  EXPECT_TRUE(p.clock1->sleeps.empty());
+}
+
+TEST(LinkEmulatorDeathTest, NoWireBeyondTheEnds) {
+  Pair p({8.0, 0.0});
+  EXPECT_DEATH(p.s0->schedule(3, 10, 0.0), "no wire to stage 3");
+}
+
+}  // namespace
+}  // namespace engine::comm

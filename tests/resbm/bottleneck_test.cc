@@ -1,0 +1,238 @@
+// Tests of the ResBM bottleneck and its baselines: finite-difference gradients of every kind, resbm == linear at
+// initialisation, x' = x P P^T at initialisation, the orthonormal basis, widths and validation.
+#include "resbm/bottleneck.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/device.h"
+#include "engine/memory.h"
+#include "gtest/gtest.h"
+
+namespace resbm {
+namespace {
+
+using engine::Graph;
+using engine::ParamStore;
+using engine::Tensor;
+using engine::Var;
+
+constexpr int kB = 2, kT = 3, kC = 16;  // small: finite differences stay accurate in fp32
+
+// Encoder and decoder of one boundary in one store, as a test needs them (in a pipeline they sit on two stages).
+struct Boundary {
+  ParamStore trained{engine::Device::cpu}, fixed{engine::Device::cpu};
+  BottleneckEncoder enc;
+  BottleneckDecoder dec;
+  Boundary(const BottleneckConfig& config, uint64_t seed) {
+    enc = BottleneckEncoder(trained, fixed, config, 0, kC);
+    dec = BottleneckDecoder(trained, fixed, config, 0, kC);
+    if (!trained.params().empty()) trained.allocate();
+    if (!fixed.params().empty()) fixed.allocate();
+    enc.init(trained, fixed, seed);
+    dec.init(trained, fixed, seed);
+  }
+  Var code(Graph& g, const Var& x) { return enc.forward(g, trained, fixed, x); }
+  Var forward(Graph& g, const Var& x) { return dec.forward(g, trained, fixed, code(g, x)); }
+};
+
+class BottleneckTest : public ::testing::Test {
+ protected:
+  BottleneckTest() : device_(engine::Device::cpu, 1), leaves_("test leaves", 1 << 20) {}
+  Var leaf(std::initializer_list<int64_t> shape, std::mt19937& rng, float scale) {
+    Var v{leaves_.alloc(shape), leaves_.alloc(shape)};
+    std::normal_distribution<float> normal(0.0f, scale);
+    for (int64_t i = 0; i < v.value.numel(); ++i) v.value.f32()[i] = normal(rng);
+    return v;
+  }
+  const kernels::KernelContext& ctx() const { return device_.ctx(); }
+  engine::DeviceContext device_;
+  engine::Arena leaves_;
+};
+
+double objective(const Var& out, const std::vector<float>& w) {
+  double acc = 0.0;
+  for (int64_t i = 0; i < out.value.numel(); ++i) acc += static_cast<double>(out.value.f32()[i]) * w[i];
+  return acc;
+}
+
+// Central differences of sum(x' * W) against the tape's gradients, for x and every trained parameter (all
+// parameters first randomised, so that zero-initialised branches carry gradient everywhere).
+void check_gradients(const BottleneckConfig& config, const kernels::KernelContext& ctx, Var x) {
+  Boundary b(config, 42);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  for (auto& p : b.trained.params()) {
+    for (int64_t i = 0; i < p.var.value.numel(); ++i) p.var.value.f32()[i] += normal(rng);
+  }
+  std::vector<Var> inputs = {x};
+  for (auto& p : b.trained.params()) inputs.push_back(p.var);
+
+  Graph g(ctx, engine::Device::cpu, 8 << 20);
+  for (Var& v : inputs) std::memset(v.grad.data, 0, v.grad.nbytes());
+  Var out = b.forward(g, x);
+  ASSERT_EQ(out.value.numel(), int64_t{kB} * kT * kC);
+  std::vector<float> w(out.value.numel());
+  for (float& v : w) v = normal(rng);
+  Tensor wt;
+  wt.data = w.data();
+  wt.ndim = 3;
+  wt.shape[0] = kB, wt.shape[1] = kT, wt.shape[2] = kC;
+  g.backward_from(out, wt);
+  // eps 1e-2 on O(1) values: truncation error O(eps^2) ~ 1e-4, fp32 rounding of a 96-term sum / (2 eps) ~ 1e-4;
+  // 2e-3 relative to max(1, |numeric|) leaves an order of magnitude of margin.
+  const float eps = 1e-2f;
+  const double tol = 2e-3;
+  int checked = 0;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    std::vector<float> analytic(inputs[k].grad.f32(), inputs[k].grad.f32() + inputs[k].grad.numel());
+    const int64_t n = inputs[k].value.numel();
+    const int64_t stride = n <= 24 ? 1 : n / 24;
+    for (int64_t i = 0; i < n; i += stride) {
+      float* v = inputs[k].value.f32() + i;
+      const float orig = *v;
+      *v = orig + eps;
+      g.reset();
+      const double plus = objective(b.forward(g, x), w);
+      *v = orig - eps;
+      g.reset();
+      const double minus = objective(b.forward(g, x), w);
+      *v = orig;
+      const double numeric = (plus - minus) / (2.0 * eps);
+      EXPECT_LE(std::fabs(analytic[i] - numeric) / std::fmax(1.0, std::fabs(numeric)), tol)
+          << describe_bottleneck(config, kC) << ": input " << k
+          << (k == 0 ? " (x)" : (" (" + b.trained.params()[k - 1].name + ")")) << " element " << i << " analytic "
+          << analytic[i] << " numeric " << numeric;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
+BottleneckConfig make(BottleneckKind kind, IdentityPath identity = IdentityPath::slice) {
+  BottleneckConfig c;
+  c.kind = kind;
+  c.ratio = 4;  // K = 4
+  c.identity = identity;
+  c.hidden = 8;
+  return c;
+}
+
+TEST_F(BottleneckTest, GradientsOfEveryKind) {
+  const std::vector<BottleneckConfig> configs = {
+      make(BottleneckKind::none),
+      make(BottleneckKind::quant),
+      make(BottleneckKind::linear),
+      make(BottleneckKind::linear, IdentityPath::orthogonal),
+      make(BottleneckKind::ae),
+      make(BottleneckKind::resbm, IdentityPath::slice),
+      make(BottleneckKind::resbm, IdentityPath::orthogonal),
+      make(BottleneckKind::resbm, IdentityPath::learned),
+  };
+  std::mt19937 rng(3);
+  for (const BottleneckConfig& c : configs) {
+    SCOPED_TRACE(describe_bottleneck(c, kC));
+    check_gradients(c, ctx(), leaf({kB, kT, kC}, rng, 1.0f));
+  }
+}
+
+TEST_F(BottleneckTest, ResbmEqualsLinearAtInitialisation) {
+  std::mt19937 rng(11);
+  Var x = leaf({kB, kT, kC}, rng, 1.0f);
+  for (IdentityPath id : {IdentityPath::slice, IdentityPath::orthogonal, IdentityPath::learned}) {
+    SCOPED_TRACE(identity_path_name(id));
+    Boundary resbm(make(BottleneckKind::resbm, id), 7);
+    Boundary linear(make(BottleneckKind::linear, id), 7);
+    Graph g1(ctx(), engine::Device::cpu, 1 << 20), g2(ctx(), engine::Device::cpu, 1 << 20);
+    const Var z1 = resbm.code(g1, x), z2 = linear.code(g2, x);
+    ASSERT_EQ(z1.value.numel(), int64_t{kB} * kT * (kC / 4));
+    ASSERT_EQ(z2.value.numel(), z1.value.numel());
+    EXPECT_EQ(0, std::memcmp(z1.value.data, z2.value.data, z1.value.nbytes())) << "codes differ";
+    const Var x1 = resbm.dec.forward(g1, resbm.trained, resbm.fixed, z1);
+    const Var x2 = linear.dec.forward(g2, linear.trained, linear.fixed, z2);
+    ASSERT_EQ(x1.value.numel(), x.value.numel());
+    EXPECT_EQ(0, std::memcmp(x1.value.data, x2.value.data, x1.value.nbytes())) << "decoded streams differ";
+  }
+}
+
+TEST_F(BottleneckTest, DecodedIsProjectionAtInitialisation) {
+  std::mt19937 rng(12);
+  Var x = leaf({kB, kT, kC}, rng, 1.0f);
+  const int K = kC / 4, N = kB * kT;
+  for (IdentityPath id : {IdentityPath::slice, IdentityPath::orthogonal}) {
+    SCOPED_TRACE(identity_path_name(id));
+    Boundary b(make(BottleneckKind::resbm, id), 9);
+    // U (C,K), independently of the module: one-hot columns, or the basis from orthonormal_basis_rows.
+    std::vector<float> ut(static_cast<size_t>(K) * kC, 0.0f);  // U^T (K,C)
+    if (id == IdentityPath::slice) {
+      for (int k = 0; k < K; ++k) ut[k * kC + k] = 1.0f;
+    } else {
+      orthonormal_basis_rows(ut.data(), K, kC, 9, 0);
+    }
+    Graph g(ctx(), engine::Device::cpu, 1 << 20);
+    const Var out = b.forward(g, x);
+    for (int n = 0; n < N; ++n) {
+      const float* xr = x.value.f32() + n * kC;
+      for (int c = 0; c < kC; ++c) {
+        double expect = 0.0;  // (x U U^T)[n, c] in double
+        for (int k = 0; k < K; ++k) {
+          double xu = 0.0;
+          for (int j = 0; j < kC; ++j) xu += static_cast<double>(xr[j]) * ut[k * kC + j];
+          expect += xu * ut[k * kC + c];
+        }
+        const float got = out.value.f32()[n * kC + c];
+        if (id == IdentityPath::slice) {
+          EXPECT_EQ(got, static_cast<float>(expect)) << "n " << n << " c " << c;  // exact: a copy and zeros
+        } else {
+          EXPECT_NEAR(got, expect, 1e-5) << "n " << n << " c " << c;  // fp32 sums of 16 products of O(1)
+        }
+      }
+    }
+  }
+}
+
+TEST(OrthonormalBasis, RowsAreOrthonormalAndDeterministic) {
+  const int K = 6, C = 40;
+  std::vector<float> a(K * C), b(K * C), other(K * C);
+  orthonormal_basis_rows(a.data(), K, C, 1, 3);
+  orthonormal_basis_rows(b.data(), K, C, 1, 3);
+  orthonormal_basis_rows(other.data(), K, C, 1, 4);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, other) << "each boundary gets its own basis";
+  for (int i = 0; i < K; ++i) {
+    for (int j = 0; j < K; ++j) {
+      double dot = 0.0;
+      for (int c = 0; c < C; ++c) dot += static_cast<double>(a[i * C + c]) * a[j * C + c];
+      EXPECT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-6) << i << "," << j;  // rounding to fp32: ~1e-7 per entry
+    }
+  }
+}
+
+TEST(BottleneckConfigTest, WidthsDtypesAndValidation) {
+  BottleneckConfig c;
+  c.kind = BottleneckKind::resbm;
+  c.ratio = 128;
+  EXPECT_EQ(code_width(c, 768), 6);
+  EXPECT_EQ(hidden_width(c, 768), 192);
+  c.kind = BottleneckKind::none;
+  EXPECT_EQ(code_width(c, 768), 768);
+  c.kind = BottleneckKind::quant;
+  EXPECT_EQ(code_width(c, 768), 768);
+  EXPECT_EQ(wire_dtype(c), engine::comm::WireDType::i8);
+  c.kind = BottleneckKind::resbm;
+  c.ratio = 7;
+  EXPECT_THROW(validate_bottleneck(c, 768), std::invalid_argument);
+  c.ratio = 0;
+  EXPECT_THROW(validate_bottleneck(c, 768), std::invalid_argument);
+  c.ratio = 4;
+  c.layout = ResbmLayout::fused;
+  EXPECT_THROW(validate_bottleneck(c, 768), std::invalid_argument);
+  EXPECT_THROW(parse_bottleneck_kind("resnet"), std::invalid_argument);
+  EXPECT_EQ(parse_bottleneck_kind("ae"), BottleneckKind::ae);
+  EXPECT_EQ(parse_identity_path("orthogonal"), IdentityPath::orthogonal);
+}
+
+}  // namespace
+}  // namespace resbm
