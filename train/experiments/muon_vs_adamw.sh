@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# train/experiments/muon_vs_adamw.sh: Muon vs AdamW at equal steps on the tiny preset (tinyshakespeare, the trainer's
+# default 2 stages with ResBM), a small learning-rate sweep for each, then one plot and a table of final val losses.
+#
+#   train/experiments/muon_vs_adamw.sh [OUT_ROOT]          (default out/muon_vs_adamw; STEPS=300 by default)
+#
+# Builds //train and //tools:plot, runs the binaries directly (not through `bazel run`, which would hold the shared
+# Bazel server for the whole sweep). Offline machines: set RESBM_DATA_MIRROR to the data mirror.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out_root="${1:-out/muon_vs_adamw}"
+steps="${STEPS:-300}"
+adamw_lrs="${ADAMW_LRS:-1e-3 3e-3}"
+muon_lrs="${MUON_LRS:-0.02 0.05}"
+common=(--steps "$steps" --eval-interval 50 --eval-batches 10 --checkpoint-interval 0 --sample-length 32
+        --warmup-steps 20 --final-lr-frac 0.1 --seed 1337)
+
+tools/bazel build //train //tools:plot >&2
+mkdir -p "$out_root"
+runs=()
+for lr in $adamw_lrs; do
+  name="adamw_lr$lr"
+  bazel-bin/train/train "${common[@]}" --optimizer adamw --lr "$lr" --out-dir "$out_root/$name" \
+    --run-name "$name" > "$out_root/$name.txt" 2>&1
+  runs+=("$out_root/$name")
+done
+for lr in $muon_lrs; do
+  name="muon_lr$lr"
+  # The embeddings, gains, biases and head take AdamW at --lr 1e-3 (the AdamW sweep's first value).
+  bazel-bin/train/train "${common[@]}" --optimizer muon --muon-lr "$lr" --lr 1e-3 --out-dir "$out_root/$name" \
+    --run-name "$name" > "$out_root/$name.txt" 2>&1
+  runs+=("$out_root/$name")
+done
+bazel-bin/tools/plot "${runs[@]}" --out "$out_root/curves.png" --title "Muon vs AdamW, tiny preset, $steps steps"
+
+printf '%-22s %12s %12s %10s\n' run "val@end" "train@end" "ms/step"
+for r in "${runs[@]}"; do
+  val=$(grep '"type": "eval"' "$r/log.jsonl" | tail -1 | sed 's/.*"val_loss": \([^,}]*\).*/\1/')
+  train=$(grep '"type": "step"' "$r/log.jsonl" | tail -1 | sed 's/.*"loss": \([^,}]*\).*/\1/')
+  ms=$(grep '"type": "step"' "$r/log.jsonl" | sed 's/.*"ms": \([^,}]*\).*/\1/' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  printf '%-22s %12.4f %12.4f %10.1f\n' "$(basename "$r")" "$val" "$train" "$ms"
+done
