@@ -14,7 +14,7 @@ namespace {
 uint32_t alignment_of(const void* p) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   uint32_t align = 256;
-  while (align > 4 && (a % align) != 0) align /= 2;
+  while (align > 2 && (a % align) != 0) align /= 2;
   return align;
 }
 
@@ -59,6 +59,8 @@ void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
   if (g.bias) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &g.c_type,
+                                                sizeof(g.c_type)));
   }
   if (g.gelu) {
     const int64_t ld_aux = g.ldc;
@@ -67,9 +69,9 @@ void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
   }
   cublasLtMatrixLayout_t la, lb, lc;
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, g.m, g.n, g.ldc));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, g.a_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, g.b_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, g.c_type, g.m, g.n, g.ldc));
   cublasLtMatmulPreference_t pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws_bytes = ctx.cuda_workspace_bytes;

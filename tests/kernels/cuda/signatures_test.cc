@@ -5,6 +5,8 @@
 #include <type_traits>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cuda/bf16.cuh"
+#include "kernels/cuda/bf16_cpu_twin.h"
 #include "kernels/cuda/kernels.cuh"
 
 #define SAME_SIGNATURE(name)                                                                        \
@@ -38,6 +40,11 @@ SAME_SIGNATURE(dequantize_rows_int8);
 SAME_SIGNATURE(float_to_bf16);
 SAME_SIGNATURE(bf16_to_float);
 SAME_SIGNATURE(adamw_update);
+// bf16 kernels and their twins in kernels/cuda/bf16_cpu_twin.h
+SAME_SIGNATURE(float_to_bf16_stochastic);
+SAME_SIGNATURE(adamw_update_bf16);
+SAME_SIGNATURE(matmul_forward_bf16);
+SAME_SIGNATURE(matmul_backward_bf16);
 
 namespace {
 

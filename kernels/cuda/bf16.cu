@@ -1,0 +1,131 @@
+// kernels/cuda/bf16.cu: the bf16 mixed-precision kernels declared in bf16.cuh: stochastic rounding, AdamW on fp32
+// master weights with a stochastically rounded bf16 copy, and bf16 GEMMs through cuBLASLt with fp32 accumulation.
+#include <cmath>
+
+#include "kernels/cuda/bf16.cuh"
+#include "kernels/cuda/bf16_rounding.h"
+#include "kernels/cuda/blas.h"
+#include "kernels/cuda/common.cuh"
+
+namespace kernels::cuda {
+
+namespace {
+
+constexpr int kRowsPerChunk = 256;  // rows per thread in the dbias pass (fixed: deterministic)
+
+__global__ void stochastic_round_kernel(uint16_t* out, const float* inp, size_t n, uint64_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    out[i] = kernels::bf16::round_stochastic(inp[i], seed, i);
+  }
+}
+
+// adamw_update's arithmetic (kernels/cuda/adamw.cu) on the master weights, then the rounded copy, in one pass.
+__global__ void adamw_bf16_kernel(uint16_t* params, float* master, const float* grads, float* m, float* v, size_t n,
+                                  float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                                  float bc1, float bc2, uint64_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const float g = grads[i] * grad_scale;
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float mhat = mi / bc1;
+    const float vhat = vi / bc2;
+    const float p = master[i] - lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * master[i]);
+    master[i] = p;
+    params[i] = kernels::bf16::round_stochastic(p, seed, i);
+  }
+}
+
+// dbias pass 1 over bf16 dout: partial (chunks, OC) in fp32.
+__global__ void column_sum_bf16_partials_kernel(float* partial, const uint16_t* dout, int N, int OC) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= OC) return;
+  const int r0 = blockIdx.y * kRowsPerChunk;
+  const int r1 = min(N, r0 + kRowsPerChunk);
+  float acc = 0.0f;
+  for (int r = r0; r < r1; r++) acc += kernels::bf16::widen(dout[static_cast<size_t>(r) * OC + j]);
+  partial[static_cast<size_t>(blockIdx.y) * OC + j] = acc;
+}
+
+__global__ void column_sum_finish_kernel(float* dbias, const float* partial, int chunks, int OC) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= OC) return;
+  float acc = 0.0f;
+  for (int k = 0; k < chunks; k++) acc += partial[static_cast<size_t>(k) * OC + j];
+  dbias[j] += acc;
+}
+
+}  // namespace
+
+void float_to_bf16_stochastic(const KernelContext& ctx, uint16_t* out, const float* inp, size_t N, uint64_t seed) {
+  if (N == 0) return;
+  stochastic_round_kernel<<<grid_for(N), 256, 0, stream_of(ctx)>>>(out, inp, N, seed);
+  CUDA_CHECK_LAUNCH();
+}
+
+void adamw_update_bf16(const KernelContext& ctx, uint16_t* params, float* master, const float* grads, float* m,
+                       float* v, size_t N, float lr, float beta1, float beta2, float eps, float weight_decay,
+                       float grad_scale, int t, uint64_t seed) {
+  if (N == 0) return;
+  const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(t));  // as the CPU computes them
+  const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(t));
+  adamw_bf16_kernel<<<grid_for(N), 256, 0, stream_of(ctx)>>>(params, master, grads, m, v, N, lr, beta1, beta2, eps,
+                                                             weight_decay, grad_scale, bc1, bc2, seed);
+  CUDA_CHECK_LAUNCH();
+}
+
+void matmul_forward_bf16(const KernelContext& ctx, uint16_t* out, const uint16_t* inp, const uint16_t* weight,
+                         const uint16_t* bias, int N, int C, int OC) {
+  // As matmul_forward (kernels/cuda/matmul.cu): out^T (OC, N) = weight^T-as-stored @ inp^T.
+  LtGemm g;
+  g.trans_a = true;
+  g.m = OC, g.n = N, g.k = C;
+  g.a = weight, g.lda = C;
+  g.b = inp, g.ldb = C;
+  g.c = out, g.ldc = OC;
+  g.bias = bias;
+  g.a_type = g.b_type = g.c_type = CUDA_R_16BF;
+  lt_matmul(ctx, g, "cuda::matmul_forward_bf16");
+}
+
+void matmul_backward_bf16(const KernelContext& ctx, uint16_t* dinp, float* dweight, float* dbias,
+                          const uint16_t* dout, const uint16_t* inp, const uint16_t* weight, int N, int C, int OC) {
+  if (N == 0) return;
+  if (dinp != nullptr) {
+    LtGemm g;  // dinp^T (C, N) += weight (stored C x OC) @ dout^T (OC, N), accumulated in fp32, stored bf16
+    g.m = C, g.n = N, g.k = OC;
+    g.a = weight, g.lda = C;
+    g.b = dout, g.ldb = OC;
+    g.c = dinp, g.ldc = C;
+    g.beta = 1.0f;
+    g.a_type = g.b_type = g.c_type = CUDA_R_16BF;
+    lt_matmul(ctx, g, "cuda::matmul_backward_bf16(dinp)");
+  }
+  {
+    LtGemm g;  // dweight^T (C, OC) += inp^T (C, N) @ dout (N, OC): bf16 operands, fp32 result
+    g.trans_b = true;
+    g.m = C, g.n = OC, g.k = N;
+    g.a = inp, g.lda = C;
+    g.b = dout, g.ldb = OC;
+    g.c = dweight, g.ldc = C;
+    g.beta = 1.0f;
+    g.a_type = g.b_type = CUDA_R_16BF;
+    g.c_type = CUDA_R_32F;
+    lt_matmul(ctx, g, "cuda::matmul_backward_bf16(dweight)");
+  }
+  if (dbias != nullptr && OC > 0) {
+    const int chunks = static_cast<int>(ceil_div(N, kRowsPerChunk));
+    float* partial = static_cast<float*>(workspace_or_die(ctx, static_cast<size_t>(chunks) * OC * sizeof(float),
+                                                          "cuda::matmul_backward_bf16(dbias)"));
+    cudaStream_t stream = stream_of(ctx);
+    column_sum_bf16_partials_kernel<<<dim3(ceil_div(OC, 128), chunks), 128, 0, stream>>>(partial, dout, N, OC);
+    CUDA_CHECK_LAUNCH();
+    column_sum_finish_kernel<<<ceil_div(OC, 128), 128, 0, stream>>>(dbias, partial, chunks, OC);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace kernels::cuda
