@@ -84,7 +84,7 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "bottleneck-identity", Kind::str, &f->bottleneck_identity, "identity path P of the ResBM module", {"slice", "orthogonal", "learned"}},
       {"", "resbm-layout", Kind::str, &f->resbm_layout, "ResBM residual branches: separate MLP module, or fused into the boundary blocks (IOTA)", {"module", "fused"}},
       {"", "resbm-hidden", Kind::i32, &f->resbm_hidden, "hidden width of the ResBM module's MLPs (0: the module's default)", {}},
-      {"", "link-mbps", Kind::f64, &f->link_mbps, "emulate links of this bandwidth in Mbit/s between stages (0: no emulation)", {}},
+      {"", "link-mbps", Kind::f64, &f->link_mbps, "emulated link rate in Mbit/s between stages (0: none); needs one process per stage, see //train:pipeline", {}},
       {"", "link-latency-ms", Kind::f64, &f->link_latency_ms, "emulated one-way link latency in ms", {}},
 
       {"Device", "device", Kind::str, &f->device, "where to train", {"cpu", "cuda"}},

@@ -105,6 +105,12 @@ RunConfig make_run_config(const TrainFlags& flags) {
   if (flags.device == "cuda") {
     throw FlagError("--device cuda: this trainer build runs on the CPU only for now; use --device cpu");
   }
+  if (flags.link_mbps > 0.0 || flags.link_latency_ms > 0.0) {
+    // All stages of this trainer share one process: there is no link to slow down. The emulator lives in the
+    // one-process-per-stage launcher.
+    throw FlagError("--link-mbps/--link-latency-ms need one process per stage: run `bazel run //train:pipeline -- "
+                    "--link-mbps ...` (mpirun); this trainer runs all stages in one process");
+  }
   if (flags.dtype != "fp32") throw FlagError("--dtype bf16 needs --device cuda; on the CPU use --dtype fp32");
   r.B = flags.batch_size;
   r.T = flags.seq_len;
