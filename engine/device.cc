@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "engine/check.h"
 
@@ -42,6 +43,37 @@ constexpr size_t kCublasLtWorkspaceBytes = 32ull << 20;
 
 }  // namespace
 
+// OpenBLAS's DYNAMIC_ARCH entry points (weak: absent from single-architecture builds, then nothing is changed).
+extern "C" {
+__attribute__((weak)) void gotoblas_dynamic_init(void);
+__attribute__((weak)) void gotoblas_dynamic_quit(void);
+__attribute__((weak)) char* openblas_get_corename(void);
+}
+
+const char* blas_core_name() {
+  return openblas_get_corename != nullptr ? openblas_get_corename() : "unknown";
+}
+
+void select_blas_kernels() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's choice stands
+  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr || openblas_get_corename == nullptr) return;
+  const std::string detected = openblas_get_corename();
+  // Only replace the generic fallbacks OpenBLAS picks for CPUs newer than it knows; a recognised core stays.
+  if (detected != "Prescott" && detected != "Core2" && detected != "Nehalem" && detected != "Unknown") return;
+  const char* core = nullptr;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd")) {
+    core = "SkylakeX";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    core = "Haswell";
+  }
+  if (core == nullptr) return;
+  setenv("OPENBLAS_CORETYPE", core, 0);
+  gotoblas_dynamic_quit();  // forget the detected kernel table...
+  gotoblas_dynamic_init();  // ...and load the one OPENBLAS_CORETYPE names
+}
+
 int default_num_threads() {
   if (const char* env = std::getenv("OMP_NUM_THREADS")) {
     const int n = std::atoi(env);
@@ -57,6 +89,7 @@ int default_num_threads() {
 
 DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
   ctx_.num_threads = num_threads > 0 ? num_threads : default_num_threads();
+  select_blas_kernels();
   // OpenBLAS runs its own pthreads; the kernels never call it from inside an OpenMP region (kernels/cpu/matmul.cc).
   openblas_set_num_threads(ctx_.num_threads);
   if (device == Device::cuda) {

@@ -10,6 +10,12 @@ namespace engine {
 // Threads for the CPU kernels: OMP_NUM_THREADS when set, else the cores this process may run on.
 int default_num_threads();
 
+// OpenBLAS (DYNAMIC_ARCH builds) falls back to its SSE3 "Prescott" kernels on CPUs newer than it knows (0.3.21 on
+// Sapphire/Emerald Rapids), which makes sgemm about 5x slower. This picks the AVX-512 (SkylakeX) or AVX2 (Haswell)
+// kernels instead when the CPU has them, unless OPENBLAS_CORETYPE is set. DeviceContext calls it; idempotent.
+void select_blas_kernels();
+const char* blas_core_name();  // the OpenBLAS kernel set in use, e.g. "SkylakeX" (for run tables)
+
 class DeviceContext {
  public:
   // CPU: num_threads for the OpenMP loops and for OpenBLAS (0 = default_num_threads()).

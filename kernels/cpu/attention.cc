@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/vecmath.h"
 
 namespace kernels::cpu {
 
@@ -26,14 +27,16 @@ void attention_forward(const KernelContext& ctx, float* out, float* att, const f
     for (int t2 = 0; t2 <= t; t2++) {
       const float* k = base + static_cast<int64_t>(t2) * C3 + C + h * HS;
       float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
       for (int i = 0; i < HS; i++) dot += q[i] * k[i];
       dot *= scale;
       a[t2] = dot;
       if (dot > maxval) maxval = dot;
     }
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int t2 = 0; t2 <= t; t2++) {
-      const float e = std::exp(a[t2] - maxval);
+      const float e = vexp(a[t2] - maxval);
       a[t2] = e;
       sum += e;
     }
@@ -72,6 +75,7 @@ void attention_backward(const KernelContext& ctx, float* dqkv, float* datt, cons
         float* dv = dbase + static_cast<int64_t>(t2) * C3 + 2 * C + h * HS;
         float dot = 0.0f;
         const float w = a[t2];
+#pragma omp simd reduction(+ : dot)
         for (int i = 0; i < HS; i++) {
           dot += d[i] * v[i];
           dv[i] += w * d[i];
@@ -80,6 +84,7 @@ void attention_backward(const KernelContext& ctx, float* dqkv, float* datt, cons
       }
       // softmax backward: dpre = att * (datt - sum(att * datt))
       float s = 0.0f;
+#pragma omp simd reduction(+ : s)
       for (int t2 = 0; t2 <= t; t2++) s += a[t2] * da[t2];
       for (int t2 = 0; t2 <= t; t2++) da[t2] = a[t2] * (da[t2] - s) * scale;
       // pre = scale * q . k: dq += dpre * k, dk += dpre * q

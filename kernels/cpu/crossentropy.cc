@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/vecmath.h"
 
 namespace kernels::cpu {
 
@@ -12,18 +13,21 @@ void softmax_crossentropy_forward(const KernelContext& ctx, float* losses, float
     const float* x = logits + static_cast<int64_t>(n) * Vp;  // (Vp)
     float* p = probs + static_cast<int64_t>(n) * Vp;         // (Vp)
     float maxval = -INFINITY;
+#pragma omp simd reduction(max : maxval)
     for (int j = 0; j < V; j++) maxval = x[j] > maxval ? x[j] : maxval;
-    double sum = 0.0;
+    float sum = 0.0f;  // V partial sums, one per SIMD lane, in a fixed order: deterministic
+#pragma omp simd reduction(+ : sum)
     for (int j = 0; j < V; j++) {
-      const float e = std::exp(x[j] - maxval);
+      const float e = vexp(x[j] - maxval);
       p[j] = e;
       sum += e;
     }
-    const float inv = static_cast<float>(1.0 / sum);
+    const float inv = 1.0f / sum;
+#pragma omp simd
     for (int j = 0; j < V; j++) p[j] *= inv;
     for (int j = V; j < Vp; j++) p[j] = 0.0f;
     // -log softmax[target] = log(sum) - (x[target] - max): exact even where the probability underflows.
-    losses[n] = static_cast<float>(std::log(sum) - static_cast<double>(x[targets[n]] - maxval));
+    losses[n] = std::log(sum) - (x[targets[n]] - maxval);
   }
 }
 
@@ -33,6 +37,7 @@ void softmax_crossentropy_backward(const KernelContext& ctx, float* dlogits, con
   for (int n = 0; n < N; n++) {
     float* d = dlogits + static_cast<int64_t>(n) * Vp;
     const float* p = probs + static_cast<int64_t>(n) * Vp;
+#pragma omp simd
     for (int j = 0; j < V; j++) d[j] += dloss_scale * p[j];
     d[targets[n]] -= dloss_scale;
   }

@@ -19,7 +19,8 @@ double chunked_sum(const KernelContext& ctx, const float* x, size_t N, F f) {
   for (size_t c = 0; c < num_chunks; c++) {
     const size_t i0 = c * kChunk;
     const size_t i1 = i0 + kChunk < N ? i0 + kChunk : N;
-    double acc = 0.0;
+    double acc = 0.0;  // per-lane partial sums, combined in a fixed order: the same bits on every run
+#pragma omp simd reduction(+ : acc)
     for (size_t i = i0; i < i1; i++) acc += f(x[i]);
     partial[c] = acc;
   }
