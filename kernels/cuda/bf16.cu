@@ -79,41 +79,22 @@ void adamw_update_bf16(const KernelContext& ctx, uint16_t* params, float* master
 
 void matmul_forward_bf16(const KernelContext& ctx, uint16_t* out, const uint16_t* inp, const uint16_t* weight,
                          const uint16_t* bias, int N, int C, int OC) {
-  // As matmul_forward (kernels/cuda/matmul.cu): out^T (OC, N) = weight^T-as-stored @ inp^T.
-  LtGemm g;
-  g.trans_a = true;
-  g.m = OC, g.n = N, g.k = C;
-  g.a = weight, g.lda = C;
-  g.b = inp, g.ldb = C;
-  g.c = out, g.ldc = OC;
-  g.bias = bias;
-  g.a_type = g.b_type = g.c_type = CUDA_R_16BF;
+  GemmDesc g = matmul_forward_desc(out, inp, weight, bias, N, C, OC);
+  g.a_type = g.b_type = g.c_type = GemmType::bf16;
   lt_matmul(ctx, g, "cuda::matmul_forward_bf16");
 }
 
 void matmul_backward_bf16(const KernelContext& ctx, uint16_t* dinp, float* dweight, float* dbias,
                           const uint16_t* dout, const uint16_t* inp, const uint16_t* weight, int N, int C, int OC) {
   if (N == 0) return;
-  if (dinp != nullptr) {
-    LtGemm g;  // dinp^T (C, N) += weight (stored C x OC) @ dout^T (OC, N), accumulated in fp32, stored bf16
-    g.m = C, g.n = N, g.k = OC;
-    g.a = weight, g.lda = C;
-    g.b = dout, g.ldb = OC;
-    g.c = dinp, g.ldc = C;
-    g.beta = 1.0f;
-    g.a_type = g.b_type = g.c_type = CUDA_R_16BF;
+  if (dinp != nullptr) {  // accumulated in fp32, stored bf16
+    GemmDesc g = matmul_dinp_desc(dinp, dout, weight, N, C, OC);
+    g.a_type = g.b_type = g.c_type = GemmType::bf16;
     lt_matmul(ctx, g, "cuda::matmul_backward_bf16(dinp)");
   }
-  {
-    LtGemm g;  // dweight^T (C, OC) += inp^T (C, N) @ dout (N, OC): bf16 operands, fp32 result
-    g.trans_b = true;
-    g.m = C, g.n = OC, g.k = N;
-    g.a = inp, g.lda = C;
-    g.b = dout, g.ldb = OC;
-    g.c = dweight, g.ldc = C;
-    g.beta = 1.0f;
-    g.a_type = g.b_type = CUDA_R_16BF;
-    g.c_type = CUDA_R_32F;
+  {  // bf16 operands, fp32 weight gradient
+    GemmDesc g = matmul_dweight_desc(dweight, dout, inp, N, C, OC);
+    g.a_type = g.b_type = GemmType::bf16;
     lt_matmul(ctx, g, "cuda::matmul_backward_bf16(dweight)");
   }
   if (dbias != nullptr && OC > 0) {

@@ -1,6 +1,8 @@
-// kernels/cuda/blas.cu: cuBLAS handle access and the single cuBLASLt matmul wrapper (see blas.h).
+// kernels/cuda/blas.cu: cuBLAS handle access, the cuBLASLt matmul wrapper and the batched SGEMM (see blas.h).
 #include <cstdio>
 #include <cstdlib>
+
+#include <cublasLt.h>
 
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/common.cuh"
@@ -18,6 +20,8 @@ uint32_t alignment_of(const void* p) {
   return align;
 }
 
+cudaDataType_t cuda_type(GemmType t) { return t == GemmType::bf16 ? CUDA_R_16BF : CUDA_R_32F; }
+
 }  // namespace
 
 cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
@@ -31,8 +35,12 @@ cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
   return handle;
 }
 
-void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
+void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
   if (g.m == 0 || g.n == 0) return;
+  if (g.batch != 1) {
+    std::fprintf(stderr, "%s: lt_matmul takes one product (batch %d)\n", who, g.batch);
+    std::abort();
+  }
   if (g.k == 0) {  // an empty product: C = beta * C (+ epilogue) has no caller here; refuse rather than guess
     std::fprintf(stderr, "%s: GEMM with k = 0 (m=%d n=%d)\n  hint: an empty batch or width reached a matmul.\n", who,
                  g.m, g.n);
@@ -59,8 +67,9 @@ void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
   if (g.bias) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &g.c_type,
-                                                sizeof(g.c_type)));
+    const cudaDataType_t bias_type = cuda_type(g.c_type);
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                sizeof(bias_type)));
   }
   if (g.gelu) {
     const int64_t ld_aux = g.ldc;
@@ -69,9 +78,11 @@ void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
   }
   cublasLtMatrixLayout_t la, lb, lc;
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la, g.a_type, g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb, g.b_type, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, g.c_type, g.m, g.n, g.ldc));
+  CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&la, cuda_type(g.a_type), g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
+  CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&lb, cuda_type(g.b_type), g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, g.ldb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc, cuda_type(g.c_type), g.m, g.n, g.ldc));
   cublasLtMatmulPreference_t pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws_bytes = ctx.cuda_workspace_bytes;
@@ -103,6 +114,21 @@ void lt_matmul(const KernelContext& ctx, const LtGemm& g, const char* who) {
   CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
   CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
   CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+}
+
+void sgemm_strided_batched(const KernelContext& ctx, const GemmDesc& g, const char* who) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.bias != nullptr || g.gelu || g.a_type != GemmType::f32 || g.b_type != GemmType::f32 ||
+      g.c_type != GemmType::f32) {
+    std::fprintf(stderr, "%s: sgemm_strided_batched is fp32 without epilogues\n", who);
+    std::abort();
+  }
+  cublasHandle_t handle = cublas_of(ctx, who);
+  CUBLAS_CHECK(cublasSgemmStridedBatched(handle, g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                         g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, g.m, g.n, g.k, &g.alpha,
+                                         static_cast<const float*>(g.a), g.lda, g.stride_a,
+                                         static_cast<const float*>(g.b), g.ldb, g.stride_b, &g.beta,
+                                         static_cast<float*>(g.c), g.ldc, g.stride_c, g.batch));
 }
 
 }  // namespace kernels::cuda

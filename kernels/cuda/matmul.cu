@@ -1,6 +1,6 @@
 // kernels/cuda/matmul.cu: out = inp @ weight^T + bias through cuBLASLt (bias and GELU epilogues), its backward, and
-// the general row-major gemm (Muon). Row-major (N, C) data is column-major (C, N) to cuBLAS, so each row-major
-// product is issued as its transpose.
+// the general row-major gemm (Muon). The GEMM layouts are built in gemm_plans.cc (checked on the CPU by
+// tests/kernels/cuda/gemm_plans_test.cc); this file runs them and reduces dbias.
 #include "kernels/cuda/blas.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/kernels.cuh"
@@ -31,28 +31,16 @@ __global__ void column_sum_finish_kernel(float* dbias, const float* partial, int
   dbias[j] += acc;
 }
 
-// out^T (OC, N) = weight (stored C x OC column-major, transposed) @ inp^T (C, N) [+ bias per row of out^T].
-LtGemm forward_gemm(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC) {
-  LtGemm g;
-  g.trans_a = true;
-  g.m = OC, g.n = N, g.k = C;
-  g.a = weight, g.lda = C;
-  g.b = inp, g.ldb = C;
-  g.c = out, g.ldc = OC;
-  g.bias = bias;
-  return g;
-}
-
 }  // namespace
 
 void matmul_forward(const KernelContext& ctx, float* out, const float* inp, const float* weight, const float* bias,
                     int N, int C, int OC) {
-  lt_matmul(ctx, forward_gemm(out, inp, weight, bias, N, C, OC), "cuda::matmul_forward");
+  lt_matmul(ctx, matmul_forward_desc(out, inp, weight, bias, N, C, OC), "cuda::matmul_forward");
 }
 
 void matmul_gelu_forward(const KernelContext& ctx, float* out, float* pre_gelu, const float* inp, const float* weight,
                          const float* bias, int N, int C, int OC) {
-  LtGemm g = forward_gemm(out, inp, weight, bias, N, C, OC);
+  GemmDesc g = matmul_forward_desc(out, inp, weight, bias, N, C, OC);
   g.gelu = true;
   g.pre_gelu = pre_gelu;
   lt_matmul(ctx, g, "cuda::matmul_gelu_forward");
@@ -61,28 +49,9 @@ void matmul_gelu_forward(const KernelContext& ctx, float* out, float* pre_gelu, 
 void matmul_backward(const KernelContext& ctx, float* dinp, float* dweight, float* dbias, const float* dout,
                      const float* inp, const float* weight, int N, int C, int OC) {
   if (N == 0) return;  // no rows: nothing to accumulate
-  if (dinp != nullptr) {
-    // dinp^T (C, N) += weight (stored C x OC) @ dout^T (OC, N)
-    LtGemm g;
-    g.m = C, g.n = N, g.k = OC;
-    g.a = weight, g.lda = C;
-    g.b = dout, g.ldb = OC;
-    g.c = dinp, g.ldc = C;
-    g.beta = 1.0f;
-    lt_matmul(ctx, g, "cuda::matmul_backward(dinp)");
-  }
-  {
-    // dweight^T (C, OC) += inp^T (C, N) @ dout (N, OC): dout^T is stored (OC, N), so B is transposed.
-    LtGemm g;
-    g.trans_b = true;
-    g.m = C, g.n = OC, g.k = N;
-    g.a = inp, g.lda = C;
-    g.b = dout, g.ldb = OC;
-    g.c = dweight, g.ldc = C;
-    g.beta = 1.0f;
-    lt_matmul(ctx, g, "cuda::matmul_backward(dweight)");
-  }
-  if (dbias != nullptr && N > 0 && OC > 0) {
+  if (dinp != nullptr) lt_matmul(ctx, matmul_dinp_desc(dinp, dout, weight, N, C, OC), "cuda::matmul_backward(dinp)");
+  lt_matmul(ctx, matmul_dweight_desc(dweight, dout, inp, N, C, OC), "cuda::matmul_backward(dweight)");
+  if (dbias != nullptr && OC > 0) {
     const int chunks = static_cast<int>(ceil_div(N, kRowsPerChunk));
     float* partial = static_cast<float*>(
         workspace_or_die(ctx, static_cast<size_t>(chunks) * OC * sizeof(float), "cuda::matmul_backward(dbias)"));
@@ -96,17 +65,7 @@ void matmul_backward(const KernelContext& ctx, float* dinp, float* dweight, floa
 
 void gemm(const KernelContext& ctx, float* c, const float* a, const float* b, int M, int N, int K, bool trans_a,
           bool trans_b, float alpha, float beta) {
-  // Row-major C (M,N) is column-major C^T (N,M) = op(B)^T @ op(A)^T, and a row-major operand read column-major is
-  // already its transpose: so B goes first with its own transpose flag, then A.
-  LtGemm g;
-  g.trans_a = trans_b;
-  g.trans_b = trans_a;
-  g.m = N, g.n = M, g.k = K;
-  g.a = b, g.lda = trans_b ? K : N;
-  g.b = a, g.ldb = trans_a ? M : K;
-  g.c = c, g.ldc = N;
-  g.alpha = alpha, g.beta = beta;
-  lt_matmul(ctx, g, "cuda::gemm");
+  lt_matmul(ctx, rowmajor_gemm_desc(c, a, b, M, N, K, trans_a, trans_b, alpha, beta), "cuda::gemm");
 }
 
 }  // namespace kernels::cuda
