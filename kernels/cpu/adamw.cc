@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
 
@@ -9,7 +10,7 @@ void adamw_update(const KernelContext& ctx, float* params, const float* grads, f
                   float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
   const float bc1 = 1.0f - std::pow(beta1, static_cast<float>(t));  // bias corrections
   const float bc2 = 1.0f - std::pow(beta2, static_cast<float>(t));
-#pragma omp parallel for simd num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for simd num_threads(threads_for(ctx, N)) schedule(static)
   for (size_t i = 0; i < N; i++) {
     const float g = grads[i] * grad_scale;
     const float mi = beta1 * m[i] + (1.0f - beta1) * g;

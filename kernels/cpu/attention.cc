@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/vecmath.h"
 
 namespace kernels::cpu {
@@ -15,7 +16,7 @@ void attention_forward(const KernelContext& ctx, float* out, float* att, const f
   const int C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const int64_t tasks = static_cast<int64_t>(B) * NH * T;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(B) * T * T * C)) schedule(static)
   for (int64_t task = 0; task < tasks; task++) {
     const int t = static_cast<int>(task % T);
     const int h = static_cast<int>((task / T) % NH);
@@ -59,7 +60,7 @@ void attention_backward(const KernelContext& ctx, float* dqkv, float* datt, cons
   const int C3 = 3 * C;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
   const int64_t heads = static_cast<int64_t>(B) * NH;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(B) * T * T * C)) schedule(static)
   for (int64_t bh = 0; bh < heads; bh++) {
     const int h = static_cast<int>(bh % NH);
     const int b = static_cast<int>(bh / NH);

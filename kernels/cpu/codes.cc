@@ -3,11 +3,12 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
 
 void slice_columns_forward(const KernelContext& ctx, float* out, const float* inp, int N, int C, int offset, int K) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * K)) schedule(static)
   for (int n = 0; n < N; n++) {
     std::memcpy(out + static_cast<int64_t>(n) * K, inp + static_cast<int64_t>(n) * C + offset, sizeof(float) * K);
   }
@@ -15,7 +16,7 @@ void slice_columns_forward(const KernelContext& ctx, float* out, const float* in
 
 void slice_columns_backward(const KernelContext& ctx, float* dinp, const float* dout, int N, int C, int offset,
                             int K) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * K)) schedule(static)
   for (int n = 0; n < N; n++) {
     float* d = dinp + static_cast<int64_t>(n) * C + offset;
     const float* s = dout + static_cast<int64_t>(n) * K;
@@ -24,7 +25,7 @@ void slice_columns_backward(const KernelContext& ctx, float* dinp, const float* 
 }
 
 void quantize_rows_int8(const KernelContext& ctx, int8_t* q, float* scales, const float* x, int N, int K) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * K)) schedule(static)
   for (int n = 0; n < N; n++) {
     const float* row = x + static_cast<int64_t>(n) * K;
     int8_t* qrow = q + static_cast<int64_t>(n) * K;
@@ -41,7 +42,7 @@ void quantize_rows_int8(const KernelContext& ctx, int8_t* q, float* scales, cons
 }
 
 void dequantize_rows_int8(const KernelContext& ctx, float* x, const int8_t* q, const float* scales, int N, int K) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * K)) schedule(static)
   for (int n = 0; n < N; n++) {
     const float s = scales[n];
     float* row = x + static_cast<int64_t>(n) * K;
@@ -51,7 +52,7 @@ void dequantize_rows_int8(const KernelContext& ctx, float* x, const int8_t* q, c
 }
 
 void float_to_bf16(const KernelContext& ctx, uint16_t* out, const float* inp, size_t N) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, N)) schedule(static)
   for (size_t i = 0; i < N; i++) {
     uint32_t bits;
     std::memcpy(&bits, &inp[i], sizeof(bits));
@@ -65,7 +66,7 @@ void float_to_bf16(const KernelContext& ctx, uint16_t* out, const float* inp, si
 }
 
 void bf16_to_float(const KernelContext& ctx, float* out, const uint16_t* inp, size_t N) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, N)) schedule(static)
   for (size_t i = 0; i < N; i++) {
     const uint32_t bits = static_cast<uint32_t>(inp[i]) << 16;
     std::memcpy(&out[i], &bits, sizeof(bits));

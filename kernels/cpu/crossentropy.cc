@@ -2,13 +2,14 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/vecmath.h"
 
 namespace kernels::cpu {
 
 void softmax_crossentropy_forward(const KernelContext& ctx, float* losses, float* probs, const float* logits,
                                   const int32_t* targets, int N, int V, int Vp) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * V)) schedule(static)
   for (int n = 0; n < N; n++) {
     const float* x = logits + static_cast<int64_t>(n) * Vp;  // (Vp)
     float* p = probs + static_cast<int64_t>(n) * Vp;         // (Vp)
@@ -33,7 +34,7 @@ void softmax_crossentropy_forward(const KernelContext& ctx, float* losses, float
 
 void softmax_crossentropy_backward(const KernelContext& ctx, float* dlogits, const float* probs,
                                    const int32_t* targets, float dloss_scale, int N, int V, int Vp) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * V)) schedule(static)
   for (int n = 0; n < N; n++) {
     float* d = dlogits + static_cast<int64_t>(n) * Vp;
     const float* p = probs + static_cast<int64_t>(n) * Vp;

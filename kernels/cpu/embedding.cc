@@ -2,13 +2,14 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
 
 void embedding_forward(const KernelContext& ctx, float* out, const int32_t* tokens, const float* wte,
                        const float* wpe, int B, int T, int C) {
   const int64_t rows = static_cast<int64_t>(B) * T;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(rows) * C)) schedule(static)
   for (int64_t bt = 0; bt < rows; bt++) {
     const int t = static_cast<int>(bt % T);
     float* o = out + bt * C;                                 // (C)
@@ -25,7 +26,7 @@ void embedding_backward(const KernelContext& ctx, float* dwte, float* dwpe, cons
   const int64_t rows = static_cast<int64_t>(B) * T;
   constexpr int kBlock = 64;
   const int num_blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(rows) * C)) schedule(static)
   for (int blk = 0; blk < num_blocks; blk++) {
     const int c0 = blk * kBlock;
     const int c1 = c0 + kBlock < C ? c0 + kBlock : C;

@@ -3,6 +3,7 @@
 // 0.5 x (1 + tanh(u)) = x s with s = 1 / (1 + e^{-2u}), u = sqrt(2/pi) (x + 0.044715 x^3); tanh(u) = 2s - 1 and
 // 1 - tanh(u)^2 = 4 s (1 - s). Written with vexp so the loops vectorise.
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/vecmath.h"
 
 namespace kernels::cpu {
@@ -13,7 +14,7 @@ constexpr float kCubic = 0.044715f;
 }  // namespace
 
 void gelu_forward(const KernelContext& ctx, float* out, const float* inp, size_t N) {
-#pragma omp parallel for simd num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for simd num_threads(threads_for(ctx, N)) schedule(static)
   for (size_t i = 0; i < N; i++) {
     const float x = inp[i];
     const float u = kSqrt2OverPi * (x + kCubic * x * x * x);
@@ -22,7 +23,7 @@ void gelu_forward(const KernelContext& ctx, float* out, const float* inp, size_t
 }
 
 void gelu_backward(const KernelContext& ctx, float* dinp, const float* inp, const float* dout, size_t N) {
-#pragma omp parallel for simd num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for simd num_threads(threads_for(ctx, N)) schedule(static)
   for (size_t i = 0; i < N; i++) {
     const float x = inp[i];
     const float u = kSqrt2OverPi * (x + kCubic * x * x * x);

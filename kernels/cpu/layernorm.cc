@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
 
@@ -11,7 +12,7 @@ constexpr float kEps = 1e-5f;
 
 void layernorm_forward(const KernelContext& ctx, float* out, float* mean, float* rstd, const float* inp,
                        const float* weight, const float* bias, int N, int C) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * C)) schedule(static)
   for (int n = 0; n < N; n++) {
     const float* x = inp + static_cast<int64_t>(n) * C;  // (C)
     float* o = out + static_cast<int64_t>(n) * C;        // (C)
@@ -33,7 +34,7 @@ void layernorm_forward(const KernelContext& ctx, float* out, float* mean, float*
 void layernorm_backward(const KernelContext& ctx, float* dinp, float* dweight, float* dbias, const float* dout,
                         const float* inp, const float* weight, const float* mean, const float* rstd, int N, int C) {
   // dinp, row by row: dx = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)), dnorm = dout * weight.
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * C)) schedule(static)
   for (int n = 0; n < N; n++) {
     const float* x = inp + static_cast<int64_t>(n) * C;
     const float* d = dout + static_cast<int64_t>(n) * C;
@@ -55,7 +56,7 @@ void layernorm_backward(const KernelContext& ctx, float* dinp, float* dweight, f
   // dweight, dbias: sums over rows; each thread owns a block of channels and adds rows in order (deterministic).
   constexpr int kBlock = 64;
   const int num_blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * C)) schedule(static)
   for (int blk = 0; blk < num_blocks; blk++) {
     const int c0 = blk * kBlock;
     const int c1 = c0 + kBlock < C ? c0 + kBlock : C;

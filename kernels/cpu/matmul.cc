@@ -5,6 +5,7 @@
 #include <cblas.h>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
 
@@ -12,7 +13,7 @@ void matmul_forward(const KernelContext& ctx, float* out, const float* inp, cons
                     int N, int C, int OC) {
   float beta = 0.0f;
   if (bias != nullptr) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * OC)) schedule(static)
     for (int n = 0; n < N; n++) {
       float* o = out + static_cast<int64_t>(n) * OC;
       for (int j = 0; j < OC; j++) o[j] = bias[j];
@@ -35,7 +36,7 @@ void matmul_backward(const KernelContext& ctx, float* dinp, float* dweight, floa
   if (dbias != nullptr) {
     constexpr int kBlock = 256;
     const int num_blocks = (OC + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * OC)) schedule(static)
     for (int blk = 0; blk < num_blocks; blk++) {
       const int j0 = blk * kBlock;
       const int j1 = j0 + kBlock < OC ? j0 + kBlock : OC;

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
 
@@ -15,7 +16,7 @@ template <typename F>
 double chunked_sum(const KernelContext& ctx, const float* x, size_t N, F f) {
   const size_t num_chunks = (N + kChunk - 1) / kChunk;
   std::vector<double> partial(num_chunks, 0.0);
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(ctx, N)) schedule(static)
   for (size_t c = 0; c < num_chunks; c++) {
     const size_t i0 = c * kChunk;
     const size_t i1 = i0 + kChunk < N ? i0 + kChunk : N;
