@@ -24,23 +24,30 @@ int main(int argc, char** argv) {
   float* dev = nullptr;
   if (cudaMalloc(&dev, n * sizeof(float)) != cudaSuccess) return 1;
   int bad = 0;
+  // Each micro-batch, every stage first SENDS both ways (forward: a device payload; backward: a host payload) and
+  // only then receives: the crossing pattern of 1F1B's steady state, which would deadlock a transport that ran both
+  // directions on one NCCL stream with messages this large (4 MiB).
+  auto fwd_value = [](int sender, int micro, size_t i) { return static_cast<float>(sender * 1000003 + micro * 7 + i); };
+  auto bwd_value = [](int sender, int micro, size_t i) { return -static_cast<float>(sender * 31 + micro + i); };
+  std::vector<float> back(n);
   for (int micro = 0; micro < 3; micro++) {
-    if (!transport.is_last()) {  // forward: a device payload
-      for (size_t i = 0; i < n; i++) host[i] = static_cast<float>(me * 1000003 + micro * 7 + i);
+    if (!transport.is_last()) {
+      for (size_t i = 0; i < n; i++) host[i] = fwd_value(me, micro, i);
       cudaMemcpy(dev, host.data(), n * sizeof(float), cudaMemcpyHostToDevice);
       transport.send(engine::comm::Direction::forward, micro, dev, n * sizeof(float));
     }
     if (!transport.is_first()) {
+      for (size_t i = 0; i < n; i++) back[i] = bwd_value(me, micro, i);
+      transport.send(engine::comm::Direction::backward, micro, back.data(), n * sizeof(float));
+    }
+    if (!transport.is_first()) {
       transport.recv(engine::comm::Direction::forward, micro, dev, n * sizeof(float));
       cudaMemcpy(host.data(), dev, n * sizeof(float), cudaMemcpyDeviceToHost);
-      for (size_t i = 0; i < n; i++) bad += host[i] != static_cast<float>((me - 1) * 1000003 + micro * 7 + i);
-      // backward: a host payload (staged through device memory by the transport)
-      for (size_t i = 0; i < n; i++) host[i] = -static_cast<float>(me * 31 + micro + i);
-      transport.send(engine::comm::Direction::backward, micro, host.data(), n * sizeof(float));
+      for (size_t i = 0; i < n; i++) bad += host[i] != fwd_value(me - 1, micro, i);
     }
     if (!transport.is_last()) {
       transport.recv(engine::comm::Direction::backward, micro, expect.data(), n * sizeof(float));
-      for (size_t i = 0; i < n; i++) bad += expect[i] != -static_cast<float>((me + 1) * 31 + micro + i);
+      for (size_t i = 0; i < n; i++) bad += expect[i] != bwd_value(me + 1, micro, i);
     }
   }
   transport.flush();

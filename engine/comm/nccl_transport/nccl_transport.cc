@@ -68,6 +68,20 @@ struct Header {
 
 }  // namespace
 
+// One channel per direction of travel (lower rank -> higher rank, and back), each with its own communicator and
+// stream. A single stream would deadlock 1F1B: two neighbours that both queue a send to each other before their
+// receives would each wait for the other's receive, queued behind its own send. Within a channel all traffic flows
+// one way, so the waits cannot form a cycle.
+struct Channel {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;   // NCCL work of this channel only
+  Header* recv_header = nullptr;   // device
+  Header* recv_header_host = nullptr;  // pinned
+  void* recv_staging = nullptr;    // device, for host-memory receives
+  size_t recv_staging_bytes = 0;
+  cudaEvent_t received = nullptr;
+};
+
 struct NcclTransport::Impl {
   struct Slot {  // a pooled device buffer and the event that says its last send finished
     void* buffer = nullptr;
@@ -80,15 +94,12 @@ struct NcclTransport::Impl {
   bool initialized_mpi_here = false;
   double timeout_s = 60.0;
   MPI_Comm mpi = MPI_COMM_NULL;
-  ncclComm_t comm = nullptr;
-  cudaStream_t comm_stream = nullptr;     // NCCL work only
+  Channel up, down;                       // up: to higher ranks (forward); down: to lower ranks (backward)
   cudaStream_t compute_stream = nullptr;  // the engine's stream (set_compute_stream)
   std::deque<Slot> send_slots;
-  Header* recv_header = nullptr;  // device
-  Header* recv_header_host = nullptr;  // pinned
-  void* recv_staging = nullptr;   // device, for host-memory receives
-  size_t recv_staging_bytes = 0;
-  cudaEvent_t ready = nullptr, received = nullptr;
+  cudaEvent_t ready = nullptr;
+  // The channel of a message between this rank and `peer`, by which of the two sends.
+  Channel& channel(int sender, int receiver) { return sender < receiver ? up : down; }
 };
 
 NcclTransport::NcclTransport(int num_stages, double timeout_s)
@@ -140,15 +151,21 @@ NcclTransport::NcclTransport(int num_stages, double timeout_s)
     }
   }
 
-  ncclUniqueId id;
-  if (s.rank == 0) NCCL_CHECK(ncclGetUniqueId(&id), "creating the NCCL id on rank 0");
-  MPI_CHECK(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, s.mpi), "broadcasting the ncclUniqueId");
-  NCCL_CHECK(ncclCommInitRank(&s.comm, s.size, id, s.rank), "creating the NCCL communicator");
-  COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&s.comm_stream, cudaStreamNonBlocking));
-  COMM_CUDA_CHECK(cudaMalloc(&s.recv_header, sizeof(Header)));
-  COMM_CUDA_CHECK(cudaMallocHost(&s.recv_header_host, sizeof(Header)));
+  ncclUniqueId ids[2];
+  if (s.rank == 0) {
+    NCCL_CHECK(ncclGetUniqueId(&ids[0]), "creating the NCCL id on rank 0");
+    NCCL_CHECK(ncclGetUniqueId(&ids[1]), "creating the NCCL id on rank 0");
+  }
+  MPI_CHECK(MPI_Bcast(ids, sizeof(ids), MPI_BYTE, 0, s.mpi), "broadcasting the ncclUniqueIds");
+  int which = 0;
+  for (Channel* ch : {&s.up, &s.down}) {
+    NCCL_CHECK(ncclCommInitRank(&ch->comm, s.size, ids[which++], s.rank), "creating an NCCL communicator");
+    COMM_CUDA_CHECK(cudaStreamCreateWithFlags(&ch->stream, cudaStreamNonBlocking));
+    COMM_CUDA_CHECK(cudaMalloc(&ch->recv_header, sizeof(Header)));
+    COMM_CUDA_CHECK(cudaMallocHost(&ch->recv_header_host, sizeof(Header)));
+    COMM_CUDA_CHECK(cudaEventCreateWithFlags(&ch->received, cudaEventDisableTiming));
+  }
   COMM_CUDA_CHECK(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming));
-  COMM_CUDA_CHECK(cudaEventCreateWithFlags(&s.received, cudaEventDisableTiming));
 }
 
 NcclTransport::~NcclTransport() {
@@ -159,13 +176,15 @@ NcclTransport::~NcclTransport() {
     cudaEventDestroy(slot.done);
     cudaFreeHost(slot.header_host);
   }
-  cudaFree(s.recv_header);
-  cudaFreeHost(s.recv_header_host);
-  cudaFree(s.recv_staging);
+  for (Channel* ch : {&s.up, &s.down}) {
+    cudaFree(ch->recv_header);
+    cudaFreeHost(ch->recv_header_host);
+    cudaFree(ch->recv_staging);
+    cudaEventDestroy(ch->received);
+    ncclCommDestroy(ch->comm);
+    cudaStreamDestroy(ch->stream);
+  }
   cudaEventDestroy(s.ready);
-  cudaEventDestroy(s.received);
-  ncclCommDestroy(s.comm);
-  cudaStreamDestroy(s.comm_stream);
   MPI_Comm_free(&s.mpi);
   if (s.initialized_mpi_here) MPI_Finalize();
 }
@@ -212,55 +231,57 @@ void NcclTransport::send_raw(int peer, int tag, const void* data, size_t bytes) 
   if (bytes > 0) {
     COMM_CUDA_CHECK(cudaMemcpyAsync(buf + sizeof(Header), data, bytes, cudaMemcpyDefault, s.compute_stream));
   }
+  Channel& ch = s.channel(s.rank, peer);
   COMM_CUDA_CHECK(cudaEventRecord(s.ready, s.compute_stream));
-  COMM_CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, s.ready, 0));
+  COMM_CUDA_CHECK(cudaStreamWaitEvent(ch.stream, s.ready, 0));
   NCCL_CHECK(ncclGroupStart(), "group start");
-  NCCL_CHECK(ncclSend(buf, sizeof(Header), ncclUint8, peer, s.comm, s.comm_stream), "sending a header");
-  if (bytes > 0) NCCL_CHECK(ncclSend(buf + sizeof(Header), bytes, ncclUint8, peer, s.comm, s.comm_stream), "sending");
+  NCCL_CHECK(ncclSend(buf, sizeof(Header), ncclUint8, peer, ch.comm, ch.stream), "sending a header");
+  if (bytes > 0) NCCL_CHECK(ncclSend(buf + sizeof(Header), bytes, ncclUint8, peer, ch.comm, ch.stream), "sending");
   NCCL_CHECK(ncclGroupEnd(), "group end");
-  COMM_CUDA_CHECK(cudaEventRecord(slot->done, s.comm_stream));
+  COMM_CUDA_CHECK(cudaEventRecord(slot->done, ch.stream));
   slot->busy = true;
 }
 
 void NcclTransport::recv_raw(int peer, int tag, void* data, size_t bytes) {
   Impl& s = *impl_;
+  Channel& ch = s.channel(peer, s.rank);
   cudaPointerAttributes attr;
   COMM_CUDA_CHECK(cudaPointerGetAttributes(&attr, data));
   const bool on_device = attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
   void* target = data;
   if (!on_device) {
-    if (s.recv_staging_bytes < bytes) {
-      cudaFree(s.recv_staging);
-      COMM_CUDA_CHECK(cudaMalloc(&s.recv_staging, bytes));
-      s.recv_staging_bytes = bytes;
+    if (ch.recv_staging_bytes < bytes) {
+      cudaFree(ch.recv_staging);
+      COMM_CUDA_CHECK(cudaMalloc(&ch.recv_staging, bytes));
+      ch.recv_staging_bytes = bytes;
     }
-    target = s.recv_staging;
+    target = ch.recv_staging;
   }
   // The destination may still be read by queued compute work: the receive waits for the compute stream.
   COMM_CUDA_CHECK(cudaEventRecord(s.ready, s.compute_stream));
-  COMM_CUDA_CHECK(cudaStreamWaitEvent(s.comm_stream, s.ready, 0));
+  COMM_CUDA_CHECK(cudaStreamWaitEvent(ch.stream, s.ready, 0));
   NCCL_CHECK(ncclGroupStart(), "group start");
-  NCCL_CHECK(ncclRecv(s.recv_header, sizeof(Header), ncclUint8, peer, s.comm, s.comm_stream), "receiving a header");
-  if (bytes > 0) NCCL_CHECK(ncclRecv(target, bytes, ncclUint8, peer, s.comm, s.comm_stream), "receiving");
+  NCCL_CHECK(ncclRecv(ch.recv_header, sizeof(Header), ncclUint8, peer, ch.comm, ch.stream), "receiving a header");
+  if (bytes > 0) NCCL_CHECK(ncclRecv(target, bytes, ncclUint8, peer, ch.comm, ch.stream), "receiving");
   NCCL_CHECK(ncclGroupEnd(), "group end");
-  COMM_CUDA_CHECK(cudaMemcpyAsync(s.recv_header_host, s.recv_header, sizeof(Header), cudaMemcpyDeviceToHost,
-                                  s.comm_stream));
-  COMM_CUDA_CHECK(cudaEventRecord(s.received, s.comm_stream));
+  COMM_CUDA_CHECK(
+      cudaMemcpyAsync(ch.recv_header_host, ch.recv_header, sizeof(Header), cudaMemcpyDeviceToHost, ch.stream));
+  COMM_CUDA_CHECK(cudaEventRecord(ch.received, ch.stream));
   // Bounded wait: poll the event, and NCCL's own asynchronous error state, until the deadline.
   const double deadline = now_s() + s.timeout_s;
   for (int i = 0;; i++) {
-    const cudaError_t q = cudaEventQuery(s.received);
+    const cudaError_t q = cudaEventQuery(ch.received);
     if (q == cudaSuccess) break;
     if (q != cudaErrorNotReady) COMM_CUDA_CHECK(q);
     ncclResult_t async_error = ncclSuccess;
-    NCCL_CHECK(ncclCommGetAsyncError(s.comm, &async_error), "querying NCCL's state");
+    NCCL_CHECK(ncclCommGetAsyncError(ch.comm, &async_error), "querying NCCL's state");
     if (async_error != ncclSuccess) {
-      ncclCommAbort(s.comm);
+      ncclCommAbort(ch.comm);
       nccl_fatal(stage_name(stage()) + ": NCCL failed while receiving from " + stage_name(peer) + ": " +
                  ncclGetErrorString(async_error) + ": peer dead?");
     }
     if (now_s() > deadline) {
-      ncclCommAbort(s.comm);
+      ncclCommAbort(ch.comm);
       nccl_fatal(stage_name(stage()) + ": no message from " + stage_name(peer) + " within " +
                  std::to_string(static_cast<int>(s.timeout_s)) + " s: peer dead or stalled");
     }
@@ -270,7 +291,7 @@ void NcclTransport::recv_raw(int peer, int tag, void* data, size_t bytes) {
       std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
   }
-  const Header got = *s.recv_header_host;
+  const Header got = *ch.recv_header_host;
   if (got.tag != tag || got.bytes != static_cast<int64_t>(bytes)) {
     nccl_fatal(stage_name(stage()) + ": expected message tag " + std::to_string(tag) + " of " + std::to_string(bytes) +
                " bytes from " + stage_name(peer) + ", got tag " + std::to_string(got.tag) + " of " +
@@ -281,7 +302,7 @@ void NcclTransport::recv_raw(int peer, int tag, void* data, size_t bytes) {
     COMM_CUDA_CHECK(cudaMemcpy(data, target, bytes, cudaMemcpyDeviceToHost));
   } else {
     // Later compute work on the destination runs after the receive.
-    COMM_CUDA_CHECK(cudaStreamWaitEvent(s.compute_stream, s.received, 0));
+    COMM_CUDA_CHECK(cudaStreamWaitEvent(s.compute_stream, ch.received, 0));
   }
 }
 
@@ -297,7 +318,8 @@ void NcclTransport::flush() {
       }
       if (q != cudaErrorNotReady) COMM_CUDA_CHECK(q);
       if (now_s() > deadline) {
-        ncclCommAbort(s.comm);
+        ncclCommAbort(s.up.comm);
+        ncclCommAbort(s.down.comm);
         nccl_fatal(stage_name(stage()) + ": sends still in flight after " +
                    std::to_string(static_cast<int>(s.timeout_s)) + " s: a peer stopped receiving (dead or stalled)");
       }

@@ -1,15 +1,18 @@
 // engine/comm/nccl_transport/nccl_transport.h: NcclTransport, one process per pipeline stage and per GPU, boundary
-// messages over NCCL point-to-point (ncclSend/ncclRecv inside ncclGroupStart/End) on a dedicated stream.
+// messages over NCCL point-to-point (ncclSend/ncclRecv inside ncclGroupStart/End) on dedicated streams.
 //
 // Setup: MPI starts the processes (mpirun -np S, rank r runs stage r) and broadcasts rank 0's ncclUniqueId; each
 // rank takes the GPU of its node-local rank. Refused with a clear message: a world size other than the number of
 // stages, more ranks on a node than it has GPUs, and two ranks on the same GPU (NCCL cannot run two ranks on one
 // device; compared by GPU UUID over MPI, so a CUDA_VISIBLE_DEVICES mistake is caught too).
 //
+// Two channels, each its own communicator and stream: traffic to higher ranks (forward) and to lower ranks
+// (backward). On one stream, two neighbours that both send before they receive (1F1B's steady state) would wait on
+// each other forever; per direction, all messages flow one way and cannot form a cycle.
 // Ordering with compute, by events, never by device-wide syncs:
 //   send: the payload is copied into a pooled device buffer on the compute stream (so the caller may reuse its
-//         buffer at once, as Transport promises); the comm stream waits for that copy's event, then sends.
-//   recv: posted on the comm stream; the compute stream waits for its completion event, and the host polls the
+//         buffer at once, as Transport promises); the channel stream waits for that copy's event, then sends.
+//   recv: posted on the channel stream; the compute stream waits for its completion event, and the host polls the
 //         event against the deadline (a dead or stalled peer ends the process with a message naming it).
 // Payloads may live in device or host memory (host payloads are staged through a device buffer).
 // NCCL matches messages between two ranks in issue order and has no tags: each message carries a small header
