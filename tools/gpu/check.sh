@@ -14,7 +14,8 @@
 #                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
 #                               Runs every CUDA test, compute-sanitizer memcheck and racecheck over the kernel tests,
 #                               the NCCL probe, a short training run twice (bitwise-equal losses) if the trainer can
-#                               train on CUDA, and the kernel benchmark; prints one summary table at the end. Logs go
+#                               train on CUDA, the kernel benchmark and the whole-step benchmark (GPT-2 124M fp32,
+#                               tokens/s and MFU); prints one summary table at the end. Logs go
 #                               to /tmp/gpu_check; when $OUT is set (the device tool), two files come back in it:
 #                               summary.md (the table, the benchmark, the error figures) and logs.txt (every log).
 # Exit status: 0 when every step that ran passed (SKIP rows do not fail the run, and say why).
@@ -26,7 +27,8 @@ mode="${1:-run}"
 gpu_dir="$here/.gpu"
 
 stage() {
-  local targets=(//tests/kernels/cuda:all //tools/bench/gpu_kernels //engine/comm/nccl_transport:nccl_probe)
+  local targets=(//tests/kernels/cuda:all //tools/bench/gpu_kernels //tools/bench/gpu_step
+                 //engine/comm/nccl_transport:nccl_probe)
   tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
   # The trainer is optional (its own owners may have it mid-edit): build it on its own.
   local have_train=0
@@ -40,7 +42,8 @@ stage() {
     t="${t#//}"
     bins+=("bazel-bin/${t/://}")
   done
-  bins+=(bazel-bin/tools/bench/gpu_kernels/gpu_kernels bazel-bin/engine/comm/nccl_transport/nccl_probe)
+  bins+=(bazel-bin/tools/bench/gpu_kernels/gpu_kernels bazel-bin/tools/bench/gpu_step/gpu_step
+         bazel-bin/engine/comm/nccl_transport/nccl_probe)
   if [ "$have_train" = 1 ] && [ -x bazel-bin/train/train ]; then bins+=(bazel-bin/train/train); fi
   for b in "${bins[@]}"; do
     cp -L "$b" "$gpu_dir/bin/"
@@ -213,6 +216,16 @@ PY
     row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32, table below (rc=$rc)"
   fi
 
+  # 6. whole-step GPT-2 124M, fp32: tokens/s and MFU at B=8 and B=16, T=1024
+  if [ -x "$bin/gpu_step" ]; then
+    for b in 8 16; do
+      timeout 240 "$bin/gpu_step" "$b" 1024 10 > "$out/gpu_step_b$b.md" 2>&1
+      local rc=$?
+      row "bench gpu_step B=$b" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
+          "$(grep -A2 'step ms' "$out/gpu_step_b$b.md" | tail -1) (rc=$rc)"
+    done
+  fi
+
   {
     echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(head -1 "$out/nvidia-smi.txt")"
     echo
@@ -221,6 +234,7 @@ PY
     printf '%s\n' "${rows[@]}"
     echo
     [ -f "$out/gpu_kernels.md" ] && cat "$out/gpu_kernels.md"
+    for f in "$out"/gpu_step_b*.md; do [ -f "$f" ] && { echo; cat "$f"; }; done
     echo
     echo "## largest relative errors per comparison (CUDA vs CPU twin)"
     [ -f "$out/compare_errors.txt" ] && sort -u "$out/compare_errors.txt" | head -80
