@@ -83,8 +83,10 @@ Var matrix_var(const BottleneckConfig& c, ParamStore& trained, ParamStore& fixed
 }  // namespace
 
 void validate_bottleneck(const BottleneckConfig& config, int C) {
-  if (config.layout == ResbmLayout::fused) {
-    throw std::invalid_argument("--resbm-layout fused (IOTA's layout) is not implemented yet; use module");
+  if (config.kind == BottleneckKind::resbm && config.layout == ResbmLayout::fused &&
+      config.identity != IdentityPath::slice) {
+    throw std::invalid_argument("--resbm-layout fused keeps IOTA's slice identity; --bottleneck-identity " +
+                                std::string(identity_path_name(config.identity)) + " needs --resbm-layout module");
   }
   if (compresses(config.kind)) {
     if (config.ratio < 1) throw std::invalid_argument("--ratio must be >= 1, got " + std::to_string(config.ratio));

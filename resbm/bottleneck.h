@@ -23,8 +23,8 @@
 //   quant  : z = x (K = C), sent as an 8-bit code (the wire dtype is forced to int8).
 // The wire dtype (fp32, bf16, int8) is applied by the pipeline when it sends z (and dL/dz back); decoding on
 // arrival, straight-through for the gradient (engine/comm/codec.h). Layout `fused` (IOTA's: f_enc inside the
-// last block's MLP, f_dec inside the next block's attention) is declared but not implemented yet: selecting it
-// throws std::invalid_argument.
+// last block's MLP, f_dec inside the next block's attention, slice identity only) is built by the stage model
+// from resbm/bottleneck_fused.h; these encoder/decoder classes are the `module` layout.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +57,7 @@ const char* identity_path_name(IdentityPath identity);
 const char* resbm_layout_name(ResbmLayout layout);
 std::string describe_bottleneck(const BottleneckConfig& config, int C);  // "resbm r=32 K=4 slice module H=32 fp32"
 
-// Throws std::invalid_argument saying what is wrong (C % r != 0, r < 1, fused layout, ...).
+// Throws std::invalid_argument saying what is wrong (C % r != 0, r < 1, fused layout without the slice, ...).
 void validate_bottleneck(const BottleneckConfig& config, int C);
 int code_width(const BottleneckConfig& config, int C);                          // K
 int hidden_width(const BottleneckConfig& config, int C);                        // H

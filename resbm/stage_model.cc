@@ -1,6 +1,9 @@
 // resbm/stage_model.cc: StageModel, a contiguous slice of GPT-2 with the bottleneck halves at its ends.
 #include "resbm/stage_model.h"
 
+#include "engine/ops.h"
+#include "resbm/bottleneck_fused.h"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -25,15 +28,21 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
                                 " with layers [" + std::to_string(first_layer) + ", " + std::to_string(last_layer) +
                                 ") of " + std::to_string(config.num_layers) + " is not a valid slice");
   }
-  const int C = config.channels;
+  const int C = config.channels, K = code_width(bottleneck, C);
   const bool first = stage == 0, last = stage == num_stages - 1;
+  fused_ = bottleneck.kind == BottleneckKind::resbm && bottleneck.layout == ResbmLayout::fused;
   if (first) embed_ = declare_embeddings(trained_, config);
-  if (!first) {
+  if (!first && fused_) w_dec_ = declare_fused_decoder(trained_, stage - 1, config, K);
+  if (!first && !fused_) {
     decoder_ = BottleneckDecoder(trained_, fixed_, bottleneck, stage - 1, C);
     has_decoder_ = true;
   }
-  for (int l = first_layer; l < last_layer; ++l) blocks_.push_back(declare_block(trained_, block_prefix(l), config));
-  if (!last) {
+  for (int l = first_layer; l < last_layer; ++l) {
+    const bool encoder_block = fused_ && !last && l == last_layer - 1;
+    blocks_.push_back(encoder_block ? declare_fused_encoder_block(trained_, block_prefix(l), config, K)
+                                    : declare_block(trained_, block_prefix(l), config));
+  }
+  if (!last && !fused_) {
     encoder_ = BottleneckEncoder(trained_, fixed_, bottleneck, stage, C);
     has_encoder_ = true;
   }
@@ -52,7 +61,14 @@ void StageModel::init(uint64_t seed) {
   const bool first = stage_ == 0, last = stage_ == num_stages_ - 1;
   if (first) init_embeddings(trained_, embed_, config_, seed);
   if (has_decoder_) decoder_.init(trained_, fixed_, seed);
-  for (const BlockParams& b : blocks_) init_block(trained_, b, config_, seed);
+  if (w_dec_ >= 0) init_normal(trained_, w_dec_, 0.02f, seed);
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    if (fused_ && stage_ < num_stages_ - 1 && i + 1 == blocks_.size()) {
+      init_fused_encoder_block(trained_, blocks_[i], config_, seed);
+    } else {
+      init_block(trained_, blocks_[i], config_, seed);
+    }
+  }
   if (has_encoder_) encoder_.init(trained_, fixed_, seed);
   if (last) {
     init_final_norm(trained_, final_norm_);
@@ -68,6 +84,7 @@ void StageModel::init(uint64_t seed) {
 
 engine::Var StageModel::forward(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
                                 const engine::Var& input) {
+  if (fused_) return forward_fused(g, tokens, targets, input);
   engine::Var x;  // (B,T,C) residual stream
   if (stage_ == 0) {
     x = embed_forward(g, trained_, embed_, tokens);
@@ -77,6 +94,23 @@ engine::Var StageModel::forward(engine::Graph& g, const engine::Tensor& tokens, 
   for (const BlockParams& b : blocks_) x = block_forward(g, trained_, b, x, config_);
   if (stage_ == num_stages_ - 1) return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);  // (1)
   return encoder_.forward(g, trained_, fixed_, x);  // (B,T,K)
+}
+
+engine::Var StageModel::forward_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
+                                      const engine::Var& input) {
+  const bool first = stage_ == 0, last = stage_ == num_stages_ - 1;
+  const int K = code_width(bottleneck_, config_.channels);
+  engine::Var x = first ? embed_forward(g, trained_, embed_, tokens) : engine::Var{};  // (B,T,C)
+  for (size_t i = 0; i < blocks_.size(); ++i) {
+    const BlockParams& b = blocks_[i];
+    // Attention half: the first block of a non-first stage enters through the code (the decoder).
+    const engine::Var h = (!first && i == 0) ? fused_decoder_attention(g, trained_, b, w_dec_, input, config_)
+                                             : block_attention_forward(g, trained_, b, x, config_);  // (B,T,C)
+    // MLP half: the last block of a non-last stage leaves through the code (the encoder).
+    if (!last && i + 1 == blocks_.size()) return fused_encoder_mlp(g, trained_, b, h, K);  // (B,T,K)
+    x = engine::add(g, h, block_mlp_branch(g, trained_, b, h));
+  }
+  return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);  // (1)
 }
 
 int StageModel::input_width() const { return stage_ == 0 ? 0 : code_width(bottleneck_, config_.channels); }

@@ -42,6 +42,8 @@ class StageModel : public engine::pipeline::StageModule {
   engine::ParamStore& fixed_params() { return fixed_; }
 
  private:
+  engine::Var forward_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
+                            const engine::Var& input);
   GPT2Config config_;
   BottleneckConfig bottleneck_;
   int stage_, num_stages_, first_layer_, last_layer_;
@@ -51,7 +53,9 @@ class StageModel : public engine::pipeline::StageModule {
   int head_wte_ = -1;         // last stage: wte (its own copy unless S == 1)
   FinalNormParams final_norm_;
   std::vector<BlockParams> blocks_;
-  bool has_decoder_ = false, has_encoder_ = false;
+  bool has_decoder_ = false, has_encoder_ = false;  // module-layout halves
+  bool fused_ = false;                               // resbm, layout fused: the halves live in the blocks
+  int w_dec_ = -1;                                   // fused decoder's (C,K) matrix
   BottleneckDecoder decoder_;
   BottleneckEncoder encoder_;
 };

@@ -1,6 +1,8 @@
 // The MPI executor (one process per stage, launched by //train:pipeline through mpirun) against the
 // single-process executor: bitwise the same losses for 10 steps of the tiny preset, for S in {2, 4},
-// M in {1, 4}, GPipe and 1F1B, `none` and `resbm`. Every run is bounded by `timeout`.
+// M in {1, 4}, GPipe and 1F1B, `none` and `resbm` (and the fused layout at M=4, 1F1B). Every run is bounded by
+// `timeout`.
+#include <algorithm>
 #include <string>
 #include <tuple>
 
@@ -29,7 +31,8 @@ TEST_P(MpiMatchesLocal, TenStepsBitwise) {
   const auto& [S, M, schedule, kind] = GetParam();
   const std::string args = "--preset tiny --steps 10 --batch 2 --seq-len 16 --threads 1 --ratio 32 --stages " +
                            std::to_string(S) + " --micro-batches " + std::to_string(M) + " --schedule " + schedule +
-                           " --bottleneck " + kind + " --comm-timeout-s 60 --quiet 1";
+                           " --comm-timeout-s 60 --quiet 1" +
+                           (kind == "fused" ? " --bottleneck resbm --resbm-layout fused" : " --bottleneck " + kind);
   const std::string tag = "S" + std::to_string(S) + "_M" + std::to_string(M) + "_" + schedule + "_" + kind;
   std::string local, mpi;
   ASSERT_EQ(run(args + " --executor local", tag + "_local", &local), 0);
@@ -47,6 +50,11 @@ std::string name(const ::testing::TestParamInfo<Params>& info) {
 INSTANTIATE_TEST_SUITE_P(Tiny, MpiMatchesLocal,
                          ::testing::Combine(::testing::Values(2, 4), ::testing::Values(1, 4),
                                             ::testing::Values("gpipe", "1f1b"), ::testing::Values("none", "resbm")),
+                         name);
+// The fused (IOTA) layout too; at S=4 each stage of tiny has one block, both decoder and encoder.
+INSTANTIATE_TEST_SUITE_P(Fused, MpiMatchesLocal,
+                         ::testing::Combine(::testing::Values(2, 4), ::testing::Values(4), ::testing::Values("1f1b"),
+                                            ::testing::Values("fused")),
                          name);
 
 }  // namespace

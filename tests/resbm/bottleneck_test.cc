@@ -2,6 +2,9 @@
 // initialisation, x' = x P P^T at initialisation, the orthonormal basis, widths and validation.
 #include "resbm/bottleneck.h"
 
+#include "engine/ops.h"
+#include "resbm/bottleneck_fused.h"
+
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -228,10 +231,88 @@ TEST(BottleneckConfigTest, WidthsDtypesAndValidation) {
   EXPECT_THROW(validate_bottleneck(c, 768), std::invalid_argument);
   c.ratio = 4;
   c.layout = ResbmLayout::fused;
-  EXPECT_THROW(validate_bottleneck(c, 768), std::invalid_argument);
+  EXPECT_NO_THROW(validate_bottleneck(c, 768));
+  c.identity = IdentityPath::orthogonal;
+  EXPECT_THROW(validate_bottleneck(c, 768), std::invalid_argument) << "fused keeps the slice identity";
   EXPECT_THROW(parse_bottleneck_kind("resnet"), std::invalid_argument);
   EXPECT_EQ(parse_bottleneck_kind("ae"), BottleneckKind::ae);
   EXPECT_EQ(parse_identity_path("orthogonal"), IdentityPath::orthogonal);
+}
+
+// The fused (IOTA) layout, through its pieces: encoder block (attention half, K-wide MLP) then the next stage's
+// decoder block (attention on gelu(z W_dec), z padded back, MLP half). Finite differences of sum(out * W) against
+// the tape for x and every parameter, all randomised; and z = h[..., :K] at initialisation.
+TEST_F(BottleneckTest, FusedLayoutGradients) {
+  GPT2Config config;
+  config.channels = kC;
+  config.num_heads = 2;
+  config.num_layers = 2;
+  config.max_seq_len = kT;
+  config.vocab_size = 8;
+  config.padded_vocab_size = 8;
+  const int K = 4;
+  ParamStore store(engine::Device::cpu);
+  const BlockParams enc = declare_fused_encoder_block(store, "h.0.", config, K);
+  const int w_dec = declare_fused_decoder(store, 0, config, K);
+  const BlockParams dec = declare_block(store, "h.1.", config);
+  store.allocate();
+  init_fused_encoder_block(store, enc, config, 3);
+  init_normal(store, w_dec, 0.02f, 3);
+  init_block(store, dec, config, 3);
+  std::mt19937 rng(21);
+  Var x = leaf({kB, kT, kC}, rng, 1.0f);
+  {
+    Graph g(ctx(), engine::Device::cpu, 4 << 20);
+    const Var h = block_attention_forward(g, store, enc, x, config);
+    const Var z = fused_encoder_mlp(g, store, enc, h, K);
+    for (int n = 0; n < kB * kT; ++n) {
+      for (int k = 0; k < K; ++k) EXPECT_EQ(z.value.f32()[n * K + k], h.value.f32()[n * kC + k]);
+    }
+  }
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  for (auto& p : store.params()) {
+    for (int64_t i = 0; i < p.var.value.numel(); ++i) p.var.value.f32()[i] += normal(rng);
+  }
+  auto build = [&](Graph& g) {
+    const Var h = block_attention_forward(g, store, enc, x, config);
+    const Var z = fused_encoder_mlp(g, store, enc, h, K);                  // (B,T,K): what crosses
+    const Var a = fused_decoder_attention(g, store, dec, w_dec, z, config);  // (B,T,C)
+    return engine::add(g, a, block_mlp_branch(g, store, dec, a));
+  };
+  std::vector<Var> inputs = {x};
+  for (auto& p : store.params()) inputs.push_back(p.var);
+  Graph g(ctx(), engine::Device::cpu, 8 << 20);
+  for (Var& v : inputs) std::memset(v.grad.data, 0, v.grad.nbytes());
+  Var out = build(g);
+  std::vector<float> w(out.value.numel());
+  for (float& v : w) v = normal(rng);
+  Tensor wt;
+  wt.data = w.data();
+  wt.ndim = 1;
+  wt.shape[0] = out.value.numel();
+  g.backward_from(out, wt);
+  // Attention and two layernorms deep: eps 1e-2 keeps truncation ~1e-4; 5e-3 relative leaves margin over fp32.
+  const float eps = 1e-2f;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    std::vector<float> analytic(inputs[k].grad.f32(), inputs[k].grad.f32() + inputs[k].grad.numel());
+    const int64_t n = inputs[k].value.numel();
+    const int64_t stride = n <= 12 ? 1 : n / 12;
+    for (int64_t i = 0; i < n; i += stride) {
+      float* v = inputs[k].value.f32() + i;
+      const float orig = *v;
+      *v = orig + eps;
+      g.reset();
+      const double plus = objective(build(g), w);
+      *v = orig - eps;
+      g.reset();
+      const double minus = objective(build(g), w);
+      *v = orig;
+      const double numeric = (plus - minus) / (2.0 * eps);
+      EXPECT_LE(std::fabs(analytic[i] - numeric) / std::fmax(1.0, std::fabs(numeric)), 5e-3)
+          << "input " << k << (k == 0 ? " (x)" : " (" + store.params()[k - 1].name + ")") << " element " << i
+          << " analytic " << analytic[i] << " numeric " << numeric;
+    }
+  }
 }
 
 }  // namespace

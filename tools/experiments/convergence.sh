@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# tools/experiments/convergence.sh: convergence of each bottleneck kind on tinyshakespeare (issue 4, point 6).
+#
+#   tools/experiments/convergence.sh [STEPS] [OUT_DIR]        (defaults: 300, docs)
+#
+# Trains the tiny preset split into S=2 pipeline stages (two MPI ranks, one per stage) for STEPS steps, with the
+# same seed, the same token stream (sequential order) and the same hyper-parameters for every kind:
+#   none | resbm r=32 | resbm r=128 | linear r=128 | ae r=128   (tiny: C = 128, so r = 128 is a one-channel code)
+# then writes OUT_DIR/resbm_convergence.md (final train and validation loss, bytes per step, measured
+# compression) and OUT_DIR/resbm_convergence.png (train and validation curves, gnuplot). Raw JSONL logs go to
+# OUT_DIR/resbm_convergence_logs/. Data: `prepare tinyshakespeare` (online, or from $RESBM_DATA_MIRROR).
+# Environment: EXECUTOR=local runs the stages in one process instead (bitwise the same losses).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+STEPS="${1:-300}"
+OUT="${2:-docs}"
+EXECUTOR="${EXECUTOR:-mpi}"
+LOGS="$OUT/resbm_convergence_logs"
+DATA="${DATA_DIR:-/tmp/resbm_tinyshakespeare}"
+mkdir -p "$OUT" "$LOGS" "$DATA"
+
+tools/bazel build //train:pipeline //tools:prepare >&2
+bazel-bin/tools/prepare tinyshakespeare --out "$DATA" ${RESBM_DATA_MIRROR:+--mirror "$RESBM_DATA_MIRROR"} >&2
+
+# name | flags
+RUNS=(
+  "none|--bottleneck none"
+  "resbm_r32|--bottleneck resbm --ratio 32"
+  "resbm_r128|--bottleneck resbm --ratio 128"
+  "linear_r128|--bottleneck linear --ratio 128"
+  "ae_r128|--bottleneck ae --ratio 128"
+)
+COMMON=(--preset tiny --stages 2 --micro-batches 2 --batch 4 --seq-len 64 --steps "$STEPS" --lr 1e-3 --seed 1337
+        --train-data "$DATA/tiny_shakespeare_train.bin" --val-data "$DATA/tiny_shakespeare_val.bin"
+        --val-every 50 --val-batches 16 --executor "$EXECUTOR" --comm-timeout-s 600 --quiet 1)
+
+for run in "${RUNS[@]}"; do
+  name="${run%%|*}"
+  flags="${run#*|}"
+  echo "== $name: $flags" >&2
+  # shellcheck disable=SC2086
+  timeout 7200 bazel-bin/train/pipeline "${COMMON[@]}" $flags --log-out "$LOGS/$name.jsonl" >&2
+done
+
+# JSONL -> columns. Train: step loss (smoothed below); val: step val_loss.
+num() { sed -n "s/.*\"$1\": \([-0-9.e+]*\).*/\1/p"; }
+for run in "${RUNS[@]}"; do
+  name="${run%%|*}"
+  grep '"loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$LOGS/$name.train.dat"
+  grep '"val_loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$LOGS/$name.val.dat"
+done
+
+{
+  echo "# ResBM convergence on tinyshakespeare (tiny preset, S=2)"
+  echo
+  echo "Produced by \`tools/experiments/convergence.sh $STEPS $OUT\` on $(date -u +%Y-%m-%d). Tiny preset (L=4, C=128, NH=4),"
+  echo "2 pipeline stages ($EXECUTOR executor), M=2 micro-batches of B=4 x T=64 (512 tokens per step), AdamW lr 1e-3"
+  echo "constant, weight decay 0.1, grad clip 1.0, seed 1337, the same sequential token stream for every kind; $STEPS steps."
+  echo "Train loss: mean of the last 20 steps. Validation loss: the first 16 x 4 x 64 tokens of the validation split,"
+  echo "at the last step. Bytes: code bytes crossing the boundary per step, forward (the backward carries the same)."
+  echo "At C=128, r=32 is a 4-channel code and r=128 a single channel."
+  echo
+  echo "| kind | final train loss | final val loss | fwd bytes/step | measured ratio |"
+  echo "|---|---:|---:|---:|---:|"
+  for run in "${RUNS[@]}"; do
+    name="${run%%|*}"
+    train=$(tail -n 20 "$LOGS/$name.train.dat" | awk '{s += $2} END {printf "%.4f", s / NR}')
+    val=$(tail -n 1 "$LOGS/$name.val.dat" | awk '{printf "%.4f", $2}')
+    last=$(grep '"loss"' "$LOGS/$name.jsonl" | tail -n 1)
+    bytes=$(echo "$last" | num fwd_bytes)
+    ratio=$(echo "$last" | num ratio_fwd)
+    echo "| $name | $train | $val | $bytes | $(printf '%.1f' "$ratio") |"
+  done
+  echo
+  echo "![curves](resbm_convergence.png)"
+} > "$OUT/resbm_convergence.md"
+
+plot_train=""
+plot_val=""
+for run in "${RUNS[@]}"; do
+  name="${run%%|*}"
+  plot_train+="'$LOGS/$name.train.dat' using 1:2 smooth bezier with lines title '$name train', "
+  plot_val+="'$LOGS/$name.val.dat' using 1:2 with linespoints title '$name val', "
+done
+gnuplot <<GP
+set terminal png size 1100,650
+set output '$OUT/resbm_convergence.png'
+set title 'tiny preset on tinyshakespeare, S=2: train (smoothed) and validation loss'
+set xlabel 'step'
+set ylabel 'loss'
+set key outside right
+set grid
+plot ${plot_train}${plot_val%, }
+GP
+cat "$OUT/resbm_convergence.md"
