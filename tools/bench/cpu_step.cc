@@ -6,6 +6,7 @@
 // Prints, per preset: ms per step (and its forward / backward / AdamW parts), tokens/s, and the achieved GFLOP/s
 // of the step's matmul work next to what a bare OpenBLAS sgemm of GPT-2's shapes reaches on this machine: the
 // gap between the two is the time spent outside the GEMMs (attention, layernorm, softmax, the optimizer).
+// On a shared machine, run it alone (other processes on the same 2 cores change the figures several-fold).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -246,8 +247,11 @@ void run(const std::string& preset, const Options& o, const engine::DeviceContex
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   engine::DeviceContext device(engine::Device::cpu, o.threads);
-  std::printf("cpu_step: forward + backward + AdamW, %d warmup + %d timed steps, %d threads\n", o.warmup, o.steps,
-              device.ctx().num_threads);
+  // OpenMP's idle threads spin for a while after each parallel region, on the cores OpenBLAS's own threads then
+  // need: OMP_WAIT_POLICY=passive changes the step time a lot on a 2-core machine, so the table says which it was.
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  std::printf("cpu_step: forward + backward + AdamW, %d warmup + %d timed steps, %d threads, OMP_WAIT_POLICY=%s\n",
+              o.warmup, o.steps, device.ctx().num_threads, wait_policy != nullptr ? wait_policy : "(unset)");
   for (const std::string& preset : o.presets) {
     try {
       run(preset, o, device);
