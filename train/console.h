@@ -22,7 +22,7 @@ struct RunTableInputs {
 // Prints the table to stdout and returns it as a JSON object.
 JsonObject print_run_table(const RunConfig& config, const RunTableInputs& in);
 
-// "step   12/300 | loss 6.1234 | lr 3.00e-04 | norm 1.234 | 123.4 ms | 4150 tok/s | wire 64.0 KiB fwd 64.0 KiB bwd (8.0x)"
+// "step 12/300 | loss 6.1234 | lr 3.00e-04 | norm 1.234 | 123.4 ms | 4150 tok/s | wire 64 KiB fwd 64 KiB bwd (8.0x)"
 std::string format_step_line(const StepRecord& r, int total_steps);
 
 std::string format_bytes(double bytes);  // "1.50 MiB"

@@ -23,7 +23,9 @@ int32_t TokenSampler::sample(const float* logits, float temperature, int top_k) 
   const int k = (top_k <= 0 || top_k > V_) ? V_ : top_k;
   for (int i = 0; i < V_; ++i) order_[i] = i;
   // Largest k logits first; ties broken by the lower id so the order is fully determined.
-  auto by_logit = [logits](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto by_logit = [logits](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), by_logit);
   const double top = logits[order_[0]];
   double total = 0.0;
@@ -57,7 +59,9 @@ std::vector<int32_t> generate(Backend& backend, const std::vector<int32_t>& prom
 
 std::vector<int32_t> encode_prompt(const data::Tokenizer* tokenizer, const std::string& prompt) {
   if (prompt.empty()) return {};
-  if (tokenizer == nullptr) throw std::runtime_error("--prompt needs the GPT-2 tokenizer files (encoder.json, vocab.bpe)");
+  if (tokenizer == nullptr) {
+    throw std::runtime_error("--prompt needs the GPT-2 tokenizer files (encoder.json, vocab.bpe): give --data-mirror");
+  }
   return tokenizer->encode(prompt);
 }
 
