@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -61,56 +63,67 @@ double objective(const Var& out, const std::vector<float>& w) {
   return acc;
 }
 
-// Central differences of sum(x' * W) against the tape's gradients, for x and every trained parameter (all
-// parameters first randomised, so that zero-initialised branches carry gradient everywhere).
-void check_gradients(const BottleneckConfig& config, const kernels::KernelContext& ctx, Var x) {
-  Boundary b(config, 42);
-  std::mt19937 rng(5);
+// Central differences of sum(out * W) (W fixed random) against the tape's gradients, for every input (x first,
+// then parameters named in `names`), up to `per_input` elements each. Returns the number of elements checked.
+int fd_check(const kernels::KernelContext& ctx, const std::vector<Var>& inputs, const std::vector<std::string>& names,
+             const std::function<Var(Graph&)>& build, float eps, double tol, int per_input, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 0.5f);
-  for (auto& p : b.trained.params()) {
-    for (int64_t i = 0; i < p.var.value.numel(); ++i) p.var.value.f32()[i] += normal(rng);
-  }
-  std::vector<Var> inputs = {x};
-  for (auto& p : b.trained.params()) inputs.push_back(p.var);
-
   Graph g(ctx, engine::Device::cpu, 8 << 20);
-  for (Var& v : inputs) std::memset(v.grad.data, 0, v.grad.nbytes());
-  Var out = b.forward(g, x);
-  ASSERT_EQ(out.value.numel(), int64_t{kB} * kT * kC);
+  for (const Var& v : inputs) std::memset(v.grad.data, 0, v.grad.nbytes());
+  Var out = build(g);
   std::vector<float> w(out.value.numel());
   for (float& v : w) v = normal(rng);
   Tensor wt;
   wt.data = w.data();
-  wt.ndim = 3;
-  wt.shape[0] = kB, wt.shape[1] = kT, wt.shape[2] = kC;
+  wt.ndim = 1;
+  wt.shape[0] = out.value.numel();
   g.backward_from(out, wt);
-  // eps 1e-2 on O(1) values: truncation error O(eps^2) ~ 1e-4, fp32 rounding of a 96-term sum / (2 eps) ~ 1e-4;
-  // 2e-3 relative to max(1, |numeric|) leaves an order of magnitude of margin.
-  const float eps = 1e-2f;
-  const double tol = 2e-3;
   int checked = 0;
   for (size_t k = 0; k < inputs.size(); ++k) {
     std::vector<float> analytic(inputs[k].grad.f32(), inputs[k].grad.f32() + inputs[k].grad.numel());
     const int64_t n = inputs[k].value.numel();
-    const int64_t stride = n <= 24 ? 1 : n / 24;
+    const int64_t stride = n <= per_input ? 1 : n / per_input;
     for (int64_t i = 0; i < n; i += stride) {
       float* v = inputs[k].value.f32() + i;
       const float orig = *v;
       *v = orig + eps;
       g.reset();
-      const double plus = objective(b.forward(g, x), w);
+      const double plus = objective(build(g), w);
       *v = orig - eps;
       g.reset();
-      const double minus = objective(b.forward(g, x), w);
+      const double minus = objective(build(g), w);
       *v = orig;
       const double numeric = (plus - minus) / (2.0 * eps);
       EXPECT_LE(std::fabs(analytic[i] - numeric) / std::fmax(1.0, std::fabs(numeric)), tol)
-          << describe_bottleneck(config, kC) << ": input " << k
-          << (k == 0 ? " (x)" : (" (" + b.trained.params()[k - 1].name + ")")) << " element " << i << " analytic "
-          << analytic[i] << " numeric " << numeric;
+          << "input " << names[k] << " element " << i << " analytic " << analytic[i] << " numeric " << numeric;
       ++checked;
     }
   }
+  return checked;
+}
+
+// Inputs of a check: x, then every parameter of the store (randomised first, so that zero-initialised branches
+// carry gradient everywhere).
+void add_randomised_params(ParamStore& store, std::mt19937& rng, float scale, std::vector<Var>* inputs,
+                           std::vector<std::string>* names) {
+  std::normal_distribution<float> normal(0.0f, scale);
+  for (auto& p : store.params()) {
+    for (int64_t i = 0; i < p.var.value.numel(); ++i) p.var.value.f32()[i] += normal(rng);
+    inputs->push_back(p.var);
+    names->push_back(p.name);
+  }
+}
+
+void check_gradients(const BottleneckConfig& config, const kernels::KernelContext& ctx, Var x) {
+  Boundary b(config, 42);
+  std::mt19937 rng(5);
+  std::vector<Var> inputs = {x};
+  std::vector<std::string> names = {"x"};
+  add_randomised_params(b.trained, rng, 0.5f, &inputs, &names);
+  // eps 1e-2 on O(1) values: truncation error O(eps^2) ~ 1e-4, fp32 rounding of a 96-term sum / (2 eps) ~ 1e-4;
+  // 2e-3 relative to max(1, |numeric|) leaves an order of magnitude of margin.
+  const int checked =
+      fd_check(ctx, inputs, names, [&](Graph& g) { return b.forward(g, x); }, 1e-2f, 2e-3, 24, rng);
   EXPECT_GT(checked, 0);
 }
 
@@ -269,10 +282,6 @@ TEST_F(BottleneckTest, FusedLayoutGradients) {
       for (int k = 0; k < K; ++k) EXPECT_EQ(z.value.f32()[n * K + k], h.value.f32()[n * kC + k]);
     }
   }
-  std::normal_distribution<float> normal(0.0f, 0.3f);
-  for (auto& p : store.params()) {
-    for (int64_t i = 0; i < p.var.value.numel(); ++i) p.var.value.f32()[i] += normal(rng);
-  }
   auto build = [&](Graph& g) {
     const Var h = block_attention_forward(g, store, enc, x, config);
     const Var z = fused_encoder_mlp(g, store, enc, h, K);                  // (B,T,K): what crosses
@@ -280,39 +289,10 @@ TEST_F(BottleneckTest, FusedLayoutGradients) {
     return engine::add(g, a, block_mlp_branch(g, store, dec, a));
   };
   std::vector<Var> inputs = {x};
-  for (auto& p : store.params()) inputs.push_back(p.var);
-  Graph g(ctx(), engine::Device::cpu, 8 << 20);
-  for (Var& v : inputs) std::memset(v.grad.data, 0, v.grad.nbytes());
-  Var out = build(g);
-  std::vector<float> w(out.value.numel());
-  for (float& v : w) v = normal(rng);
-  Tensor wt;
-  wt.data = w.data();
-  wt.ndim = 1;
-  wt.shape[0] = out.value.numel();
-  g.backward_from(out, wt);
+  std::vector<std::string> names = {"x"};
+  add_randomised_params(store, rng, 0.3f, &inputs, &names);
   // Attention and two layernorms deep: eps 1e-2 keeps truncation ~1e-4; 5e-3 relative leaves margin over fp32.
-  const float eps = 1e-2f;
-  for (size_t k = 0; k < inputs.size(); ++k) {
-    std::vector<float> analytic(inputs[k].grad.f32(), inputs[k].grad.f32() + inputs[k].grad.numel());
-    const int64_t n = inputs[k].value.numel();
-    const int64_t stride = n <= 12 ? 1 : n / 12;
-    for (int64_t i = 0; i < n; i += stride) {
-      float* v = inputs[k].value.f32() + i;
-      const float orig = *v;
-      *v = orig + eps;
-      g.reset();
-      const double plus = objective(build(g), w);
-      *v = orig - eps;
-      g.reset();
-      const double minus = objective(build(g), w);
-      *v = orig;
-      const double numeric = (plus - minus) / (2.0 * eps);
-      EXPECT_LE(std::fabs(analytic[i] - numeric) / std::fmax(1.0, std::fabs(numeric)), 5e-3)
-          << "input " << k << (k == 0 ? " (x)" : " (" + store.params()[k - 1].name + ")") << " element " << i
-          << " analytic " << analytic[i] << " numeric " << numeric;
-    }
-  }
+  EXPECT_GT(fd_check(ctx(), inputs, names, build, 1e-2f, 5e-3, 12, rng), 0);
 }
 
 }  // namespace
