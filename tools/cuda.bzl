@@ -4,8 +4,8 @@ Each .cu file becomes one position-independent object through a genrule that cal
 relocatable device code, so no device-link step). The genrule writes the same object under two names, X.o and
 X.pic.o, because Bazel picks .o files for static links (cc_binary in opt) and .pic.o files for shared ones (cc_test
 links dynamically); both are built with -fPIC so either is valid everywhere. With --config=nocuda (no toolkit on the
-machine) the library keeps its headers but has no objects and does not define RESBM_HAVE_CUDA, so callers compile
-their CPU paths only.
+machine) the library keeps its headers, compiles only `nocuda_srcs` (stubs) and does not define RESBM_HAVE_CUDA, so
+callers compile their CPU paths only and still link.
 
 No --use_fast_math: the kernels are compared against the CPU twins at 1e-5 and fast math would swap expf, tanhf and
 divisions for approximations and flush denormals. Kernels that want an intrinsic ask for it by name.
@@ -23,7 +23,7 @@ NVCC_FLAGS = [
     "-Werror=all-warnings",
 ]
 
-def cuda_library(name, srcs, hdrs = [], nvcc_hdrs = [], deps = [], nvcc_deps = [], visibility = None):
+def cuda_library(name, srcs, hdrs = [], nvcc_hdrs = [], deps = [], nvcc_deps = [], nocuda_srcs = [], visibility = None):
     """A cc_library whose srcs are .cu files.
 
     Args:
@@ -33,6 +33,8 @@ def cuda_library(name, srcs, hdrs = [], nvcc_hdrs = [], deps = [], nvcc_deps = [
       nvcc_hdrs: headers from other packages that the .cu files include (labels), so that editing them recompiles.
       deps: cc deps of the library.
       nvcc_deps: extra link deps when CUDA is on (e.g. "@cuda//:nccl").
+      nocuda_srcs: plain C++ sources compiled instead of the .cu files under --config=nocuda (stubs that abort
+        with a message, so that code declaring CUDA calls still links).
       visibility: as usual.
     """
     objs = []
@@ -57,7 +59,7 @@ def cuda_library(name, srcs, hdrs = [], nvcc_hdrs = [], deps = [], nvcc_deps = [
     native.cc_library(
         name = name,
         srcs = select({
-            "//tools:cuda_off": [],
+            "//tools:cuda_off": nocuda_srcs,
             "//conditions:default": objs,
         }),
         hdrs = hdrs,
