@@ -137,6 +137,14 @@ const char* kind_name(Kind kind) {
   return "a value";
 }
 
+const char* metavar(Kind kind) {
+  switch (kind) {
+    case Kind::i32: case Kind::i64: case Kind::u64: return "INT";
+    case Kind::f32: case Kind::f64: return "NUM";
+    default: return "STR";
+  }
+}
+
 std::string current_value(const FlagSpec& s) {
   std::ostringstream os;
   switch (s.kind) {
@@ -336,9 +344,14 @@ std::string flags_help(const std::string& program) {
   for (const auto& s : flag_table(&defaults)) {
     if (s.group[0] != '\0') os << "\n" << s.group << ":\n";
     std::string head = std::string("  --") + s.name;
-    if (s.kind != Kind::boolean) head += s.choices.empty() ? " VALUE" : " {" + join(s.choices, ",") + "}";
+    if (s.kind != Kind::boolean) {
+      head += s.choices.empty() ? std::string(" ") + metavar(s.kind) : " {" + join(s.choices, ",") + "}";
+    }
     os << head;
-    os << std::string(head.size() < 34 ? 34 - head.size() : 1, ' ') << s.help;
+    // Help in a column from 36; a long head pushes it to its own line.
+    if (head.size() >= 35) os << "\n" << std::string(36, ' ');
+    else os << std::string(36 - head.size(), ' ');
+    os << s.help;
     const std::string def = current_value(s);
     if (!def.empty()) os << " [default: " << def << "]";
     os << "\n";

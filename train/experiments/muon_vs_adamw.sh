@@ -18,19 +18,20 @@ common=(--steps "$steps" --eval-interval 50 --eval-batches 10 --checkpoint-inter
 tools/bazel build //train //tools:plot >&2
 mkdir -p "$out_root"
 runs=()
-for lr in $adamw_lrs; do
-  name="adamw_lr$lr"
-  bazel-bin/train/train "${common[@]}" --optimizer adamw --lr "$lr" --out-dir "$out_root/$name" \
-    --run-name "$name" > "$out_root/$name.txt" 2>&1
+# A run whose log already holds its final evaluation is kept, so the sweep can be re-run to add learning rates.
+finished() { grep -q "\"type\": \"eval\", \"step\": $steps," "$1/log.jsonl" 2>/dev/null; }
+run() {  # name, then the optimizer flags
+  local name="$1"
+  shift
+  if ! finished "$out_root/$name"; then
+    bazel-bin/train/train "${common[@]}" "$@" --out-dir "$out_root/$name" --run-name "$name" \
+      > "$out_root/$name.txt" 2>&1
+  fi
   runs+=("$out_root/$name")
-done
-for lr in $muon_lrs; do
-  name="muon_lr$lr"
-  # The embeddings, gains, biases and head take AdamW at --lr 1e-3 (the AdamW sweep's first value).
-  bazel-bin/train/train "${common[@]}" --optimizer muon --muon-lr "$lr" --lr 1e-3 --out-dir "$out_root/$name" \
-    --run-name "$name" > "$out_root/$name.txt" 2>&1
-  runs+=("$out_root/$name")
-done
+}
+for lr in $adamw_lrs; do run "adamw_lr$lr" --optimizer adamw --lr "$lr"; done
+# Muon's embeddings, gains, biases and head take AdamW at --lr 1e-3 (the AdamW default).
+for lr in $muon_lrs; do run "muon_lr$lr" --optimizer muon --muon-lr "$lr" --lr 1e-3; done
 bazel-bin/tools/plot "${runs[@]}" --out "$out_root/curves.png" --title "Muon vs AdamW, tiny preset, $steps steps"
 
 printf '%-22s %12s %12s %10s\n' run "val@end" "train@end" "ms/step"
