@@ -76,6 +76,45 @@ TEST(LlmcCheckpoint, PythonFileReloadsAndResavesToTheSameBytes) {
   std::remove(out.c_str());
 }
 
+TEST(LlmcCheckpoint, TensorsComeFromLlmcOffsets) {
+  // Offsets written out here from llm.c's list (wte, wpe, then per tensor kind all L layers), independently of
+  // gpt2_llmc_layout: a symmetric mistake in the mapping would survive load -> save, but not this.
+  const GPT2Config c = small_config();
+  GPT2 model(c);
+  load_llmc_checkpoint(testing::kSmallCheckpoint, model);
+  const std::vector<char> file = read_bytes(testing::kSmallCheckpoint);
+  const int64_t C = c.channels, L = c.num_layers, Vp = c.padded_vocab_size, maxT = c.max_seq_len;
+  const int64_t wte = 0, wpe = wte + Vp * C, ln1w = wpe + maxT * C, ln1b = ln1w + L * C, qkvw = ln1b + L * C;
+  const int64_t qkvb = qkvw + L * 3 * C * C, attprojw = qkvb + L * 3 * C, attprojb = attprojw + L * C * C;
+  const int64_t ln2w = attprojb + L * C, ln2b = ln2w + L * C, fcw = ln2b + L * C, fcb = fcw + L * 4 * C * C;
+  const int64_t fcprojw = fcb + L * 4 * C, fcprojb = fcprojw + L * C * 4 * C, lnfw = fcprojb + L * C;
+  const int64_t lnfb = lnfw + C;
+  ASSERT_EQ(int64_t(file.size()), 1024 + (lnfb + C) * 4);
+  const struct { const char* name; int64_t offset, count; } spots[] = {
+      {"wte", wte, Vp * C},
+      {"wpe", wpe, maxT * C},
+      {"h.1.ln_1.bias", ln1b + C, C},
+      {"h.0.attn.c_attn.weight", qkvw, 3 * C * C},
+      {"h.1.attn.c_attn.bias", qkvb + 3 * C, 3 * C},
+      {"h.1.attn.c_proj.weight", attprojw + C * C, C * C},
+      {"h.1.ln_2.weight", ln2w + C, C},
+      {"h.0.ln_2.bias", ln2b, C},
+      {"h.1.mlp.c_fc.weight", fcw + 4 * C * C, 4 * C * C},
+      {"h.0.mlp.c_fc.bias", fcb, 4 * C},
+      {"h.1.mlp.c_proj.weight", fcprojw + C * 4 * C, C * 4 * C},
+      {"h.1.mlp.c_proj.bias", fcprojb + C, C},
+      {"ln_f.weight", lnfw, C},
+      {"ln_f.bias", lnfb, C},
+  };
+  for (const auto& spot : spots) {
+    const int index = model.params().find(spot.name);
+    ASSERT_GE(index, 0) << spot.name;
+    const engine::Tensor& t = model.params().param(index).var.value;
+    ASSERT_EQ(t.numel(), spot.count) << spot.name;
+    EXPECT_EQ(std::memcmp(t.data, &file[1024 + spot.offset * 4], spot.count * 4), 0) << spot.name;
+  }
+}
+
 TEST(LlmcCheckpoint, SaveLoadRoundtripIsBitwise) {
   GPT2Config c = gpt2_preset("tiny");
   c.num_layers = 2;  // keeps the file small; the mapping is per layer either way
