@@ -16,7 +16,13 @@ void setup_data(RunConfig* config) {
   const std::string data_dir = resolve_path(f.data_dir);
   const std::string mirror = data::resolve_mirror(resolve_path(f.data_mirror));
   if (f.train_data.empty() && f.val_data.empty()) {
-    const data::PreparedSplit split = data::ensure_tinyshakespeare(data_dir, mirror);
+    data::PreparedSplit split;
+    try {
+      split = data::ensure_tinyshakespeare(data_dir, mirror);
+    } catch (const data::DataError& e) {
+      // The data tools call their flag --mirror; this binary's is --data-mirror.
+      throw data::DataError(std::string(e.what()) + " (with //train the flag is --data-mirror DIR)");
+    }
     std::printf("data: tinyshakespeare %s in %s (train %lld tokens, val %lld tokens)\n",
                 split.reused ? "found" : "prepared", data_dir.c_str(), static_cast<long long>(split.train_tokens),
                 static_cast<long long>(split.val_tokens));
