@@ -248,10 +248,12 @@ int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   engine::DeviceContext device(engine::Device::cpu, o.threads);
   // OpenMP's idle threads spin for a while after each parallel region, on the cores OpenBLAS's own threads then
-  // need: OMP_WAIT_POLICY=passive changes the step time a lot on a 2-core machine, so the table says which it was.
+  // need: the wait policy changes the step time a lot on a 2-core machine, so the table says which it was. (The
+  // engine makes PASSIVE the default before libgomp starts, engine/process_defaults.cc; a user's value wins.)
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
   std::printf("cpu_step: forward + backward + AdamW, %d warmup + %d timed steps, %d threads, OMP_WAIT_POLICY=%s\n",
-              o.warmup, o.steps, device.ctx().num_threads, wait_policy != nullptr ? wait_policy : "(unset)");
+              o.warmup, o.steps, device.ctx().num_threads,
+              wait_policy != nullptr ? wait_policy : "PASSIVE (the engine's default)");
   for (const std::string& preset : o.presets) {
     try {
       run(preset, o, device);
