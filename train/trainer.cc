@@ -95,6 +95,12 @@ int run_training(RunConfig c) {
     start_step = load_training_checkpoint(path, c, *backend, &loader);
     std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(start_step));
   }
+  if (!f.resume && !list_checkpoints(c.checkpoint_dir).empty()) {
+    // Starting over here would mix two runs' checkpoints (and --resume would pick the wrong one): refuse.
+    throw CheckpointError(c.out_dir + " already holds a run (checkpoints up to step " +
+                          std::to_string(list_checkpoints(c.checkpoint_dir).back().first) +
+                          "); pass --resume to continue it, --run-name NAME for a new run, or delete the directory");
+  }
   make_dirs(c.out_dir);
   RunLog log(c.log_path, /*append=*/f.resume);
   const JsonObject table = print_run_table(c, table_inputs(c, *backend));

@@ -215,6 +215,13 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
     const std::string line = r.output.substr(e, r.output.find('\n', e) - e);
     EXPECT_NE(line.find(c.expected), std::string::npos) << "error line: " << line;
   }
+  // Starting a new run over an existing one is refused (it would mix their checkpoints).
+  const std::string existing = tmp_dir() + "/existing";
+  ASSERT_EQ(run_trainer(concat(base_args(existing), {"--steps", "1"})).exit_code, 0);
+  const Result again = run_trainer(concat(base_args(existing), {"--steps", "1"}));
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.output.find("already holds a run (checkpoints up to step 1); pass --resume"), std::string::npos)
+      << again.output;
   // Resuming into a run with other model flags is refused, naming both.
   const std::string other = tmp_dir() + "/other_model";
   ASSERT_EQ(run_trainer(concat(base_args(other), {"--steps", "1"})).exit_code, 0);

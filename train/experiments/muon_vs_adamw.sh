@@ -24,6 +24,7 @@ run() {  # name, then the optimizer flags
   local name="$1"
   shift
   if ! finished "$out_root/$name"; then
+    rm -rf "${out_root:?}/$name"  # an unfinished run starts over
     bazel-bin/train/train "${common[@]}" "$@" --out-dir "$out_root/$name" --run-name "$name" \
       > "$out_root/$name.txt" 2>&1
   fi
