@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/context.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/kernels.cuh"
 
 #ifdef RESBM_HAVE_CUDA
@@ -177,6 +178,27 @@ int main(int argc, char** argv) {
   add("matmul_forward lm_head", nc + "x(50304,768)",
       [&] { kernels::cuda::matmul_forward(ctx, logits, x, wte, nullptr, static_cast<int>(N), C, Vp); },
       (NC + static_cast<double>(N) * Vp) * f, 2.0 * N * C * Vp);
+  // bf16 GEMMs on tensor cores (fp32 accumulation): the precision the MFU goal is about.
+  uint16_t* x16 = dev_alloc<uint16_t>(N * C);
+  uint16_t* dx16 = dev_alloc<uint16_t>(N * C);
+  uint16_t* w16 = dev_alloc<uint16_t>(4ull * C * C);
+  uint16_t* h16 = dev_alloc<uint16_t>(N * 4 * C);
+  uint16_t* wte16 = dev_alloc<uint16_t>(static_cast<size_t>(Vp) * C);
+  uint16_t* logits16 = dev_alloc<uint16_t>(N * Vp);
+  kernels::cuda::float_to_bf16(ctx, x16, x, N * C);
+  kernels::cuda::float_to_bf16(ctx, w16, w_fc, 4ull * C * C);
+  kernels::cuda::float_to_bf16(ctx, wte16, wte, static_cast<size_t>(Vp) * C);
+  add("matmul_forward_bf16 fc", nc + "x(3072,768)",
+      [&] { kernels::cuda::matmul_forward_bf16(ctx, h16, x16, w16, nullptr, static_cast<int>(N), C, 4 * C); },
+      2.5 * NC * 2, fc_flops);
+  add("matmul_backward_bf16 fc", nc + "x(3072,768)",
+      [&] {
+        kernels::cuda::matmul_backward_bf16(ctx, dx16, dw_fc, db_fc, h16, x16, w16, static_cast<int>(N), C, 4 * C);
+      },
+      7 * NC * 2, 2 * fc_flops);
+  add("matmul_forward_bf16 lm_head", nc + "x(50304,768)",
+      [&] { kernels::cuda::matmul_forward_bf16(ctx, logits16, x16, wte16, nullptr, static_cast<int>(N), C, Vp); },
+      (NC + static_cast<double>(N) * Vp) * 2, 2.0 * N * C * Vp);
   add("gelu_forward", "(" + std::to_string(N * 4 * C) + ")", [&] { kernels::cuda::gelu_forward(ctx, h4b, h4, N * 4 * C); },
       8 * NC * f, 0);
   add("gelu_backward", "(" + std::to_string(N * 4 * C) + ")",
