@@ -15,31 +15,14 @@
 #include <vector>
 
 #include "kernels/context.h"
-#include "kernels/cuda/kernels.cuh"
+#include "tools/bench/gpu_step/cuda_kernel_set.h"
 #include "tools/bench/gpu_step/gpt2_step.h"
 
 #ifdef RESBM_HAVE_CUDA
-#include "kernels/cuda/cuda_check.h"
 
 namespace {
 
-struct CudaKernels {
-  GPU_STEP_KERNELS(kernels::cuda)
-  static void* alloc(size_t bytes) {
-    void* p = nullptr;
-    CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
-    CUDA_CHECK(cudaMemset(p, 0, bytes));
-    return p;
-  }
-  static void release(void* p) { cudaFree(p); }
-  static void upload(void* dst, const void* src, size_t bytes) {
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
-  }
-  static void download(void* dst, const void* src, size_t bytes) {
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
-  }
-};
+using gpu_step::CudaKernels;
 
 struct Peak {
   double bf16, fp32;
@@ -63,16 +46,8 @@ int main(int argc, char** argv) {
 
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  kernels::KernelContext ctx;
-  cudaStream_t stream;
-  CUDA_CHECK(cudaStreamCreate(&stream));
-  cublasLtHandle_t lt;
-  CUBLAS_CHECK(cublasLtCreate(&lt));
-  cublasHandle_t blas;
-  CUBLAS_CHECK(cublasCreate(&blas));
-  ctx.cuda_stream = stream, ctx.cublaslt_handle = lt, ctx.cublas_handle = blas;
-  ctx.cuda_workspace_bytes = 64ull << 20;
-  CUDA_CHECK(cudaMalloc(&ctx.cuda_workspace, ctx.cuda_workspace_bytes));
+  const kernels::KernelContext ctx = gpu_step::make_cuda_context();
+  cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream);
 
   gpu_step::Gpt2Step<CudaKernels> model(ctx, cfg, B, T);
   model.init_params(1337);

@@ -1,0 +1,53 @@
+// tools/bench/gpu_step/cuda_kernel_set.h: CudaKernels, the kernel set that runs gpt2_step.h on the GPU (the kernels
+// of kernels/cuda plus cudaMalloc'd memory), and make_cuda_context(), a KernelContext with its own stream, BLAS
+// handles and workspace. Only meaningful with RESBM_HAVE_CUDA; empty otherwise.
+#pragma once
+
+#ifdef RESBM_HAVE_CUDA
+#include <cstddef>
+
+#include "kernels/context.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/kernels.cuh"
+#include "tools/bench/gpu_step/gpt2_step.h"
+
+namespace gpu_step {
+
+struct CudaKernels {
+  GPU_STEP_KERNELS(kernels::cuda)
+  static void* alloc(size_t bytes) {
+    void* p = nullptr;
+    CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
+    CUDA_CHECK(cudaMemset(p, 0, bytes));
+    return p;
+  }
+  static void release(void* p) { cudaFree(p); }
+  static void upload(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaDeviceSynchronize());  // the stream may still read dst (e.g. parameters perturbed by a test)
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  }
+  static void download(void* dst, const void* src, size_t bytes) {
+    CUDA_CHECK(cudaDeviceSynchronize());
+    CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  }
+};
+
+// A context for benchmarks and tests (the engine has its own, engine::DeviceContext). Never destroyed: one per
+// process, released at exit.
+inline kernels::KernelContext make_cuda_context(size_t workspace_bytes = 64ull << 20) {
+  kernels::KernelContext ctx;
+  cudaStream_t stream;
+  CUDA_CHECK(cudaStreamCreate(&stream));
+  cublasLtHandle_t lt;
+  CUBLAS_CHECK(cublasLtCreate(&lt));
+  cublasHandle_t blas;
+  CUBLAS_CHECK(cublasCreate(&blas));
+  ctx.cuda_stream = stream, ctx.cublaslt_handle = lt, ctx.cublas_handle = blas;
+  ctx.cuda_workspace_bytes = workspace_bytes;
+  CUDA_CHECK(cudaMalloc(&ctx.cuda_workspace, workspace_bytes));
+  return ctx;
+}
+
+}  // namespace gpu_step
+
+#endif  // RESBM_HAVE_CUDA
