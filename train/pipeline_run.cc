@@ -61,7 +61,7 @@ const std::map<std::string, Flag>& flag_table() {
       {"boundaries", {"layers where stages 1..S-1 begin, e.g. 3,6,9 (default: even split)",
                       [](O& o, auto& v) { o.pipeline.boundaries = engine::pipeline::parse_boundaries(v); }}},
       {"grad-clip", {"clip the global grad norm (default 1.0; 0: off)", [](O& o, auto& v) { o.pipeline.grad_clip = to_float(v); }}},
-      {"comm-timeout-s", {"seconds a stage waits for a peer before exiting with an error (default 120)",
+      {"comm-timeout-s", {"seconds a stage waits for a peer before exiting with an error (default 300)",
                           [](O& o, auto& v) { o.pipeline.comm_timeout_s = std::stod(v); }}},
       {"bottleneck", {"none, resbm, linear, ae, quant (default resbm)",
                       [](O& o, auto& v) { o.bottleneck.kind = resbm::parse_bottleneck_kind(v); }}},

@@ -9,7 +9,9 @@
 # then writes OUT_DIR/resbm_convergence.md (final train and validation loss, bytes per step, measured
 # compression) and OUT_DIR/resbm_convergence.png (train and validation curves, gnuplot). Raw JSONL logs go to
 # OUT_DIR/resbm_convergence_logs/. Data: `prepare tinyshakespeare` (online, or from $RESBM_DATA_MIRROR).
-# Environment: EXECUTOR=local runs the stages in one process instead (bitwise the same losses).
+# Environment: EXECUTOR=local runs the stages in one process instead (bitwise the same losses); EXTRA=1 adds
+# resbm r=32 with an int8 code, the fused layout at r=128 and the orthogonal identity at r=128; REUSE=1 keeps the
+# logs of runs that already completed STEPS steps (to add runs to an existing table).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 STEPS="${1:-300}"
@@ -30,6 +32,13 @@ RUNS=(
   "linear_r128|--bottleneck linear --ratio 128"
   "ae_r128|--bottleneck ae --ratio 128"
 )
+if [ "${EXTRA:-0}" = 1 ]; then
+  RUNS+=(
+    "resbm_r32_int8|--bottleneck resbm --ratio 32 --code-dtype int8"
+    "resbm_fused_r128|--bottleneck resbm --ratio 128 --resbm-layout fused"
+    "resbm_orth_r128|--bottleneck resbm --ratio 128 --bottleneck-identity orthogonal"
+  )
+fi
 COMMON=(--preset tiny --stages 2 --micro-batches 2 --batch 4 --seq-len 64 --steps "$STEPS" --lr 1e-3 --seed 1337
         --train-data "$DATA/tiny_shakespeare_train.bin" --val-data "$DATA/tiny_shakespeare_val.bin"
         --val-every 50 --val-batches 16 --executor "$EXECUTOR" --comm-timeout-s 600 --quiet 1)
@@ -37,6 +46,10 @@ COMMON=(--preset tiny --stages 2 --micro-batches 2 --batch 4 --seq-len 64 --step
 for run in "${RUNS[@]}"; do
   name="${run%%|*}"
   flags="${run#*|}"
+  if [ "${REUSE:-0}" = 1 ] && grep -q "\"step\": $STEPS, \"loss\"" "$LOGS/$name.jsonl" 2>/dev/null; then
+    echo "== $name: reusing $LOGS/$name.jsonl" >&2
+    continue
+  fi
   echo "== $name: $flags" >&2
   # shellcheck disable=SC2086
   timeout 7200 bazel-bin/train/pipeline "${COMMON[@]}" $flags --log-out "$LOGS/$name.jsonl" >&2
@@ -58,7 +71,7 @@ done
   echo "constant, weight decay 0.1, grad clip 1.0, seed 1337, the same sequential token stream for every kind; $STEPS steps."
   echo "Train loss: mean of the last 20 steps. Validation loss: the first 16 x 4 x 64 tokens of the validation split,"
   echo "at the last step. Bytes: code bytes crossing the boundary per step, forward (the backward carries the same)."
-  echo "At C=128, r=32 is a 4-channel code and r=128 a single channel."
+  echo "At C=128, r=32 is a 4-channel code and r=128 a single channel; an int8 code adds a 4-byte scale per row."
   echo
   echo "| kind | final train loss | final val loss | fwd bytes/step | measured ratio |"
   echo "|---|---:|---:|---:|---:|"
@@ -79,17 +92,24 @@ plot_train=""
 plot_val=""
 for run in "${RUNS[@]}"; do
   name="${run%%|*}"
-  plot_train+="'$LOGS/$name.train.dat' using 1:2 smooth bezier with lines title '$name train', "
-  plot_val+="'$LOGS/$name.val.dat' using 1:2 with linespoints title '$name val', "
+  # Train loss as a moving average over 20 steps (single steps are noisy at 512 tokens).
+  awk '{v[NR % 20] = $2; s = 0; n = (NR < 20 ? NR : 20); for (i in v) s += v[i]; print $1, s / n}' \
+    "$LOGS/$name.train.dat" > "$LOGS/$name.train_avg.dat"
+  plot_train+="'$LOGS/$name.train_avg.dat' using 1:2 with lines lw 2 title '$name', "
+  plot_val+="'$LOGS/$name.val.dat' using 1:2 with linespoints lw 2 title '$name', "
 done
 gnuplot <<GP
-set terminal png size 1100,650
+set terminal png size 1300,600 noenhanced
 set output '$OUT/resbm_convergence.png'
-set title 'tiny preset on tinyshakespeare, S=2: train (smoothed) and validation loss'
-set xlabel 'step'
-set ylabel 'loss'
-set key outside right
+set multiplot layout 1,2 title 'tiny preset on tinyshakespeare, S=2, same seed and tokens'
 set grid
-plot ${plot_train}${plot_val%, }
+set xlabel 'step'
+set ylabel 'train loss (20-step moving average)'
+set yrange [4.5:8]
+plot ${plot_train%, }
+set ylabel 'validation loss'
+set yrange [*:*]
+plot ${plot_val%, }
+unset multiplot
 GP
 cat "$OUT/resbm_convergence.md"
