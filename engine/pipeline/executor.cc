@@ -1,5 +1,6 @@
 // engine/pipeline/executor.cc: the two executors: all stages in one thread (the reference), or this process's
 // one stage among others over a Transport. Both finish a step the same way (finish_step).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -65,6 +66,8 @@ class LocalExecutor : public Executor {
       runners_.push_back(std::make_unique<StageRunner>(config, *stages_[s], *transports_[s], optimizer, ctx, B, T));
     }
     summary_.resize(static_cast<size_t>(config.stages) * summary_width(config.stages));
+    for (int m = 0; m < config.micro_batches; ++m) forward_only_.push_back({Action::forward, m});
+    next_.resize(config.stages);
   }
 
   StepStats step(const Tensor& tokens, const Tensor& targets, float lr) override {
@@ -96,15 +99,14 @@ class LocalExecutor : public Executor {
   // next actions as have their inputs. The per-stage order of actions is the schedule's, exactly as in the
   // distributed executor; only the interleaving across stages differs, which no stage can observe.
   void run_actions(const Tensor& tokens, const Tensor& targets, bool train) {
-    const int S = config_.stages, M = config_.micro_batches;
-    std::vector<Action> forward_only;
-    for (int m = 0; m < M; ++m) forward_only.push_back({Action::forward, m});
-    std::vector<size_t> next(S, 0);
+    const int S = config_.stages;
+    std::vector<size_t>& next = next_;
+    std::fill(next.begin(), next.end(), 0);
     for (auto& r : runners_) r->begin_step();
     for (;;) {
       bool done = true, progress = false;
       for (int s = 0; s < S; ++s) {
-        const std::vector<Action>& actions = train ? runners_[s]->actions() : forward_only;
+        const std::vector<Action>& actions = train ? runners_[s]->actions() : forward_only_;
         while (next[s] < actions.size() && runners_[s]->can_run(actions[next[s]])) {
           runners_[s]->run(actions[next[s]], tokens, targets, train);
           ++next[s];
@@ -128,6 +130,8 @@ class LocalExecutor : public Executor {
   std::vector<std::unique_ptr<comm::Transport>> transports_;
   std::vector<std::unique_ptr<StageRunner>> runners_;
   std::vector<double> summary_;
+  std::vector<Action> forward_only_;  // the evaluation schedule: forwards 0..M-1
+  std::vector<size_t> next_;          // per stage, the index of its next action in this step
   int B_, T_;
 };
 
