@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <omp.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -87,11 +88,23 @@ int default_num_threads() {
   return omp_get_num_procs();
 }
 
+bool openmp_wait_policy_set() {
+  return std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr;
+}
+
+void reexec_with_passive_openmp(char** argv) {
+  if (openmp_wait_policy_set() || argv == nullptr || argv[0] == nullptr) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 0);  // set before exec: the new image sees it and does not exec again
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc?): carry on with libgomp's defaults; DeviceContext then keeps OpenMP loops on 1 thread.
+}
+
 DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
-  ctx_.num_threads = num_threads > 0 ? num_threads : default_num_threads();
+  const int threads = num_threads > 0 ? num_threads : default_num_threads();
+  ctx_.num_threads = (num_threads > 0 || openmp_wait_policy_set()) ? threads : 1;
   select_blas_kernels();
   // OpenBLAS runs its own pthreads; the kernels never call it from inside an OpenMP region (kernels/cpu/matmul.cc).
-  openblas_set_num_threads(ctx_.num_threads);
+  openblas_set_num_threads(threads);
   if (device == Device::cuda) {
 #ifdef RESBM_HAVE_CUDA
     cudaStream_t stream;

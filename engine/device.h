@@ -10,6 +10,18 @@ namespace engine {
 // Threads for the CPU kernels: OMP_NUM_THREADS when set, else the cores this process may run on.
 int default_num_threads();
 
+// Whether OpenMP's idle threads sleep rather than spin: OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. Under libgomp's
+// default an idle worker spins for milliseconds after every OpenMP loop, on the core that the next sgemm (run by
+// OpenBLAS's own threads) needs: measured here, a 256x768x768 sgemm right after a loop took 11.7 ms instead of
+// 2.1 ms, and a GPT-2 124M step was ~1.5-2x slower. libgomp reads these variables once, when it is loaded, so a
+// program must get them from its environment (see reexec_with_passive_openmp).
+bool openmp_wait_policy_set();
+
+// For main(), first thing: when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, sets OMP_WAIT_POLICY=PASSIVE
+// and re-executes the program (/proc/self/exe, same argv, same pid) so that libgomp starts with it. Returns
+// normally when nothing needs doing or the exec fails. Call before MPI_Init and before starting threads.
+void reexec_with_passive_openmp(char** argv);
+
 // OpenBLAS (DYNAMIC_ARCH builds) falls back to its SSE3 "Prescott" kernels on CPUs newer than it knows (0.3.21 on
 // Sapphire/Emerald Rapids), which makes sgemm about 5x slower. This picks the AVX-512 (SkylakeX) or AVX2 (Haswell)
 // kernels instead when the CPU has them, unless OPENBLAS_CORETYPE is set. DeviceContext calls it; idempotent.
@@ -18,7 +30,9 @@ const char* blas_core_name();  // the OpenBLAS kernel set in use, e.g. "SkylakeX
 
 class DeviceContext {
  public:
-  // CPU: num_threads for the OpenMP loops and for OpenBLAS (0 = default_num_threads()).
+  // CPU: OpenBLAS gets num_threads (0 = default_num_threads()). The OpenMP loops get as many when the OpenMP wait
+  // policy is set (openmp_wait_policy_set()) or num_threads was given, else 1: spinning workers would slow every
+  // sgemm more than the loops gain. Results are the same bits for any thread count.
   // CUDA: a stream, cuBLAS and cuBLASLt handles and a cuBLASLt workspace on the current GPU.
   explicit DeviceContext(Device device, int num_threads = 0);
   ~DeviceContext();
