@@ -2,6 +2,7 @@
 // kernels/cpu/adamw.cc: the bias corrections are computed on the host exactly as the CPU does, the rest elementwise.
 #include <cmath>
 
+#include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/kernels.cuh"
 
@@ -13,14 +14,8 @@ __global__ void adamw_kernel(float* params, const float* grads, float* m, float*
                              float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const float g = grads[i] * grad_scale;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float mhat = mi / bc1;
-    const float vhat = vi / bc2;
-    params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * params[i]);
+    params[i] = adamw_element(params[i], grads[i], &m[i], &v[i], lr, beta1, beta2, eps, weight_decay, grad_scale, bc1,
+                              bc2);
   }
 }
 

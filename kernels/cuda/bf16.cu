@@ -2,16 +2,16 @@
 // master weights with a stochastically rounded bf16 copy, and bf16 GEMMs through cuBLASLt with fp32 accumulation.
 #include <cmath>
 
+#include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/bf16_rounding.h"
 #include "kernels/cuda/blas.h"
+#include "kernels/cuda/column_sum.cuh"
 #include "kernels/cuda/common.cuh"
 
 namespace kernels::cuda {
 
 namespace {
-
-constexpr int kRowsPerChunk = 256;  // rows per thread in the dbias pass (fixed: deterministic)
 
 __global__ void stochastic_round_kernel(uint16_t* out, const float* inp, size_t n, uint64_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
@@ -26,36 +26,11 @@ __global__ void adamw_bf16_kernel(uint16_t* params, float* master, const float* 
                                   float bc1, float bc2, uint64_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const float g = grads[i] * grad_scale;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float mhat = mi / bc1;
-    const float vhat = vi / bc2;
-    const float p = master[i] - lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * master[i]);
+    const float p = adamw_element(master[i], grads[i], &m[i], &v[i], lr, beta1, beta2, eps, weight_decay, grad_scale,
+                                  bc1, bc2);
     master[i] = p;
     params[i] = kernels::bf16::round_stochastic(p, seed, i);
   }
-}
-
-// dbias pass 1 over bf16 dout: partial (chunks, OC) in fp32.
-__global__ void column_sum_bf16_partials_kernel(float* partial, const uint16_t* dout, int N, int OC) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= OC) return;
-  const int r0 = blockIdx.y * kRowsPerChunk;
-  const int r1 = min(N, r0 + kRowsPerChunk);
-  float acc = 0.0f;
-  for (int r = r0; r < r1; r++) acc += kernels::bf16::widen(dout[static_cast<size_t>(r) * OC + j]);
-  partial[static_cast<size_t>(blockIdx.y) * OC + j] = acc;
-}
-
-__global__ void column_sum_finish_kernel(float* dbias, const float* partial, int chunks, int OC) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= OC) return;
-  float acc = 0.0f;
-  for (int k = 0; k < chunks; k++) acc += partial[static_cast<size_t>(k) * OC + j];
-  dbias[j] += acc;
 }
 
 }  // namespace
@@ -97,16 +72,7 @@ void matmul_backward_bf16(const KernelContext& ctx, uint16_t* dinp, float* dweig
     g.a_type = g.b_type = GemmType::bf16;
     lt_matmul(ctx, g, "cuda::matmul_backward_bf16(dweight)");
   }
-  if (dbias != nullptr && OC > 0) {
-    const int chunks = static_cast<int>(ceil_div(N, kRowsPerChunk));
-    float* partial = static_cast<float*>(workspace_or_die(ctx, static_cast<size_t>(chunks) * OC * sizeof(float),
-                                                          "cuda::matmul_backward_bf16(dbias)"));
-    cudaStream_t stream = stream_of(ctx);
-    column_sum_bf16_partials_kernel<<<dim3(ceil_div(OC, 128), chunks), 128, 0, stream>>>(partial, dout, N, OC);
-    CUDA_CHECK_LAUNCH();
-    column_sum_finish_kernel<<<ceil_div(OC, 128), 128, 0, stream>>>(dbias, partial, chunks, OC);
-    CUDA_CHECK_LAUNCH();
-  }
+  if (dbias != nullptr) column_sum_accumulate(ctx, dbias, dout, N, OC, "cuda::matmul_backward_bf16(dbias)");
 }
 
 }  // namespace kernels::cuda

@@ -6,6 +6,8 @@
 
 #include <omp.h>
 
+#include "kernels/cuda/cuda_context.h"
+
 #ifdef RESBM_HAVE_CUDA
 #include "kernels/cuda/cuda_check.h"
 #endif
@@ -15,7 +17,7 @@ namespace resbm_test {
 namespace {
 constexpr size_t kWorkspaceBytes = 64ull << 20;
 
-[[noreturn]] void no_cuda_build() {
+[[maybe_unused]] [[noreturn]] void no_cuda_build() {
   std::fprintf(stderr, "CUDA test helper called in a build without CUDA (skip the test first)\n");
   std::abort();
 }
@@ -41,34 +43,11 @@ bool cuda_device_available(std::string* why) {
 #endif
 }
 
-CudaContext::CudaContext() {
-#ifdef RESBM_HAVE_CUDA
-  cudaStream_t stream;
-  CUDA_CHECK(cudaStreamCreate(&stream));
-  cublasLtHandle_t lt;
-  CUBLAS_CHECK(cublasLtCreate(&lt));
-  cublasHandle_t blas;
-  CUBLAS_CHECK(cublasCreate(&blas));
-  CUBLAS_CHECK(cublasSetStream(blas, stream));
-  void* workspace = nullptr;
-  CUDA_CHECK(cudaMalloc(&workspace, kWorkspaceBytes));
-  ctx_.cuda_stream = stream;
-  ctx_.cublaslt_handle = lt;
-  ctx_.cublas_handle = blas;
-  ctx_.cuda_workspace = workspace;
-  ctx_.cuda_workspace_bytes = kWorkspaceBytes;
-#else
-  no_cuda_build();
-#endif
-}
+CudaContext::CudaContext() : ctx_(kernels::cuda::make_cuda_context(kWorkspaceBytes)) {}
 
 CudaContext::~CudaContext() {
 #ifdef RESBM_HAVE_CUDA
-  sync();
-  CUDA_CHECK(cudaFree(ctx_.cuda_workspace));
-  CUBLAS_CHECK(cublasDestroy(static_cast<cublasHandle_t>(ctx_.cublas_handle)));
-  CUBLAS_CHECK(cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.cublaslt_handle)));
-  CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(ctx_.cuda_stream)));
+  kernels::cuda::destroy_cuda_context(ctx_);
 #endif
 }
 

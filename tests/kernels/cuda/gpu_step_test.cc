@@ -12,18 +12,13 @@
 #include "kernels/cpu/kernels.h"
 #include "tests/kernels/cuda/cuda_test_util.h"
 #include "tools/bench/gpu_step/cuda_kernel_set.h"
+#include "tools/bench/gpu_step/cpu_kernel_set.h"
 #include "tools/bench/gpu_step/gpt2_step.h"
 
 namespace resbm_test {
 namespace {
 
-struct CpuKernels {
-  GPU_STEP_KERNELS(kernels::cpu)
-  static void* alloc(size_t bytes) { return std::calloc(bytes == 0 ? 1 : bytes, 1); }
-  static void release(void* p) { std::free(p); }
-  static void upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-  static void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-};
+using gpu_step::CpuKernels;
 
 gpu_step::Config small() {
   gpu_step::Config c;

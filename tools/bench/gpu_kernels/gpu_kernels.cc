@@ -12,6 +12,7 @@
 
 #include "kernels/context.h"
 #include "kernels/cuda/bf16.cuh"
+#include "kernels/cuda/cuda_context.h"
 #include "kernels/cuda/kernels.cuh"
 
 #ifdef RESBM_HAVE_CUDA
@@ -85,18 +86,7 @@ int main(int argc, char** argv) {
   std::printf("gpu_kernels: %s, %d SMs, %.0f GiB; B=%d T=%d (N=%zu tokens), C=%d NH=%d Vp=%d, median of %d runs\n",
               prop.name, prop.multiProcessorCount, prop.totalGlobalMem / 1073741824.0, B, T, N, C, NH, Vp, iters);
 
-  kernels::KernelContext ctx;
-  cudaStream_t stream;
-  CUDA_CHECK(cudaStreamCreate(&stream));
-  cublasLtHandle_t lt;
-  CUBLAS_CHECK(cublasLtCreate(&lt));
-  cublasHandle_t blas;
-  CUBLAS_CHECK(cublasCreate(&blas));
-  ctx.cuda_stream = stream;
-  ctx.cublaslt_handle = lt;
-  ctx.cublas_handle = blas;
-  ctx.cuda_workspace_bytes = 64ull << 20;
-  CUDA_CHECK(cudaMalloc(&ctx.cuda_workspace, ctx.cuda_workspace_bytes));
+  const kernels::KernelContext ctx = kernels::cuda::make_cuda_context();
 
   // Activations and parameters of one layer (and the head), GPT-2 124M shapes.
   int32_t* tokens = dev_alloc<int32_t>(N);

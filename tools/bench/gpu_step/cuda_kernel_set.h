@@ -1,6 +1,5 @@
 // tools/bench/gpu_step/cuda_kernel_set.h: CudaKernels, the kernel set that runs gpt2_step.h on the GPU (the kernels
-// of kernels/cuda plus cudaMalloc'd memory), and make_cuda_context(), a KernelContext with its own stream, BLAS
-// handles and workspace. Only meaningful with RESBM_HAVE_CUDA; empty otherwise.
+// of kernels/cuda plus cudaMalloc'd memory). Only meaningful with RESBM_HAVE_CUDA; empty otherwise.
 #pragma once
 
 #ifdef RESBM_HAVE_CUDA
@@ -31,22 +30,6 @@ struct CudaKernels {
     CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
   }
 };
-
-// A context for benchmarks and tests (the engine has its own, engine::DeviceContext). Never destroyed: one per
-// process, released at exit.
-inline kernels::KernelContext make_cuda_context(size_t workspace_bytes = 64ull << 20) {
-  kernels::KernelContext ctx;
-  cudaStream_t stream;
-  CUDA_CHECK(cudaStreamCreate(&stream));
-  cublasLtHandle_t lt;
-  CUBLAS_CHECK(cublasLtCreate(&lt));
-  cublasHandle_t blas;
-  CUBLAS_CHECK(cublasCreate(&blas));
-  ctx.cuda_stream = stream, ctx.cublaslt_handle = lt, ctx.cublas_handle = blas;
-  ctx.cuda_workspace_bytes = workspace_bytes;
-  CUDA_CHECK(cudaMalloc(&ctx.cuda_workspace, workspace_bytes));
-  return ctx;
-}
 
 }  // namespace gpu_step
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/context.h"
+#include "kernels/cuda/cuda_context.h"
 #include "tools/bench/gpu_step/cuda_kernel_set.h"
 #include "tools/bench/gpu_step/gpt2_step.h"
 
@@ -46,7 +47,7 @@ int main(int argc, char** argv) {
 
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  const kernels::KernelContext ctx = gpu_step::make_cuda_context();
+  const kernels::KernelContext ctx = kernels::cuda::make_cuda_context();
   cudaStream_t stream = static_cast<cudaStream_t>(ctx.cuda_stream);
 
   gpu_step::Gpt2Step<CudaKernels> model(ctx, cfg, B, T);
