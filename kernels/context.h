@@ -9,7 +9,7 @@ namespace kernels {
 // the cuBLASLt handle and the workspace. Built once per process (engine/device.h) and passed by reference, so that
 // no kernel touches global mutable state. The pointers are opaque here so that this header needs no CUDA headers.
 struct KernelContext {
-  int num_threads = 1;                    // CPU: threads for the OpenMP loops (OpenBLAS itself runs one thread)
+  int num_threads = 1;                    // CPU: threads for the OpenMP loops (OpenBLAS: engine/device.h)
   void* cuda_stream = nullptr;            // cudaStream_t
   void* cublaslt_handle = nullptr;        // cublasLtHandle_t
   void* cublas_handle = nullptr;          // cublasHandle_t (batched GEMMs in attention)
