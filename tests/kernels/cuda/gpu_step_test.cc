@@ -20,7 +20,7 @@ namespace {
 
 using gpu_step::CpuKernels;
 
-gpu_step::Config small() {
+[[maybe_unused]] gpu_step::Config small() {  // unused in a --config=nocuda build
   gpu_step::Config c;
   c.max_T = 64, c.V = 101, c.Vp = 128, c.L = 2, c.NH = 4, c.C = 64;
   return c;
