@@ -101,7 +101,7 @@ void reexec_with_passive_openmp(char** argv) {
 
 DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
   const int threads = num_threads > 0 ? num_threads : default_num_threads();
-  ctx_.num_threads = (num_threads > 0 || openmp_wait_policy_set()) ? threads : 1;
+  ctx_.num_threads = openmp_wait_policy_set() ? threads : 1;
   select_blas_kernels();
   // OpenBLAS runs its own pthreads; the kernels never call it from inside an OpenMP region (kernels/cpu/matmul.cc).
   openblas_set_num_threads(threads);

@@ -31,8 +31,8 @@ const char* blas_core_name();  // the OpenBLAS kernel set in use, e.g. "SkylakeX
 class DeviceContext {
  public:
   // CPU: OpenBLAS gets num_threads (0 = default_num_threads()). The OpenMP loops get as many when the OpenMP wait
-  // policy is set (openmp_wait_policy_set()) or num_threads was given, else 1: spinning workers would slow every
-  // sgemm more than the loops gain. Results are the same bits for any thread count.
+  // policy is set (openmp_wait_policy_set()), else 1: spinning workers would slow every sgemm more than the loops
+  // gain. Results are the same bits for any thread count.
   // CUDA: a stream, cuBLAS and cuBLASLt handles and a cuBLASLt workspace on the current GPU.
   explicit DeviceContext(Device device, int num_threads = 0);
   ~DeviceContext();
