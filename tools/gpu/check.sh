@@ -12,10 +12,11 @@
 #                               present). The total must stay under the device tool's 64 MiB carry limit.
 #   tools/gpu/check.sh run      THERE (on the GPU machine), in ONE device call with carry [".gpu"]:
 #                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
-#                               Runs every CUDA test, compute-sanitizer memcheck and racecheck over the kernel tests,
-#                               the NCCL probe, a short training run twice (bitwise-equal losses) if the trainer can
-#                               train on CUDA, the kernel benchmark and the whole-step benchmark (GPT-2 124M fp32,
-#                               tokens/s and MFU); prints one summary table at the end. Logs go
+#                               Runs every CUDA test, the NCCL probe, a short training run twice (bitwise-equal
+#                               losses) if the trainer can train on CUDA, the kernel benchmark, the whole-step
+#                               benchmark (GPT-2 124M fp32, tokens/s and MFU), and last compute-sanitizer memcheck and
+#                               racecheck over the GPU tests (small cases, within what is left of a 540 s budget:
+#                               CHECK_BUDGET_S); prints one summary table at the end. Logs go
 #                               to /tmp/gpu_check; when $OUT is set (the device tool), two files come back in it:
 #                               summary.md (the table, the benchmark, the error figures) and logs.txt (every log).
 # Exit status: 0 when every step that ran passed (SKIP rows do not fail the run, and say why).
@@ -92,6 +93,8 @@ gtest_counts() {
 
 run_checks() {
   local bin="$gpu_dir/bin"
+  # Everything must end inside one device call (600 s at most): the sanitizers get what is left until this mark.
+  local budget_end=$(( $(date +%s) + ${CHECK_BUDGET_S:-540} ))
   [ -d "$bin" ] || { echo "check.sh run: no .gpu/bin: run 'tools/gpu/check.sh stage' on the build machine and carry .gpu" >&2; exit 1; }
   # Libraries: ours first, then the toolkit's, then CUDA libraries that pip packages ship (nvidia-* wheels).
   local pylibs
@@ -128,37 +131,7 @@ PY
   # The max relative errors the tests printed, for the record.
   grep -h '^\[ compare  \]' "$out"/test_*.log > "$out/compare_errors.txt" 2>/dev/null || true
 
-  # 2. compute-sanitizer over the kernel tests
-  local sanitizer=""
-  for c in compute-sanitizer /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
-           /opt/nvidia/*/compute-sanitizer/compute-sanitizer; do
-    if command -v "$c" > /dev/null 2>&1; then sanitizer=$(command -v "$c"); break; fi
-  done
-  if [ -z "$sanitizer" ]; then
-    row "compute-sanitizer" SKIP "not found on this machine"
-  else
-    for tool in memcheck racecheck; do
-      for t in "${tests[@]}"; do
-        local name log rc errs
-        name=$(basename "$t")
-        grep -qx "$name" "$gpu_dir/GPU_TESTS" 2>/dev/null || continue  # CPU-only tests: nothing for a sanitizer
-        log="$out/${tool}_$name.log"
-        # Fixed seed: a sanitizer finding must be reproducible. One shape set per test is enough to exercise the code.
-        RESBM_TEST_SEED=1234 timeout 420 "$sanitizer" --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
-        rc=$?
-        errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | tail -1)
-        if [ $rc = 0 ] && [ "${errs:-0}" = 0 ]; then
-          row "$tool $name" PASS "0 errors"
-        elif [ $rc = 124 ]; then
-          row "$tool $name" FAIL "timed out (420 s)"
-        else
-          row "$tool $name" FAIL "rc=$rc, ${errs:-?} errors (see ${tool}_$name.log)"
-        fi
-      done
-    done
-  fi
-
-  # 3. NCCL: the transport's refusal of a world size != stages, then a real exchange (or, on one GPU, the refusal of
+  # 2. NCCL: the transport's refusal of a world size != stages, then a real exchange (or, on one GPU, the refusal of
   # two ranks on one GPU).
   local probe="$bin/nccl_probe"
   if [ ! -x "$probe" ]; then
@@ -194,7 +167,7 @@ PY
         "rc=$rc: $(grep -m1 'MPI ranks' "$out/nccl_probe_np1.log" | cut -c1-150)"
   fi
 
-  # 4. a short training run of the tiny preset on CUDA, twice: losses must be bitwise equal
+  # 3. a short training run of the tiny preset on CUDA, twice: losses must be bitwise equal
   if [ ! -x "$bin/train" ]; then
     row "train tiny (cuda)" SKIP "no trainer binary staged"
   elif ! ls "$gpu_dir"/data/*train*.bin > /dev/null 2>&1; then
@@ -216,14 +189,14 @@ PY
     fi
   fi
 
-  # 5. the kernel benchmark
+  # 4. the kernel benchmark
   if [ -x "$bin/gpu_kernels" ]; then
     timeout 300 "$bin/gpu_kernels" 8 1024 20 > "$out/gpu_kernels.md" 2>&1
     local rc=$?
     row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32, table below (rc=$rc)"
   fi
 
-  # 6. whole-step GPT-2 124M, fp32: tokens/s and MFU at B=8 and B=16, T=1024
+  # 5. whole-step GPT-2 124M, fp32: tokens/s and MFU at B=8 and B=16, T=1024
   if [ -x "$bin/gpu_step" ]; then
     for b in 8 16; do
       timeout 240 "$bin/gpu_step" "$b" 1024 10 > "$out/gpu_step_b$b.md" 2>&1
@@ -232,6 +205,43 @@ PY
           "$(grep -A2 'step ms' "$out/gpu_step_b$b.md" | tail -1) (rc=$rc)"
     done
   fi
+
+  # 6. compute-sanitizer over the GPU tests, last: it is the slow part. Small cases only (RESBM_TEST_SMALL=1) and a
+  # time budget, so that the whole check fits one 600 s device call; what the budget cuts is reported as SKIP.
+  local sanitizer=""
+  for c in compute-sanitizer /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
+           /opt/nvidia/*/compute-sanitizer/compute-sanitizer; do
+    if command -v "$c" > /dev/null 2>&1; then sanitizer=$(command -v "$c"); break; fi
+  done
+  if [ -z "$sanitizer" ]; then
+    row "compute-sanitizer" SKIP "not found on this machine"
+  else
+    for tool in memcheck racecheck; do
+      for t in "${tests[@]}"; do
+        local name log rc errs
+        name=$(basename "$t")
+        grep -qx "$name" "$gpu_dir/GPU_TESTS" 2>/dev/null || continue  # CPU-only tests: nothing for a sanitizer
+        log="$out/${tool}_$name.log"
+        local left=$((budget_end - $(date +%s)))
+        if [ "$left" -lt 30 ]; then
+          row "$tool $name" SKIP "time budget of this device call spent (rerun: RESBM_TEST_SMALL=1 compute-sanitizer --tool $tool .gpu/bin/$name)"
+          continue
+        fi
+        # Fixed seed: a sanitizer finding must be reproducible.
+        RESBM_TEST_SMALL=1 RESBM_TEST_SEED=1234 timeout "$left" "$sanitizer" --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
+        rc=$?
+        errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | tail -1)
+        if [ $rc = 0 ] && [ "${errs:-0}" = 0 ]; then
+          row "$tool $name" PASS "0 errors"
+        elif [ $rc = 124 ]; then
+          row "$tool $name" FAIL "timed out (budget)"
+        else
+          row "$tool $name" FAIL "rc=$rc, ${errs:-?} errors (see ${tool}_$name.log)"
+        fi
+      done
+    done
+  fi
+
 
   {
     echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(head -1 "$out/nvidia-smi.txt")"

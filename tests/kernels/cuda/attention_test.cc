@@ -17,7 +17,7 @@ TEST(CudaAttention, ForwardBackward) {
   Rng rng("CudaAttention.ForwardBackward");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (const Shape s : {Shape{1, 1, 4, 1}, Shape{2, 7, 12, 3}, Shape{3, 33, 96, 4}, Shape{2, 129, 768, 12}}) {
+  for (const Shape s : cases<Shape>({{1, 1, 4, 1}, {2, 7, 12, 3}, {3, 33, 96, 4}, {2, 129, 768, 12}}, 3)) {
     const int HS = s.C / s.NH;
     const size_t n3 = static_cast<size_t>(s.B) * s.T * 3 * s.C, n1 = static_cast<size_t>(s.B) * s.T * s.C;
     const size_t natt = static_cast<size_t>(s.B) * s.NH * s.T * s.T;

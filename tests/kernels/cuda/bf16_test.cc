@@ -53,7 +53,7 @@ TEST(CudaBf16, StochasticRoundingBitExact) {
   Rng rng("CudaBf16.StochasticRoundingBitExact");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : {size_t{1}, size_t{77}, size_t{1000003}}) {
+  for (size_t n : cases<size_t>({1, 77, 1000003}, 2)) {
     const uint64_t seed = rng.seed() + n;
     Twin<float> x(rng.floats(n, -100.0f, 100.0f));
     Twin<uint16_t> out(std::vector<uint16_t>(n, 0xFFFFu));
@@ -68,7 +68,7 @@ TEST(CudaBf16, AdamWMasterWeightsAndRoundedCopy) {
   Rng rng("CudaBf16.AdamWMasterWeightsAndRoundedCopy");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : {size_t{1}, size_t{333}, size_t{1000003}}) {
+  for (size_t n : cases<size_t>({1, 333, 1000003}, 2)) {
     std::vector<float> init = rng.floats(n);
     Twin<float> master(init), m(std::vector<float>(n, 0.0f)), v(std::vector<float>(n, 0.0f));
     Twin<uint16_t> params(std::vector<uint16_t>(n, 0xFFFFu));
@@ -106,7 +106,7 @@ TEST(CudaBf16, MatmulForwardBackward) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   // Odd shapes too: cuBLASLt must find bf16 algorithms for unaligned leading dimensions (or say so clearly).
-  for (const Shape s : {Shape{8, 16, 8}, Shape{7, 33, 17}, Shape{256, 768, 3072}, Shape{129, 768, 2304}}) {
+  for (const Shape s : cases<Shape>({{8, 16, 8}, {7, 33, 17}, {256, 768, 3072}, {129, 768, 2304}}, 2)) {
     const size_t nc = static_cast<size_t>(s.N) * s.C, no = static_cast<size_t>(s.N) * s.OC;
     const size_t oc = static_cast<size_t>(s.OC) * s.C;
     Twin<uint16_t> inp(random_bf16(rng, nc)), w(random_bf16(rng, oc)), bias(random_bf16(rng, s.OC));

@@ -16,7 +16,7 @@ TEST(CudaCodes, Int8RowsBitExact) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   struct Shape { int N, K; };
-  for (const Shape s : {Shape{1, 1}, Shape{7, 33}, Shape{129, 24}, Shape{1000, 768}}) {
+  for (const Shape s : cases<Shape>({{1, 1}, {7, 33}, {129, 24}, {1000, 768}}, 3)) {
     const size_t nk = static_cast<size_t>(s.N) * s.K;
     std::vector<float> x = rng.floats(nk, -4.0f, 4.0f);
     for (int k = 0; k < s.K; k++) x[k] = 0.0f;  // an all-zero row: scale 1
@@ -38,7 +38,7 @@ TEST(CudaCodes, Bf16BitExactIncludingSpecials) {
   Rng rng("CudaCodes.Bf16BitExactIncludingSpecials");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : {size_t{1}, size_t{37}, size_t{1000003}}) {
+  for (size_t n : cases<size_t>({1, 37, 1000003}, 2)) {
     std::vector<float> x = rng.floats(n, -1e4f, 1e4f);
     const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::infinity(),
                               -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
@@ -61,7 +61,7 @@ TEST(CudaAdamW, MatchesCpuOverSteps) {
   Rng rng("CudaAdamW.MatchesCpuOverSteps");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : {size_t{1}, size_t{257}, size_t{1000003}}) {
+  for (size_t n : cases<size_t>({1, 257, 1000003}, 2)) {
     Twin<float> params(rng.floats(n)), m(std::vector<float>(n, 0.0f)), v(std::vector<float>(n, 0.0f));
     const float weight_decay = n == 257 ? 0.0f : 0.1f;
     for (int t = 1; t <= 3; t++) {

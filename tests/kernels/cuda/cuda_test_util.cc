@@ -168,6 +168,11 @@ void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Tw
   }
 }
 
+bool small_cases_only() {
+  const char* v = std::getenv("RESBM_TEST_SMALL");
+  return v != nullptr && *v != '\0' && *v != '0';
+}
+
 float max_abs(const std::vector<float>& x) {
   float m = 0.0f;
   for (float v : x) m = std::max(m, std::fabs(v));

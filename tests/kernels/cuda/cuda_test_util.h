@@ -128,6 +128,16 @@ void expect_bitwise_equal(const std::vector<T>& gpu, const std::vector<T>& cpu, 
 void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Twin<float>*>& outputs,
                           const std::vector<std::vector<float>>& first, const CudaContext& cuda);
 
+// Under a sanitizer (RESBM_TEST_SMALL=1, set by tools/gpu/check.sh) only the first `keep` cases of a test run: the
+// small, odd ones, which reach every code path at a fraction of the instrumented time. Otherwise all of them.
+bool small_cases_only();
+template <typename T>
+std::vector<T> cases(std::initializer_list<T> all, size_t keep) {
+  std::vector<T> v(all);
+  if (small_cases_only() && v.size() > keep) v.resize(keep);
+  return v;
+}
+
 // Largest |x|, for tolerances that scale with the data.
 float max_abs(const std::vector<float>& x);
 

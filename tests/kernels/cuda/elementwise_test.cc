@@ -9,14 +9,14 @@ namespace resbm_test {
 namespace {
 
 // Sizes: 1, a prime below a warp, one above a block, and one that needs several grid-stride rounds.
-const size_t kSizes[] = {1, 31, 257, 1000003};
+std::vector<size_t> sizes() { return cases<size_t>({1, 31, 257, 1000003}, 3); }
 
 TEST(CudaElementwise, GeluForwardBackward) {
   REQUIRE_CUDA_DEVICE();
   Rng rng("CudaElementwise.GeluForwardBackward");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : kSizes) {
+  for (size_t n : sizes()) {
     Twin<float> inp(rng.floats(n, -6.0f, 6.0f)), dout(rng.floats(n));
     Twin<float> out(Twin<float>::nans(n)), dinp(rng.floats(n));
     kernels::cpu::gelu_forward(cpu, out.cpu(), inp.cpu(), n);
@@ -41,7 +41,7 @@ TEST(CudaElementwise, AddAccumulateAxpyScaleFill) {
   Rng rng("CudaElementwise.AddAccumulateAxpyScaleFill");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : kSizes) {
+  for (size_t n : sizes()) {
     Twin<float> a(rng.floats(n)), b(rng.floats(n));
     Twin<float> sum(Twin<float>::nans(n)), acc(rng.floats(n)), ax(rng.floats(n)), sc(rng.floats(n));
     Twin<float> filled(Twin<float>::nans(n));
@@ -72,7 +72,7 @@ TEST(CudaElementwise, SliceColumns) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   struct Shape { int N, C, offset, K; };
-  for (const Shape sh : {Shape{1, 1, 0, 1}, Shape{7, 33, 5, 17}, Shape{129, 768, 0, 24}, Shape{33, 101, 100, 1}}) {
+  for (const Shape sh : cases<Shape>({{1, 1, 0, 1}, {7, 33, 5, 17}, {129, 768, 0, 24}, {33, 101, 100, 1}}, 4)) {
     const size_t nc = static_cast<size_t>(sh.N) * sh.C, nk = static_cast<size_t>(sh.N) * sh.K;
     Twin<float> inp(rng.floats(nc)), dout(rng.floats(nk));
     Twin<float> out(Twin<float>::nans(nk)), dinp(rng.floats(nc));

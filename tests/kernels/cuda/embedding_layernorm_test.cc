@@ -16,8 +16,8 @@ TEST(CudaEmbedding, ForwardBackward) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   // A vocabulary of 3 forces many repeated tokens (long groups); 50304 is GPT-2's padded vocabulary.
-  for (const EmbShape s : {EmbShape{1, 1, 1, 3, 1}, EmbShape{3, 17, 33, 3, 19}, EmbShape{4, 64, 257, 50304, 64},
-                           EmbShape{2, 1023, 768, 101, 1024}}) {
+  for (const EmbShape s :
+       cases<EmbShape>({{1, 1, 1, 3, 1}, {3, 17, 33, 3, 19}, {4, 64, 257, 50304, 64}, {2, 1023, 768, 101, 1024}}, 3)) {
     const size_t btc = static_cast<size_t>(s.B) * s.T * s.C;
     Twin<int32_t> tokens(rng.ints(static_cast<size_t>(s.B) * s.T, 0, s.Vp - 1));
     Twin<float> wte(rng.floats(static_cast<size_t>(s.Vp) * s.C)), wpe(rng.floats(static_cast<size_t>(s.maxT) * s.C));
@@ -45,7 +45,7 @@ TEST(CudaLayernorm, ForwardBackward) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   struct Shape { int N, C; };
-  for (const Shape s : {Shape{1, 1}, Shape{7, 33}, Shape{65, 769}, Shape{300, 1600}, Shape{1031, 64}}) {
+  for (const Shape s : cases<Shape>({{1, 1}, {7, 33}, {65, 769}, {300, 1600}, {1031, 64}}, 3)) {
     const size_t nc = static_cast<size_t>(s.N) * s.C;
     // Inputs with an offset, like a residual stream: the mean is not ~0, so it is compared relatively.
     Twin<float> inp(rng.floats(nc, -1.0f, 3.0f)), w(rng.floats(s.C, 0.5f, 1.5f)), b(rng.floats(s.C));
@@ -93,7 +93,7 @@ TEST(CudaLayernorm, FusedResidualForwardEqualsAddThenLayernorm) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   struct Shape { int N, C; };
-  for (const Shape s : {Shape{1, 1}, Shape{9, 47}, Shape{257, 768}}) {
+  for (const Shape s : cases<Shape>({{1, 1}, {9, 47}, {257, 768}}, 2)) {
     const size_t nc = static_cast<size_t>(s.N) * s.C;
     Twin<float> a(rng.floats(nc, -1.0f, 3.0f)), b(rng.floats(nc)), w(rng.floats(s.C, 0.5f, 1.5f)), bias(rng.floats(s.C));
     Twin<float> residual(Twin<float>::nans(nc)), out(Twin<float>::nans(nc));

@@ -14,7 +14,7 @@ TEST(CudaCrossEntropy, ForwardBackward) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   struct Shape { int N, V, Vp; };
-  for (const Shape s : {Shape{1, 1, 1}, Shape{5, 7, 8}, Shape{17, 1000, 1003}, Shape{64, 50257, 50304}}) {
+  for (const Shape s : cases<Shape>({{1, 1, 1}, {5, 7, 8}, {17, 1000, 1003}, {64, 50257, 50304}}, 3)) {
     const size_t nv = static_cast<size_t>(s.N) * s.Vp;
     // Logits with a spread like a trained head's (-8..8), padded columns random: they must be ignored.
     Twin<float> logits(rng.floats(nv, -8.0f, 8.0f)), probs(Twin<float>::nans(nv)), losses(Twin<float>::nans(s.N));
@@ -56,7 +56,7 @@ TEST(CudaReductions, MeanAndSumSquares) {
   Rng rng("CudaReductions.MeanAndSumSquares");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (size_t n : {size_t{0}, size_t{1}, size_t{31}, size_t{16385}, size_t{3000017}}) {
+  for (size_t n : cases<size_t>({0, 1, 31, 16385, 3000017}, 4)) {
     Twin<float> x(rng.floats(n, -3.0f, 5.0f)), mean(Twin<float>::nans(1)), ss(Twin<float>::nans(1));
     kernels::cpu::mean_forward(cpu, mean.cpu(), x.cpu(), n);
     kernels::cpu::sum_squares(cpu, ss.cpu(), x.cpu(), n);

@@ -46,14 +46,16 @@ void expect_within_dot_bound(const std::vector<float>& gpu, const std::vector<fl
 }
 
 struct Shape { int N, C, OC; };
-const Shape kShapes[] = {{1, 1, 1}, {7, 33, 17}, {65, 129, 257}, {257, 768, 2304}, {1024, 768, 50304 / 16}};
+std::vector<Shape> shapes() {
+  return cases<Shape>({{1, 1, 1}, {7, 33, 17}, {65, 129, 257}, {257, 768, 2304}, {1024, 768, 50304 / 16}}, 3);
+}
 
 TEST(CudaMatmul, ForwardWithAndWithoutBias) {
   REQUIRE_CUDA_DEVICE();
   Rng rng("CudaMatmul.ForwardWithAndWithoutBias");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (const Shape s : kShapes) {
+  for (const Shape s : shapes()) {
     for (bool with_bias : {true, false}) {
       const size_t no = static_cast<size_t>(s.N) * s.OC;
       Twin<float> inp(rng.floats(static_cast<size_t>(s.N) * s.C)), w(rng.floats(static_cast<size_t>(s.OC) * s.C));
@@ -81,7 +83,7 @@ TEST(CudaMatmul, Backward) {
   Rng rng("CudaMatmul.Backward");
   CudaContext cuda;
   const auto cpu = cpu_context();
-  for (const Shape s : kShapes) {
+  for (const Shape s : shapes()) {
     for (bool full : {true, false}) {  // full: dinp and dbias too; else both null
       const size_t nc = static_cast<size_t>(s.N) * s.C, oc = static_cast<size_t>(s.OC) * s.C;
       Twin<float> inp(rng.floats(nc)), w(rng.floats(oc)), dout(rng.floats(static_cast<size_t>(s.N) * s.OC));
@@ -114,7 +116,7 @@ TEST(CudaMatmul, FusedGeluEpilogueEqualsMatmulThenGelu) {
   CudaContext cuda;
   const auto cpu = cpu_context();
   // OC a multiple of 8: cuBLASLt's aux (pre-GELU) output wants an aligned leading dimension.
-  for (const Shape s : {Shape{7, 33, 16}, Shape{65, 768, 3072}}) {
+  for (const Shape s : cases<Shape>({{7, 33, 16}, {65, 768, 3072}}, 1)) {
     const size_t no = static_cast<size_t>(s.N) * s.OC;
     Twin<float> inp(rng.floats(static_cast<size_t>(s.N) * s.C)), w(rng.floats(static_cast<size_t>(s.OC) * s.C));
     Twin<float> bias(rng.floats(s.OC)), pre(Twin<float>::nans(no)), out(Twin<float>::nans(no));
