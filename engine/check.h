@@ -9,7 +9,7 @@ namespace engine {
 }  // namespace engine
 
 #define ENGINE_FATAL(...) ::engine::fatal_at(__FILE__, __LINE__, __VA_ARGS__)
-#define ENGINE_CHECK(cond, ...)                        \
-  do {                                                 \
-    if (!(cond)) ::engine::fatal_at(__FILE__, __LINE__, __VA_ARGS__); \
+#define ENGINE_CHECK(cond, ...)                                         \
+  do {                                                                  \
+    if (!(cond)) ::engine::fatal_at(__FILE__, __LINE__, __VA_ARGS__);   \
   } while (0)

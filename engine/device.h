@@ -25,6 +25,7 @@ void reexec_with_passive_openmp(char** argv);
 // OpenBLAS (DYNAMIC_ARCH builds) falls back to its SSE3 "Prescott" kernels on CPUs newer than it knows (0.3.21 on
 // Sapphire/Emerald Rapids), which makes sgemm about 5x slower. This picks the AVX-512 (SkylakeX) or AVX2 (Haswell)
 // kernels instead when the CPU has them, unless OPENBLAS_CORETYPE is set. DeviceContext calls it; idempotent.
+// Not thread-safe against BLAS calls running elsewhere: make the first DeviceContext before starting threads.
 void select_blas_kernels();
 const char* blas_core_name();  // the OpenBLAS kernel set in use, e.g. "SkylakeX" (for run tables)
 

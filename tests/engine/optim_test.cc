@@ -252,7 +252,8 @@ TEST(GradClip, NormSquaredAndScale) {
   s.randomize(rng, false, true);
   double naive = 0.0;
   for (const Param& p : s.params.params()) {
-    for (int64_t i = 0; i < p.var.grad.numel(); i++) naive += static_cast<double>(p.var.grad.f32()[i]) * p.var.grad.f32()[i];
+    const float* g = p.var.grad.f32();
+    for (int64_t i = 0; i < p.var.grad.numel(); i++) naive += static_cast<double>(g[i]) * g[i];
   }
   const float sq = grad_norm_squared(s.params, dc.ctx());
   EXPECT_NEAR(sq, naive, 1e-5 * naive);

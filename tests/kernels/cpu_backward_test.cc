@@ -118,9 +118,13 @@ TEST(CpuBackward, Attention) {
   attention_forward(context(), out.data(), att.data(), qkv.data(), B, T, C, NH);
   std::vector<double> ref = as_double(dqkv);
   const double scale = 1.0 / std::sqrt(static_cast<double>(HS));
-  auto Q = [&](int b, int t, int h, int i) { return static_cast<double>(qkv[(b * T + t) * 3 * C + h * HS + i]); };
-  auto K = [&](int b, int t, int h, int i) { return static_cast<double>(qkv[(b * T + t) * 3 * C + C + h * HS + i]); };
-  auto V = [&](int b, int t, int h, int i) { return static_cast<double>(qkv[(b * T + t) * 3 * C + 2 * C + h * HS + i]); };
+  // q, k, v of position t, head h, element i (part 0, 1, 2 of the fused row)
+  auto at = [&](int part, int b, int t, int h, int i) {
+    return static_cast<double>(qkv[(b * T + t) * 3 * C + part * C + h * HS + i]);
+  };
+  auto Q = [&](int b, int t, int h, int i) { return at(0, b, t, h, i); };
+  auto K = [&](int b, int t, int h, int i) { return at(1, b, t, h, i); };
+  auto V = [&](int b, int t, int h, int i) { return at(2, b, t, h, i); };
   for (int b = 0; b < B; b++)
     for (int h = 0; h < NH; h++)
       for (int t = 0; t < T; t++) {

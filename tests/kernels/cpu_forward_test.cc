@@ -122,8 +122,9 @@ std::vector<double> naive_attention(const std::vector<float>& qkv, std::vector<d
         double mx = -1e300;
         for (int u = 0; u <= t; u++) {
           double dot = 0.0;
-          for (int i = 0; i < HS; i++)
-            dot += static_cast<double>(qkv[(b * T + t) * 3 * C + h * HS + i]) * qkv[(b * T + u) * 3 * C + C + h * HS + i];
+          const float* q = &qkv[(b * T + t) * 3 * C + h * HS];
+          const float* k = &qkv[(b * T + u) * 3 * C + C + h * HS];
+          for (int i = 0; i < HS; i++) dot += static_cast<double>(q[i]) * k[i];
           s[u] = dot / std::sqrt(static_cast<double>(HS));
           mx = std::max(mx, s[u]);
         }
@@ -132,7 +133,8 @@ std::vector<double> naive_attention(const std::vector<float>& qkv, std::vector<d
         for (int u = 0; u <= t; u++) {
           const double p = s[u] / sum;
           (*att)[((b * NH + h) * T + t) * T + u] = p;
-          for (int i = 0; i < HS; i++) out[(b * T + t) * C + h * HS + i] += p * qkv[(b * T + u) * 3 * C + 2 * C + h * HS + i];
+          const float* v = &qkv[(b * T + u) * 3 * C + 2 * C + h * HS];
+          for (int i = 0; i < HS; i++) out[(b * T + t) * C + h * HS + i] += p * v[i];
         }
       }
   return out;
