@@ -39,7 +39,7 @@ namespace {
 }
 
 #ifdef RESBM_HAVE_CUDA
-constexpr size_t kCublasLtWorkspaceBytes = 32ull << 20;
+constexpr size_t kCublasLtWorkspaceBytes = 64ull << 20;  // cuBLASLt and the kernels' scratch (kernels/cuda)
 #endif
 
 }  // namespace
