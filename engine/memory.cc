@@ -22,11 +22,13 @@ namespace {
 size_t alignment(Device device) { return device == Device::cuda ? 256 : 64; }
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
+#ifndef RESBM_HAVE_CUDA
 [[noreturn]] void no_cuda(const std::string& name) {
   ENGINE_FATAL("arena '%s' asks for CUDA memory, but this binary was built without CUDA (RESBM_HAVE_CUDA unset; "
                "build on a machine with the CUDA toolkit, without --config=nocuda)",
                name.c_str());
 }
+#endif
 
 }  // namespace
 
