@@ -55,12 +55,14 @@ for run in "${RUNS[@]}"; do
   timeout 7200 bazel-bin/train/pipeline "${COMMON[@]}" $flags --log-out "$LOGS/$name.jsonl" >&2
 done
 
-# JSONL -> columns. Train: step loss (smoothed below); val: step val_loss.
+# JSONL -> columns, in a scratch directory. Train: step loss (averaged below); val: step val_loss.
+DAT="$(mktemp -d)"
+trap 'rm -rf "$DAT"' EXIT
 num() { sed -n "s/.*\"$1\": \([-0-9.e+]*\).*/\1/p"; }
 for run in "${RUNS[@]}"; do
   name="${run%%|*}"
-  grep '"loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$LOGS/$name.train.dat"
-  grep '"val_loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$LOGS/$name.val.dat"
+  grep '"loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$DAT/$name.train.dat"
+  grep '"val_loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$DAT/$name.val.dat"
 done
 
 {
@@ -77,8 +79,8 @@ done
   echo "|---|---:|---:|---:|---:|"
   for run in "${RUNS[@]}"; do
     name="${run%%|*}"
-    train=$(tail -n 20 "$LOGS/$name.train.dat" | awk '{s += $2} END {printf "%.4f", s / NR}')
-    val=$(tail -n 1 "$LOGS/$name.val.dat" | awk '{printf "%.4f", $2}')
+    train=$(tail -n 20 "$DAT/$name.train.dat" | awk '{s += $2} END {printf "%.4f", s / NR}')
+    val=$(tail -n 1 "$DAT/$name.val.dat" | awk '{printf "%.4f", $2}')
     last=$(grep '"loss"' "$LOGS/$name.jsonl" | tail -n 1)
     bytes=$(echo "$last" | num fwd_bytes)
     ratio=$(echo "$last" | num ratio_fwd)
@@ -94,9 +96,9 @@ for run in "${RUNS[@]}"; do
   name="${run%%|*}"
   # Train loss as a moving average over 20 steps (single steps are noisy at 512 tokens).
   awk '{v[NR % 20] = $2; s = 0; n = (NR < 20 ? NR : 20); for (i in v) s += v[i]; print $1, s / n}' \
-    "$LOGS/$name.train.dat" > "$LOGS/$name.train_avg.dat"
-  plot_train+="'$LOGS/$name.train_avg.dat' using 1:2 with lines lw 2 title '$name', "
-  plot_val+="'$LOGS/$name.val.dat' using 1:2 with linespoints lw 2 title '$name', "
+    "$DAT/$name.train.dat" > "$DAT/$name.train_avg.dat"
+  plot_train+="'$DAT/$name.train_avg.dat' using 1:2 with lines lw 2 title '$name', "
+  plot_val+="'$DAT/$name.val.dat' using 1:2 with linespoints lw 2 title '$name', "
 done
 gnuplot <<GP
 set terminal png size 1300,600 noenhanced
