@@ -46,7 +46,7 @@ struct TrainFlags {
 
   // Optimizer and schedule.
   std::string optimizer = "adamw";  // adamw | muon
-  float lr = 1e-3f;
+  float lr = 3e-3f;  // tuned on the tiny preset (train/experiments/muon_vs_adamw.md)
   int warmup_steps = 20;
   float final_lr_frac = 0.1f;  // cosine decays lr to lr * final_lr_frac at the last step
   float weight_decay = 0.0f;

@@ -12,7 +12,7 @@ namespace {
 
 class PipelineBackend : public Backend {
  public:
-  PipelineBackend(const RunConfig& config, const kernels::KernelContext& ctx) : config_(config) {
+  PipelineBackend(const RunConfig& config, const kernels::KernelContext& ctx) {
     auto models = resbm::make_stage_models(config.model, config.bottleneck, config.pipeline, config.flags.seed);
     if (!config.init_from.empty()) {
       // Each stage loads the GPT-2 tensors it holds (the last stage's wte copy too); bottleneck modules keep
@@ -81,8 +81,7 @@ class PipelineBackend : public Backend {
   size_t activation_bytes() const override { return activation_bytes_; }
 
  private:
-  RunConfig config_;
-  OptimizerRegistry registry_;
+  OptimizerRegistry registry_;  // before executor_: the executor's optimizers are registered here
   std::vector<resbm::StageModel*> stages_;  // owned by the executor
   std::vector<TrainOptimizer*> optimizers_;
   std::unique_ptr<engine::pipeline::Executor> executor_;

@@ -45,13 +45,12 @@ void print_sample(const RunConfig& c, Backend& backend, const data::Tokenizer* t
   std::fflush(stdout);
 }
 
-RunTableInputs table_inputs(const RunConfig& c, Backend& backend) {
+RunTableInputs table_inputs(Backend& backend) {
   RunTableInputs in;
   in.num_parameters = backend.num_parameters();
   for (auto* s : backend.param_stores()) in.param_bytes += 2 * s->all_values().nbytes();
   for (auto* o : backend.optimizers()) in.optimizer_bytes += o->state_bytes();
   in.activation_bytes = backend.activation_bytes();
-  (void)c;
   return in;
 }
 
@@ -103,7 +102,7 @@ int run_training(RunConfig c) {
   }
   make_dirs(c.out_dir);
   RunLog log(c.log_path, /*append=*/f.resume);
-  const JsonObject table = print_run_table(c, table_inputs(c, *backend));
+  const JsonObject table = print_run_table(c, table_inputs(*backend));
   if (!f.resume) log.log_config(flag_values(f), table);
 
   engine::optim::LrSchedule schedule;

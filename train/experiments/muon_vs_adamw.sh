@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out_root="${1:-out/muon_vs_adamw}"
 steps="${STEPS:-300}"
-adamw_lrs="${ADAMW_LRS:-1e-3 3e-3}"
+adamw_lrs="${ADAMW_LRS:-1e-3 3e-3 6e-3}"
 muon_lrs="${MUON_LRS:-0.02 0.05}"
+muon_adamw_lrs="${MUON_ADAMW_LRS:-1e-3 3e-3}"  # lr of Muon's AdamW part (embeddings, head, gains, biases)
 common=(--steps "$steps" --eval-interval 50 --eval-batches 10 --checkpoint-interval 0 --sample-length 32
         --warmup-steps 20 --final-lr-frac 0.1 --seed 1337)
 
@@ -31,14 +32,15 @@ run() {  # name, then the optimizer flags
   runs+=("$out_root/$name")
 }
 for lr in $adamw_lrs; do run "adamw_lr$lr" --optimizer adamw --lr "$lr"; done
-# Muon's embeddings, gains, biases and head take AdamW at --lr 1e-3 (the AdamW default).
-for lr in $muon_lrs; do run "muon_lr$lr" --optimizer muon --muon-lr "$lr" --lr 1e-3; done
+for alr in $muon_adamw_lrs; do
+  for lr in $muon_lrs; do run "muon_lr${lr}_adamw$alr" --optimizer muon --muon-lr "$lr" --lr "$alr"; done
+done
 bazel-bin/tools/plot "${runs[@]}" --out "$out_root/curves.png" --title "Muon vs AdamW, tiny preset, $steps steps"
 
-printf '%-22s %12s %12s %10s\n' run "val@end" "train@end" "ms/step"
+printf '%-26s %12s %12s %10s\n' run "val@end" "train@end" "ms/step"
 for r in "${runs[@]}"; do
   val=$(grep '"type": "eval"' "$r/log.jsonl" | tail -1 | sed 's/.*"val_loss": \([^,}]*\).*/\1/')
   train=$(grep '"type": "step"' "$r/log.jsonl" | tail -1 | sed 's/.*"loss": \([^,}]*\).*/\1/')
   ms=$(grep '"type": "step"' "$r/log.jsonl" | sed 's/.*"ms": \([^,}]*\).*/\1/' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-  printf '%-22s %12.4f %12.4f %10.1f\n' "$(basename "$r")" "$val" "$train" "$ms"
+  printf '%-26s %12.4f %12.4f %10.1f\n' "$(basename "$r")" "$val" "$train" "$ms"
 done
