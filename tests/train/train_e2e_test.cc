@@ -135,6 +135,20 @@ TEST(TrainE2E, StopAndResumeIsBitExact) {
   EXPECT_EQ(logged_steps(out), uninterrupted_run());
 }
 
+TEST(TrainE2E, MuonThreeStagesOneFOneBResumeIsBitExact) {
+  // Muon's momentum and AdamW's moments of every stage, with M = 2 micro-batches under 1F1B.
+  const std::vector<std::string> flags = {"--num-layers", "3", "--stages", "3", "--micro-batches", "2",
+                                          "--schedule", "1f1b", "--optimizer", "muon", "--steps", "8"};
+  const std::string whole = tmp_dir() + "/muon_whole", parts = tmp_dir() + "/muon_parts";
+  ASSERT_EQ(run_trainer(concat(base_args(whole), flags)).exit_code, 0);
+  ASSERT_EQ(run_trainer(concat(concat(base_args(parts), flags), {"--stop-after", "3"})).exit_code, 0);
+  const Result r = run_trainer(concat(concat(base_args(parts), flags), {"--resume"}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = logged_steps(whole);
+  ASSERT_EQ(expected.size(), 8u);
+  EXPECT_EQ(logged_steps(parts), expected);
+}
+
 TEST(TrainE2E, KillNineThenResumeIsBitExact) {
   const std::string out = tmp_dir() + "/killed";
   const std::string ckpt_dir = out + "/checkpoints";
