@@ -2,11 +2,15 @@
 #include <cstdio>
 #include <exception>
 
+#include "engine/device.h"
 #include "train/flags.h"
 #include "train/run_config.h"
 #include "train/trainer.h"
 
 int main(int argc, char** argv) {
+  // OpenMP's idle workers must sleep, not spin, or they steal the core each following sgemm needs (engine/device.h):
+  // re-executes once with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy.
+  engine::reexec_with_passive_openmp(argv);
   try {
     const train::TrainFlags flags = train::parse_flags(argc, argv);
     if (flags.help) {
