@@ -83,8 +83,8 @@ class StageOptimizer {
   virtual void step(float lr, float grad_scale) = 0;
 };
 using OptimizerFactory = std::function<std::unique_ptr<StageOptimizer>(ParamStore& params)>;
-// AdamW (betas 0.9/0.95, eps 1e-8, weight decay on matrices and embeddings, none on vectors) on the kernels'
-// adamw_update: the executor's default and the tests'. The trainer passes its own factory (engine/optim).
+// engine::optim::AdamW (betas 0.9/0.95, eps 1e-8, weight decay on matrices and embeddings, none on vectors) as a
+// StageOptimizer: the executor's default and the tests'. The trainer passes its own factory (train/optimizer.h).
 // ctx must outlive the optimizers.
 OptimizerFactory default_adamw(const kernels::KernelContext& ctx, float weight_decay = 0.1f);
 
