@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine/comm/mpi_transport.h"
+#include "engine/device.h"
 #include "train/pipeline_launch.h"
 #include "train/pipeline_run.h"
 
@@ -44,6 +45,9 @@ void install_sigterm_message() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP's idle workers must sleep, not spin, or they steal the core each following sgemm needs (engine/device.h):
+  // re-executes once with OMP_WAIT_POLICY=PASSIVE unless the user chose a policy; mpirun's ranks inherit it.
+  engine::reexec_with_passive_openmp(argv);
   bool help = false;
   train::PipelineRunOptions options;
   try {
