@@ -68,7 +68,7 @@ const std::map<std::string, Flag>& flag_table() {
       {"ratio", {"compression ratio r: code width K = C / r (default 32)", [](O& o, auto& v) { o.bottleneck.ratio = to_int(v); }}},
       {"bottleneck-identity", {"slice, orthogonal, learned (default slice)",
                                [](O& o, auto& v) { o.bottleneck.identity = resbm::parse_identity_path(v); }}},
-      {"resbm-layout", {"module (default); fused is not implemented yet",
+      {"resbm-layout", {"module (default: encoder/decoder MLPs between unchanged blocks) or fused (IOTA: the boundary blocks' own MLP and attention)",
                         [](O& o, auto& v) { o.bottleneck.layout = resbm::parse_resbm_layout(v); }}},
       {"bottleneck-hidden", {"H of the encoder/decoder MLPs (default max(K, C/4))",
                              [](O& o, auto& v) { o.bottleneck.hidden = to_int(v); }}},
