@@ -1,4 +1,5 @@
-// engine/comm/link_emulator.cc: LinkEmulator: arrival-time stamping on send, waiting for arrival on receive.
+// engine/comm/link_emulator.cc: LinkEmulator: arrival-time stamping on send (boundary codes and the tied-weight
+// gradient), waiting for arrival on receive.
 #include "engine/comm/link_emulator.h"
 
 #include <algorithm>
@@ -35,7 +36,17 @@ LinkEmulator::LinkEmulator(std::unique_ptr<Transport> inner, LinkConfig link, st
 double LinkEmulator::schedule(int peer, size_t bytes, double t) {
   ENGINE_CHECK(peer == stage() + 1 || peer == stage() - 1, "LinkEmulator: %s has no wire to stage %d",
                stage_name(stage()).c_str(), peer);
-  double& wire_free = wire_free_[peer == stage() + 1 ? 0 : 1];
+  return occupy(wire_free_[peer == stage() + 1 ? 0 : 1], bytes, t);
+}
+
+double LinkEmulator::schedule_tied(size_t bytes, double t) {
+  ENGINE_CHECK(num_stages() > 1 && (is_first() || is_last()),
+               "LinkEmulator: %s has no tied-weight wire (only the first and the last of >= 2 stages)",
+               stage_name(stage()).c_str());
+  return occupy(tied_wire_free_, bytes, t);
+}
+
+double LinkEmulator::occupy(double& wire_free, size_t bytes, double t) const {
   const double start = std::max(t, wire_free);
   const double transmit = link_.mbps > 0 ? 8.0 * static_cast<double>(bytes) / (link_.mbps * 1e6) : 0.0;
   wire_free = start + transmit;
@@ -43,18 +54,26 @@ double LinkEmulator::schedule(int peer, size_t bytes, double t) {
 }
 
 void LinkEmulator::send_raw(int peer, int tag, const void* data, size_t bytes) {
-  if (!is_boundary_tag(tag)) {
+  if (!is_delayed_tag(tag)) {
     inner_->send_raw(peer, tag, data, bytes);
     return;
   }
   // The arrival time travels first, on a side tag, so the receiver knows how long to hold the payload.
-  const double arrival = schedule(peer, bytes, clock_->now_s());
+  const double now = clock_->now_s();
+  double arrival = 0.0;
+  if (tag == kTagTied) {
+    ENGINE_CHECK(peer == tied_peer(), "LinkEmulator: %s sends the tied gradient to stage %d, not to stage %d",
+                 stage_name(stage()).c_str(), peer, tied_peer());
+    arrival = schedule_tied(bytes, now);
+  } else {
+    arrival = schedule(peer, bytes, now);
+  }
   inner_->send_raw(peer, tag | kTagWrapperBit, &arrival, sizeof(arrival));
   inner_->send_raw(peer, tag, data, bytes);
 }
 
 void LinkEmulator::recv_raw(int peer, int tag, void* data, size_t bytes) {
-  if (!is_boundary_tag(tag)) {
+  if (!is_delayed_tag(tag)) {
     inner_->recv_raw(peer, tag, data, bytes);
     return;
   }

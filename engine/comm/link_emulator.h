@@ -7,7 +7,12 @@
 // Forward and backward wires are independent (full duplex). The sender computes the arrival time and sends it
 // ahead of the payload (an uncounted 8-byte side message); the receiver waits until its clock reaches it. The
 // sender never waits, so compute overlaps communication. All ranks must share one clock (one machine:
-// CLOCK_MONOTONIC is system-wide). The tied-weight exchange and collectives pass through undelayed.
+// CLOCK_MONOTONIC is system-wide).
+//
+// The tied-weight gradient exchange (kTagTied, between stage 0 and stage S-1) is delayed by the same model on
+// wires of its own: one per direction between the first and the last stage, independent of the boundary wires
+// (even at S = 2, where the two stages are also neighbours), stamped by the sender's clock like any message.
+// Only timing changes; the payload is delivered bitwise as sent. Collectives pass through undelayed.
 #pragma once
 
 #include <memory>
@@ -38,6 +43,8 @@ class LinkEmulator : public Transport {
 
   // The arrival time of a message of `bytes` sent at `t` on the wire that leads to `peer`; updates that wire.
   double schedule(int peer, size_t bytes, double t);
+  // The same for the tied-weight gradient, on this stage's outgoing tied wire (to tied_peer()); updates it.
+  double schedule_tied(size_t bytes, double t);
 
   void allgather(const double* mine, int count, double* all) override { inner_->allgather(mine, count, all); }
   void send_raw(int peer, int tag, const void* data, size_t bytes) override;
@@ -48,10 +55,13 @@ class LinkEmulator : public Transport {
 
  private:
   bool is_boundary_tag(int tag) const { return tag < kMaxMicroBatches; }
+  bool is_delayed_tag(int tag) const { return is_boundary_tag(tag) || tag == kTagTied; }
+  double occupy(double& wire_free, size_t bytes, double t) const;
   std::unique_ptr<Transport> inner_;
   LinkConfig link_;
   std::unique_ptr<Clock> clock_;
   double wire_free_[2] = {0.0, 0.0};  // [0]: wire to stage+1, [1]: wire to stage-1
+  double tied_wire_free_ = 0.0;       // wire to tied_peer() (first <-> last stage)
 };
 
 }  // namespace engine::comm

@@ -1,7 +1,9 @@
 // Tests of the link emulator's timing model with a fake clock: serialisation on a busy wire, latency, independent
-// directions, infinite rate, and that receivers wait until the arrival time the sender stamped.
+// directions, infinite rate, that receivers wait until the arrival time the sender stamped, and that the tied-weight
+// gradient (first <-> last stage) is delayed the same way on wires of its own, delivered bitwise intact.
 #include "engine/comm/link_emulator.h"
 
+#include <cstring>
 #include <vector>
 
 #include "engine/comm/local_transport.h"
@@ -82,13 +84,59 @@ TEST(LinkEmulator, ReceiverWaitsForTheStampedArrival) {
   EXPECT_EQ(p.s0->stats().total_messages(Direction::forward), 2u);
 }
 
-TEST(LinkEmulator, TiedExchangePassesUndelayed) {
-  Pair p({1.0, 1000.0});
-  float a[4] = {1, 2, 3, 4}, b[4] = {0};
-  p.s0->send_tied(a, 4);
-  p.s1->recv_tied(b, 4);
-  EXPECT_EQ(b[3], 4.0f);
-  EXPECT_TRUE(p.clock1->sleeps.empty());
+TEST(LinkEmulator, TiedExchangeIsDelayedOnItsOwnWires) {
+  Pair p({8.0, 50.0});  // 8 Mbit/s: 10^6 bytes take 1 s; 50 ms latency
+  // Stage 0 -> stage S-1 (here 1): arrival = max(t, wire free) + 8 n / rate + latency.
+  EXPECT_DOUBLE_EQ(p.s0->schedule_tied(1000000, 0.0), 1.05);
+  // Queued behind the first on the same tied wire.
+  EXPECT_DOUBLE_EQ(p.s0->schedule_tied(1000000, 0.5), 2.05);
+  // The tied wire is not the boundary wire, though at S = 2 both lead to stage 1: the forward wire is idle.
+  EXPECT_DOUBLE_EQ(p.s0->schedule(1, 1000000, 0.5), 1.55);
+  // The other direction (stage S-1 -> stage 0) is a wire of its own too.
+  EXPECT_DOUBLE_EQ(p.s1->schedule_tied(500000, 0.25), 0.8);
+}
+
+TEST(LinkEmulator, TiedGradientArrivesAtTheStampedTimeBitwiseIntact) {
+  Pair p({8.0, 50.0});
+  // 250000 floats = 10^6 bytes: 1 s on the wire. Values that a lossy path would change.
+  std::vector<float> a(250000), b(250000, 0.0f), c(250000, 0.0f);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = 1.0f / static_cast<float>(i + 3) - 1e-7f * static_cast<float>(i);
+  p.now = 0.3;
+  p.s0->send_tied(a.data(), a.size());  // stamped at 0.3 by the sender: arrives at 0.3 + 1 + 0.05
+  p.now = 0.5;
+  p.s1->send_tied(a.data(), a.size());  // the other direction, stamped at 0.5: arrives at 1.55
+  p.now = 0.6;
+  p.s1->recv_tied(b.data(), b.size());
+  ASSERT_EQ(p.clock1->sleeps.size(), 1u);
+  EXPECT_DOUBLE_EQ(p.clock1->sleeps[0], 1.35);
+  EXPECT_DOUBLE_EQ(p.now, 1.35);
+  p.s0->recv_tied(c.data(), c.size());
+  ASSERT_EQ(p.clock0->sleeps.size(), 1u);
+  EXPECT_DOUBLE_EQ(p.clock0->sleeps[0], 1.55);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
+  // Counted as tied bytes, not as boundary traffic (the arrival stamp is not counted).
+  EXPECT_EQ(p.s0->stats().tied_bytes, 1000000u);
+  EXPECT_EQ(p.s0->stats().total_bytes(Direction::forward), 0u);
+  EXPECT_EQ(p.s0->stats().total_messages(Direction::forward), 0u);
+}
+
+TEST(LinkEmulator, TiedWireLinksTheFirstAndTheLastOfFourStages) {
+  auto local = make_local_transports(4);
+  double now = 0.0;
+  std::vector<std::unique_ptr<LinkEmulator>> s;
+  for (auto& t : local) s.push_back(std::make_unique<LinkEmulator>(std::move(t), LinkConfig{8.0, 10.0},
+                                                                   std::make_unique<FakeClock>(&now)));
+  std::vector<float> a(2500, 1.5f), b(2500);  // 10^4 bytes: 10 ms at 8 Mbit/s
+  now = 1.0;
+  s[3]->send_tied(a.data(), a.size());  // stage 3 -> stage 0 directly, one hop: 1.0 + 0.01 + 0.01
+  s[0]->recv_tied(b.data(), b.size());
+  EXPECT_DOUBLE_EQ(now, 1.02);
+  EXPECT_EQ(b, a);
+  // The middle stages hold no tied weight.
+  EXPECT_DEATH(s[1]->schedule_tied(10, 0.0), "no tied-weight wire");
+  // Stage 0 owns the hub of the local queues: destroy the others first.
+  for (int i = 3; i >= 0; --i) s[i].reset();
 }
 
 TEST(LinkEmulatorDeathTest, NoWireBeyondTheEnds) {
