@@ -4,9 +4,10 @@
 //   bazel-bin/tools/bench/link_bench [--presets tiny,d12] [--stages 4] [--mbps 100] [--latency-ms 0] [--steps 4]
 //
 // Each case runs as its own mpirun job (one rank per stage, this same binary as the worker). A step's time is the
-// median over the steps after the first (warm-up). The link emulator delays boundary messages only; the tied wte
-// gradient exchange between the first and the last stage is not delayed, so the table also shows what that
-// exchange would cost at the link rate (8 * bytes / rate), for a reader to add.
+// median over the steps after the first (warm-up). The link emulator delays the boundary codes (one wire per
+// boundary and direction) and the tied wte gradient exchange between the first and the last stage (one wire per
+// direction of its own), so the "link" rows include both. The table splits the wire time of a step into the codes'
+// part and the tied embedding's part (transmission at the link rate; latency listed apart).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,10 +71,25 @@ std::string flag(int argc, char** argv, const std::string& name, const std::stri
   return fallback;
 }
 
+const char* kUsage =
+    "usage: link_bench [--presets tiny,d12] [--stages 4] [--mbps 100] [--latency-ms 0] [--steps 4]\n"
+    "\n"
+    "Step time of pipeline-parallel training (S stages as MPI ranks on this machine, GPipe, AdamW) with and\n"
+    "without an emulated slow link, bottleneck `none` against `resbm` r=128. The emulated link delays both the\n"
+    "boundary codes (one wire per boundary and direction) and the tied wte gradient exchange between stage 0\n"
+    "and stage S-1 (one wire per direction of its own). The output splits each step's wire time into codes and\n"
+    "tied embedding. d12 is slow on a CPU (minutes per case); `--presets tiny` is quick.\n";
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (train::launched_by_mpirun()) return worker(argc, argv);
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
   const std::string presets = flag(argc, argv, "presets", "tiny,d12");
   const int stages = std::atoi(flag(argc, argv, "stages", "4").c_str());
   const double mbps = std::atof(flag(argc, argv, "mbps", "100").c_str());
@@ -87,11 +103,21 @@ int main(int argc, char** argv) {
                                    {"resbm r=128, link", "resbm", 128, true}};
   const std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/link_bench." +
                           std::to_string(getpid());
-  std::printf("link_bench: S=%d stages as MPI ranks on one machine, link %.0f Mbit/s latency %s ms per boundary and "
-              "direction (emulated), GPipe, AdamW\n\n",
+  const double latency_s = std::atof(latency.c_str()) * 1e-3;
+  std::printf("link_bench: S=%d stages as MPI ranks on one machine, link %.0f Mbit/s latency %s ms per wire "
+              "(emulated), GPipe, AdamW\n",
               stages, mbps, latency.c_str());
-  std::printf("| preset | B x T x M | case | step ms (median) | fwd bytes/step | ratio | tied wte bytes/step | tied at "
-              "link rate (s) |\n|---|---|---|---:|---:|---:|---:|---:|\n");
+  std::printf("The emulated link delays the boundary codes (one wire per boundary and direction) AND the tied wte\n"
+              "gradient exchange (one wire per direction between stage 0 and stage %d): the \"link\" rows' step times\n"
+              "include both. Wire time per step at the link rate (transmission only; each message adds %s ms latency):\n"
+              "  codes s/wire = 8 * (fwd bytes / %d boundaries) / rate, one boundary wire, forward (backward the same)\n"
+              "  tied s/wire  = 8 * (tied bytes / 2) / rate, one tied wire (the two directions run in parallel)\n"
+              "(compute-only rows ran without the emulated link: no wire time in their step time, shown as -)\n\n",
+              stages - 1, latency.c_str(), stages - 1);
+  std::printf("| preset | B x T x M | case | step ms (median) | fwd bytes/step | ratio | codes s/wire | "
+              "tied wte bytes/step | tied s/wire | tied share of wire time |\n"
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::vector<std::string> summary;
   for (const Preset& p : all) {
     if (presets.find(p.name) == std::string::npos) continue;
     for (const Case& c : cases) {
@@ -112,15 +138,37 @@ int main(int argc, char** argv) {
       double seconds = 0, ratio = 0;
       unsigned long long fwd = 0, bwd = 0, tied = 0;
       if (!(in >> seconds >> fwd >> bwd >> ratio >> tied)) {
-        std::printf("| %s | | %s | failed (status %d) | | | | |\n", p.name.c_str(), c.label.c_str(), status);
+        std::printf("| %s | | %s | failed (status %d) | | | | | | |\n", p.name.c_str(), c.label.c_str(), status);
         continue;
       }
       std::remove(result.c_str());
-      std::printf("| %s | %d x %d x %d | %s | %.1f | %llu | %.1f | %llu | %.2f |\n", p.name.c_str(), p.batch,
-                  p.seq_len, p.micro_batches, c.label.c_str(), seconds * 1e3, fwd, ratio, tied,
-                  8.0 * static_cast<double>(tied) / (mbps * 1e6));
+      const double rate = mbps * 1e6;
+      const double codes_s = mbps > 0 ? 8.0 * static_cast<double>(fwd) / std::max(1, stages - 1) / rate : 0.0;
+      const double tied_s = mbps > 0 ? 8.0 * static_cast<double>(tied) / 2.0 / rate : 0.0;
+      const double share = codes_s + tied_s > 0 ? tied_s / (codes_s + tied_s) : 0.0;
+      // Compute-only rows ran without the link: their wire-time columns would not be in their step time.
+      char codes_col[32] = "-", tied_col[32] = "-", share_col[32] = "-";
+      if (c.throttled) {
+        std::snprintf(codes_col, sizeof(codes_col), "%.4f", codes_s);
+        std::snprintf(tied_col, sizeof(tied_col), "%.3f", tied_s);
+        std::snprintf(share_col, sizeof(share_col), "%.2f%%", 100.0 * share);
+      }
+      std::printf("| %s | %d x %d x %d | %s | %.1f | %llu | %.1f | %s | %llu | %s | %s |\n", p.name.c_str(), p.batch,
+                  p.seq_len, p.micro_batches, c.label.c_str(), seconds * 1e3, fwd, ratio, codes_col, tied, tied_col,
+                  share_col);
       std::fflush(stdout);
+      if (c.throttled) {
+        char line[512];
+        std::snprintf(line, sizeof(line),
+                      "%s, %s: step %.1f ms over the link; of the wire time, codes %.4f s per boundary wire "
+                      "(+%d x %.0f ms latency), tied wte %.3f s per tied wire (+%.0f ms latency)",
+                      p.name.c_str(), c.label.c_str(), seconds * 1e3, codes_s, p.micro_batches, latency_s * 1e3,
+                      tied_s, latency_s * 1e3);
+        summary.push_back(line);
+      }
     }
   }
+  if (!summary.empty()) std::printf("\nWire time, codes vs tied embedding (both delayed by the emulator):\n");
+  for (const std::string& line : summary) std::printf("  %s\n", line.c_str());
   return 0;
 }
