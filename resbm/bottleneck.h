@@ -3,7 +3,7 @@
 // OUR READING of Aboudib et al., "ResBM: Residual Bottleneck Models for Low-Bandwidth Pipeline Parallelism"
 // (arXiv 2604.11947): the paper's equations were not available to us, so this module follows its abstract (a
 // residual encoder-decoder across each boundary with an explicit low-rank identity path, trained end to end) and
-// the same team's public IOTA code (identity = the first K channels). See /work/shared/DESIGN.md section 1.
+// the same team's public IOTA code (identity = the first K channels). (github macrocosm-os/iota, model/llama3/modules.py; primer arXiv 2507.17766).
 //
 // At a boundary with residual stream x (B,T,C) and code width K = C / ratio:
 //   encoder (end of stage s):     z  = x P + f_enc(x)        (B,T,K)   only z crosses the link
