@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/ops.h"
 #include "resbm/gpt2.h"
 
@@ -159,9 +160,14 @@ std::vector<float> identity_rows(const BottleneckConfig& config, int K, int C, u
   return pt;
 }
 
+// Through engine::copy_from_host, so that a store on the GPU is filled from these host values as well.
 void upload(ParamStore& store, int index, const std::vector<float>& values) {
-  float* dst = store.var(index).value.f32();
-  for (size_t i = 0; i < values.size(); ++i) dst[i] = values[i];
+  const engine::Tensor& dst = store.var(index).value;
+  if (static_cast<size_t>(dst.numel()) != values.size()) {
+    throw std::logic_error("bottleneck init: " + std::to_string(values.size()) + " values for a tensor of " +
+                           std::to_string(dst.numel()));
+  }
+  engine::copy_from_host(dst, values.data());
 }
 
 // The residual branch MLP: in -> ln -> (H) -> gelu -> (out). Declared in `store` under prefix.

@@ -1,25 +1,27 @@
 // resbm/stage_model.cc: StageModel, a contiguous slice of GPT-2 with the bottleneck halves at its ends.
 #include "resbm/stage_model.h"
 
+#include "engine/device.h"
 #include "engine/ops.h"
 #include "resbm/bottleneck_fused.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace resbm {
 
 StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
-                       int first_layer, int last_layer)
+                       int first_layer, int last_layer, engine::Device device)
     : config_(config),
       bottleneck_(bottleneck),
       stage_(stage),
       num_stages_(num_stages),
       first_layer_(first_layer),
       last_layer_(last_layer),
-      trained_(engine::Device::cpu),
-      fixed_(engine::Device::cpu) {
+      trained_(device),
+      fixed_(device) {
   validate_config(config);
   validate_bottleneck(bottleneck, config.channels);
   if (stage < 0 || stage >= num_stages || first_layer < 0 || first_layer >= last_layer ||
@@ -75,9 +77,13 @@ void StageModel::init(uint64_t seed) {
     if (!first) {
       // As init_embeddings does for the first stage's wte: N(0, 0.02), padding rows V..Vp-1 zero.
       init_normal(trained_, head_wte_, 0.02f, seed);
-      float* w = trained_.var(head_wte_).value.f32();
-      std::fill(w + int64_t{config_.vocab_size} * config_.channels,
-                w + int64_t{config_.padded_vocab_size} * config_.channels, 0.0f);
+      // Through host memory, so that a store on the GPU gets the same values.
+      const engine::Tensor& wte = trained_.var(head_wte_).value;
+      std::vector<float> w(static_cast<size_t>(wte.numel()));
+      engine::copy_to_host(w.data(), wte);
+      std::fill(w.begin() + int64_t{config_.vocab_size} * config_.channels,
+                w.begin() + int64_t{config_.padded_vocab_size} * config_.channels, 0.0f);
+      engine::copy_from_host(wte, w.data());
     }
   }
 }
@@ -142,10 +148,11 @@ void StageModel::zero_grads() { trained_.zero_grads(); }
 
 std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const BottleneckConfig& bottleneck,
                                              const engine::pipeline::PipelineConfig& pipeline, int stage,
-                                             uint64_t seed) {
+                                             uint64_t seed, engine::Device device) {
   const std::vector<int> first =
       engine::pipeline::partition_layers(config.num_layers, pipeline.stages, pipeline.boundaries);
-  auto model = std::make_unique<StageModel>(config, bottleneck, stage, pipeline.stages, first[stage], first[stage + 1]);
+  auto model = std::make_unique<StageModel>(config, bottleneck, stage, pipeline.stages, first[stage], first[stage + 1],
+                                            device);
   model->init(seed);
   return model;
 }
@@ -153,9 +160,11 @@ std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const Bot
 std::vector<std::unique_ptr<StageModel>> make_stage_models(const GPT2Config& config,
                                                            const BottleneckConfig& bottleneck,
                                                            const engine::pipeline::PipelineConfig& pipeline,
-                                                           uint64_t seed) {
+                                                           uint64_t seed, engine::Device device) {
   std::vector<std::unique_ptr<StageModel>> out;
-  for (int s = 0; s < pipeline.stages; ++s) out.push_back(make_stage_model(config, bottleneck, pipeline, s, seed));
+  for (int s = 0; s < pipeline.stages; ++s) {
+    out.push_back(make_stage_model(config, bottleneck, pipeline, s, seed, device));
+  }
   return out;
 }
 

@@ -20,9 +20,10 @@ namespace resbm {
 
 class StageModel : public engine::pipeline::StageModule {
  public:
-  // Declares and allocates; layers [first_layer, last_layer). Throws std::invalid_argument on bad configs.
+  // Declares and allocates on `device`; layers [first_layer, last_layer). Throws std::invalid_argument on bad
+  // configs.
   StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
-             int first_layer, int last_layer);
+             int first_layer, int last_layer, engine::Device device = engine::Device::cpu);
   void init(uint64_t seed);
 
   engine::ParamStore& params() override { return trained_; }
@@ -64,10 +65,10 @@ class StageModel : public engine::pipeline::StageModule {
 std::vector<std::unique_ptr<StageModel>> make_stage_models(const GPT2Config& config,
                                                            const BottleneckConfig& bottleneck,
                                                            const engine::pipeline::PipelineConfig& pipeline,
-                                                           uint64_t seed);
+                                                           uint64_t seed, engine::Device device = engine::Device::cpu);
 // Just stage `stage` of them (the distributed executor builds only its own).
 std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const BottleneckConfig& bottleneck,
                                              const engine::pipeline::PipelineConfig& pipeline, int stage,
-                                             uint64_t seed);
+                                             uint64_t seed, engine::Device device = engine::Device::cpu);
 
 }  // namespace resbm

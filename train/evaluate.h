@@ -3,26 +3,34 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "data/loader.h"
+#include "engine/memory.h"
 #include "train/backend.h"
 
 namespace train {
 
-// A (M*B, T) token/target pair with its backing memory, filled from a loader micro-batch by micro-batch.
+// A (M*B, T) token/target pair with its backing memory, filled from a loader micro-batch by micro-batch. On the
+// GPU the batch is gathered on the host and copied into device tensors allocated once, by upload().
 class BatchBuffer {
  public:
-  BatchBuffer(int M, int B, int T);
+  BatchBuffer(int M, int B, int T, engine::Device device = engine::Device::cpu);
+  ~BatchBuffer();
   // Copies the loader's current (B, T) batch into micro-batch slot m.
   void set_micro_batch(int m, const int32_t* inputs, const int32_t* targets);
-  const engine::Tensor& tokens() const { return tokens_; }
-  const engine::Tensor& targets() const { return targets_; }
+  // After the M set_micro_batch calls: copies the batch to the device (nothing to do on the CPU).
+  void upload();
+  const engine::Tensor& tokens() const { return device_ ? device_tokens_ : tokens_; }
+  const engine::Tensor& targets() const { return device_ ? device_targets_ : targets_; }
 
  private:
   int M_, B_, T_;
   std::vector<int32_t> token_data_, target_data_;
-  engine::Tensor tokens_, targets_;
+  engine::Tensor tokens_, targets_;                 // (M*B, T) i32 views of the host vectors
+  std::unique_ptr<engine::Arena> device_;           // GPU only: holds device_tokens_, device_targets_
+  engine::Tensor device_tokens_, device_targets_;  // (M*B, T) i32 on the GPU
 };
 
 // Mean loss of the first `num_batches` (B, T) validation batches, evaluated M at a time (num_batches is rounded

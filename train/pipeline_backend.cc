@@ -13,7 +13,8 @@ namespace {
 class PipelineBackend : public Backend {
  public:
   PipelineBackend(const RunConfig& config, const kernels::KernelContext& ctx) {
-    auto models = resbm::make_stage_models(config.model, config.bottleneck, config.pipeline, config.flags.seed);
+    auto models = resbm::make_stage_models(config.model, config.bottleneck, config.pipeline, config.flags.seed,
+                                             config.device);
     if (!config.init_from.empty()) {
       // Each stage loads the GPT-2 tensors it holds (the last stage's wte copy too); bottleneck modules keep
       // their initialisation, as the llm.c file has none.

@@ -7,6 +7,10 @@
 
 #include "resbm/llmc_checkpoint.h"
 
+#ifdef RESBM_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
 namespace train {
 
 std::string workspace_dir() {
@@ -63,6 +67,22 @@ resbm::BottleneckConfig bottleneck_config(const TrainFlags& f, int C) {
   return b;
 }
 
+// --device cuda needs a CUDA build and a GPU: say which is missing in one line (the CUDA runtime's own words).
+void require_cuda_device() {
+#ifdef RESBM_HAVE_CUDA
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    throw FlagError(std::string("--device cuda: no usable GPU: cudaGetDeviceCount: ") + cudaGetErrorString(err) +
+                    " (" + cudaGetErrorName(err) + "); use --device cpu");
+  }
+  if (count == 0) throw FlagError("--device cuda: cudaGetDeviceCount found no GPU; use --device cpu");
+#else
+  throw FlagError("--device cuda: this binary was built without CUDA (--config=nocuda); build it on a machine with "
+                  "the CUDA toolkit, or use --device cpu");
+#endif
+}
+
 }  // namespace
 
 std::string RunConfig::model_fingerprint() const {
@@ -102,16 +122,21 @@ RunConfig make_run_config(const TrainFlags& flags) {
                     std::to_string(r.model.num_layers) + " layers; every stage needs at least one block");
   }
   r.bottleneck = bottleneck_config(flags, r.model.channels);
-  if (flags.device == "cuda") {
-    throw FlagError("--device cuda: this trainer build runs on the CPU only for now; use --device cpu");
-  }
   if (flags.link_mbps > 0.0 || flags.link_latency_ms > 0.0) {
     // All stages of this trainer share one process: there is no link to slow down. The emulator lives in the
     // one-process-per-stage launcher.
     throw FlagError("--link-mbps/--link-latency-ms need one process per stage: run `bazel run //train:pipeline -- "
                     "--link-mbps ...` (mpirun); this trainer runs all stages in one process");
   }
-  if (flags.dtype != "fp32") throw FlagError("--dtype bf16 needs --device cuda; on the CPU use --dtype fp32");
+  if (flags.dtype != "fp32") {
+    throw FlagError(flags.device == "cuda"
+                        ? "--dtype bf16: the bf16 training path is not complete yet (bf16 kernels); use --dtype fp32"
+                        : "--dtype bf16 needs --device cuda; on the CPU use --dtype fp32");
+  }
+  if (flags.device == "cuda") {
+    require_cuda_device();  // after the cheap checks: probing the driver takes a moment
+    r.device = engine::Device::cuda;
+  }
   r.B = flags.batch_size;
   r.T = flags.seq_len;
   r.M = flags.num_micro_batches();

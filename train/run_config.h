@@ -23,6 +23,7 @@ struct RunConfig {
   resbm::GPT2Config model;
   resbm::BottleneckConfig bottleneck;
   engine::pipeline::PipelineConfig pipeline;
+  engine::Device device = engine::Device::cpu;  // --device (checked: a CUDA build with a GPU)
   int B = 0, T = 0, M = 0;  // rows per micro-batch, sequence length, micro-batches per step
   std::string out_dir;        // absolute
   std::string checkpoint_dir; // out_dir/checkpoints

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/comm/codec.h"
+#include "engine/memory.h"
 #include "resbm/stage_model.h"
 
 namespace train {
@@ -28,6 +30,8 @@ class StageLogits {
  private:
   void refresh_shadow();  // copy the last stage's current decoder parameters into the shadow stores
   engine::Var last_stage_logits(const engine::Var& input);
+  // The simulated wire: encode z (1,len,K) and decode into a new (1,len,K) var, through host memory on the GPU.
+  engine::Var wire_round_trip(const engine::Var& z, engine::comm::WireDType dtype, int len);
 
   std::vector<resbm::StageModel*> stages_;
   resbm::GPT2Config model_;
@@ -43,6 +47,10 @@ class StageLogits {
   std::vector<int32_t> tokens_;                // (1, len) scratch
   std::vector<uint8_t> wire_;                  // encoded code scratch
   std::vector<float> logits_;                  // (Vp) result
+  engine::Device device_;                      // the stages' device
+  std::vector<float> host_code_;               // GPU only: the code on the host, for the codec
+  std::unique_ptr<engine::Arena> token_arena_;  // GPU only: holds device_tokens_
+  engine::Tensor device_tokens_;               // GPU only: (1, T) i32
 };
 
 }  // namespace train

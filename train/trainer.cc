@@ -73,7 +73,7 @@ int sample_only(const RunConfig& c, Backend& backend) {
 int run_training(RunConfig c) {
   const TrainFlags& f = c.flags;
   setup_data(&c);
-  engine::DeviceContext device(engine::Device::cpu);
+  engine::DeviceContext device(c.device);
   std::unique_ptr<Backend> backend = make_backend(c, device.ctx());
   if (f.sample_only) return sample_only(c, *backend);
 
@@ -110,8 +110,8 @@ int run_training(RunConfig c) {
   schedule.warmup_steps = f.warmup_steps;
   schedule.total_steps = f.steps;
   schedule.final_fraction = f.final_lr_frac;
-  BatchBuffer batch(c.M, c.B, c.T);
-  BatchBuffer val_batch(c.M, c.B, c.T);
+  BatchBuffer batch(c.M, c.B, c.T, c.device);
+  BatchBuffer val_batch(c.M, c.B, c.T, c.device);
   const int eval_batches = eval_batches_rounded(f.eval_batches, c.M);
   auto evaluate = [&](int64_t step) {
     const double v = validation_loss(*backend, val, val_batch, c.M, eval_batches);
@@ -130,6 +130,7 @@ int run_training(RunConfig c) {
       loader.next_batch();
       batch.set_micro_batch(m, loader.inputs(), loader.targets());
     }
+    batch.upload();
     const float lr = schedule.at(static_cast<int>(step));
     const StepOutput out = backend->step(batch.tokens(), batch.targets(), lr);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -5,7 +5,8 @@
 #include <algorithm>
 
 #include "engine/check.h"
-#include "kernels/cpu/kernels.h"
+#include "engine/device.h"
+#include "engine/dispatch.h"
 
 namespace engine::pipeline {
 
@@ -37,12 +38,18 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
   actions_ = make_schedule(config.schedule, s, S, M);
   const size_t bytes = module.activation_bytes(B, T);
   slots_.resize(max_in_flight(config.schedule, s, S, M));
-  for (Slot& sl : slots_) sl.graph = std::make_unique<Graph>(ctx, Device::cpu, bytes);
+  device_ = module.params().device();
+  for (Slot& sl : slots_) sl.graph = std::make_unique<Graph>(ctx, device_, bytes);
   const int64_t rows = static_cast<int64_t>(B) * T;
   const int widest = std::max(module.input_width(), module.output_width());
   send_buffer_.resize(comm::encoded_bytes(module.wire_dtype(), rows, widest));
   recv_buffer_.resize(send_buffer_.size());
   if (has_tied()) tied_other_.resize(module.params().var(module.tied_param()).grad.numel());
+  if (on_gpu()) {
+    host_code_.resize(static_cast<size_t>(rows) * widest);
+    tied_mine_.resize(tied_other_.size());
+    scalar_ = std::make_unique<Arena>("stage grad norm", 256, device_);
+  }
   losses_.assign(M, 0.0f);
   optimizer_ = optimizer(module.params());
 }
@@ -80,17 +87,21 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
     const size_t n = comm::encoded_bytes(dtype, rows, K);
     transport_.recv(Direction::forward, m, recv_buffer_.data(), n);
     sl.input = g.new_var({B_, T_, K}, DType::f32, /*requires_grad=*/train);  // (B,T,K)
-    comm::decode(ctx_, dtype, sl.input.value.f32(), recv_buffer_.data(), rows, K);
+    decode_from_recv_buffer(sl.input.value, rows, K);
   }
   sl.output = module_.forward(g, micro_rows(tokens, m, B_, T_), micro_rows(targets, m, B_, T_), sl.input);
   if (transport_.is_last()) {
-    losses_[m] = sl.output.value.f32()[0];
+    if (on_gpu()) {
+      copy_to_host(&losses_[m], sl.output.value);  // (1)
+    } else {
+      losses_[m] = sl.output.value.f32()[0];
+    }
   } else {
     const int K = module_.output_width();
     ENGINE_CHECK(sl.output.value.numel() == rows * K, "stage %d: forward returned %s, expected (%d,%d,%d)",
                  stage(), sl.output.value.describe().c_str(), B_, T_, K);
     const size_t n = comm::encoded_bytes(dtype, rows, K);
-    comm::encode(ctx_, dtype, send_buffer_.data(), sl.output.value.f32(), rows, K);
+    encode_to_send_buffer(sl.output.value, rows, K);
     transport_.send(Direction::forward, m, send_buffer_.data(), n);
   }
   if (!train) g.reset();
@@ -109,18 +120,38 @@ void StageRunner::backward(int m) {
     const size_t n = comm::encoded_bytes(dtype, rows, K);
     transport_.recv(Direction::backward, m, recv_buffer_.data(), n);
     Tensor dout = g.new_scratch({B_, T_, K});  // (B,T,K) dL/dz, decoded: straight-through the wire codec
-    comm::decode(ctx_, dtype, dout.f32(), recv_buffer_.data(), rows, K);
+    decode_from_recv_buffer(dout, rows, K);
     g.backward_from(sl.output, dout);
   }
   if (!transport_.is_first()) {
     const int K = module_.input_width();
     const size_t n = comm::encoded_bytes(dtype, rows, K);
-    comm::encode(ctx_, dtype, send_buffer_.data(), sl.input.grad.f32(), rows, K);
+    encode_to_send_buffer(sl.input.grad, rows, K);
     transport_.send(Direction::backward, m, send_buffer_.data(), n);
   }
   g.reset();
   sl.input = Var{};
   sl.output = Var{};
+}
+
+void StageRunner::encode_to_send_buffer(const Tensor& x, int64_t rows, int K) {
+  const comm::WireDType dtype = module_.wire_dtype();
+  if (!on_gpu()) {
+    comm::encode(ctx_, dtype, send_buffer_.data(), x.f32(), rows, K);
+    return;
+  }
+  copy_to_host(host_code_.data(), x);
+  comm::encode(ctx_, dtype, send_buffer_.data(), host_code_.data(), rows, K);
+}
+
+void StageRunner::decode_from_recv_buffer(const Tensor& x, int64_t rows, int K) {
+  const comm::WireDType dtype = module_.wire_dtype();
+  if (!on_gpu()) {
+    comm::decode(ctx_, dtype, x.f32(), recv_buffer_.data(), rows, K);
+    return;
+  }
+  comm::decode(ctx_, dtype, host_code_.data(), recv_buffer_.data(), rows, K);
+  copy_from_host(x, host_code_.data());
 }
 
 void StageRunner::begin_step() {
@@ -142,6 +173,11 @@ bool StageRunner::has_tied() const {
 void StageRunner::send_tied() {
   if (!has_tied()) return;
   const Tensor& grad = module_.params().var(module_.tied_param()).grad;
+  if (on_gpu()) {
+    copy_to_host(tied_mine_.data(), grad);  // the transport moves host memory
+    transport_.send_tied(tied_mine_.data(), tied_mine_.size());
+    return;
+  }
   transport_.send_tied(grad.f32(), static_cast<size_t>(grad.numel()));
 }
 
@@ -149,10 +185,12 @@ void StageRunner::receive_tied() {
   if (!has_tied()) return;
   const Tensor& grad = module_.params().var(module_.tied_param()).grad;
   transport_.recv_tied(tied_other_.data(), tied_other_.size());
-  float* g = grad.f32();
   const size_t n = tied_other_.size();
-  // first + last on both stages (IEEE addition is commutative, so each side may hold either operand).
+  // first + last on both stages (IEEE addition is commutative, so each side may hold either operand). On the GPU
+  // the sum is made on the host (tied_mine_ holds this stage's gradient since send_tied) and copied back.
+  float* g = on_gpu() ? tied_mine_.data() : grad.f32();
   for (size_t i = 0; i < n; ++i) g[i] = g[i] + tied_other_[i];
+  if (on_gpu()) copy_from_host(grad, tied_mine_.data());
 }
 
 double StageRunner::grad_norm_squared() {
@@ -163,7 +201,14 @@ double StageRunner::grad_norm_squared() {
     if (i == tied && has_tied() && transport_.is_last()) continue;  // counted once, on the first stage
     const Tensor& g = params.var(i).grad;
     float part = 0.0f;
-    kernels::cpu::sum_squares(ctx_, &part, g.f32(), static_cast<size_t>(g.numel()));
+    if (on_gpu()) {
+      const Tensor out = scalar_->alloc({1});
+      KERNEL(device_, sum_squares, ctx_, out.f32(), g.f32(), static_cast<size_t>(g.numel()));
+      copy_to_host(&part, out);
+      scalar_->reset();
+    } else {
+      kernels::cpu::sum_squares(ctx_, &part, g.f32(), static_cast<size_t>(g.numel()));
+    }
     sum += part;
   }
   return sum;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/memory.h"
 #include "engine/comm/transport.h"
 #include "engine/pipeline/pipeline.h"
 
@@ -50,6 +51,10 @@ class StageRunner {
   Slot& slot(int micro_batch) { return slots_[micro_batch % slots_.size()]; }
   void forward(int m, const Tensor& tokens, const Tensor& targets, bool train);
   void backward(int m);
+  // The wire codec works on host memory: on the GPU, x (rows, K) is staged through host_code_.
+  void encode_to_send_buffer(const Tensor& x, int64_t rows, int K);
+  void decode_from_recv_buffer(const Tensor& x, int64_t rows, int K);
+  bool on_gpu() const { return device_ == Device::cuda; }
 
   PipelineConfig config_;
   StageModule& module_;
@@ -62,6 +67,10 @@ class StageRunner {
   std::vector<char> send_buffer_, recv_buffer_;  // encoded codes, sized for the wider of the two boundaries
   std::vector<float> tied_other_;                // the other stage's tied-weight gradient
   std::vector<float> losses_;                    // last stage: loss of each micro-batch of the step
+  Device device_ = Device::cpu;                  // where the module's parameters and activations live
+  std::vector<float> host_code_;                 // GPU only: a code or its gradient on its way to/from the wire
+  std::vector<float> tied_mine_;                 // GPU only: this stage's tied-weight gradient, on the host
+  std::unique_ptr<Arena> scalar_;                // GPU only: sum_squares' one-float result
 };
 
 }  // namespace engine::pipeline
