@@ -146,6 +146,8 @@ class Rng {
 uint64_t param_seed(uint64_t seed, const std::string& param_name);
 // Fills one allocated parameter (any device) with N(0, std) drawn from param_seed(seed, its name), or a constant.
 void init_normal(engine::ParamStore& store, int index, float std, uint64_t seed);
+// The same from param_seed(seed, seed_name): a parameter that must start equal to another (an untied head = wte).
+void init_normal_as(engine::ParamStore& store, int index, float std, uint64_t seed, const std::string& seed_name);
 void init_constant(engine::ParamStore& store, int index, float value);
 
 void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, uint64_t seed);

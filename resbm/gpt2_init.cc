@@ -21,9 +21,10 @@ uint64_t splitmix64(uint64_t x) {
 }
 
 // N(0, std) values for one parameter, from its own stream (param_seed).
-std::vector<float> normal_values(const engine::ParamStore& store, int index, float std, uint64_t seed) {
+std::vector<float> normal_values(const engine::ParamStore& store, int index, float std, uint64_t seed,
+                                 const std::string& seed_name) {
   std::vector<float> values(store.param(index).var.value.numel());
-  Rng rng(param_seed(seed, store.param(index).name));
+  Rng rng(param_seed(seed, seed_name));
   for (float& x : values) x = static_cast<float>(std * rng.normal());
   return values;
 }
@@ -70,7 +71,11 @@ uint64_t param_seed(uint64_t seed, const std::string& param_name) {
 }
 
 void init_normal(engine::ParamStore& store, int index, float std, uint64_t seed) {
-  upload(store, index, normal_values(store, index, std, seed));
+  init_normal_as(store, index, std, seed, store.param(index).name);
+}
+
+void init_normal_as(engine::ParamStore& store, int index, float std, uint64_t seed, const std::string& seed_name) {
+  upload(store, index, normal_values(store, index, std, seed, seed_name));
 }
 
 void init_constant(engine::ParamStore& store, int index, float value) {
@@ -78,7 +83,7 @@ void init_constant(engine::ParamStore& store, int index, float value) {
 }
 
 void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, uint64_t seed) {
-  std::vector<float> wte = normal_values(store, p.wte, 0.02f, seed);  // (Vp, C)
+  std::vector<float> wte = normal_values(store, p.wte, 0.02f, seed, store.param(p.wte).name);  // (Vp, C)
   // The padding rows V..Vp-1 never see a token and their logits are ignored by the loss; zero keeps them inert.
   std::fill(wte.begin() + int64_t{config.vocab_size} * config.channels, wte.end(), 0.0f);
   upload(store, p.wte, wte);

@@ -13,13 +13,14 @@
 namespace resbm {
 
 StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
-                       int first_layer, int last_layer, engine::Device device)
+                       int first_layer, int last_layer, engine::Device device, bool untie_head)
     : config_(config),
       bottleneck_(bottleneck),
       stage_(stage),
       num_stages_(num_stages),
       first_layer_(first_layer),
       last_layer_(last_layer),
+      untie_head_(untie_head),
       trained_(device),
       fixed_(device) {
   validate_config(config);
@@ -52,8 +53,13 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
     final_norm_ = declare_final_norm(trained_, config);
     // The tied head: the first stage's wte when it is this stage, else this stage's own copy, named "wte" too so
     // that it is initialised to the same values (param_seed(seed, "wte")).
-    head_wte_ = first ? embed_.wte
-                      : trained_.declare("wte", {config.padded_vocab_size, C}, engine::ParamKind::embedding);
+    // Untied: a head of its own, lm_head.weight, initialised under wte's seed in init().
+    if (untie_head) {
+      head_wte_ = trained_.declare("lm_head.weight", {config.padded_vocab_size, C}, engine::ParamKind::embedding);
+    } else {
+      head_wte_ = first ? embed_.wte
+                        : trained_.declare("wte", {config.padded_vocab_size, C}, engine::ParamKind::embedding);
+    }
   }
   trained_.allocate();
   if (!fixed_.params().empty()) fixed_.allocate();
@@ -74,9 +80,10 @@ void StageModel::init(uint64_t seed) {
   if (has_encoder_) encoder_.init(trained_, fixed_, seed);
   if (last) {
     init_final_norm(trained_, final_norm_);
-    if (!first) {
-      // As init_embeddings does for the first stage's wte: N(0, 0.02), padding rows V..Vp-1 zero.
-      init_normal(trained_, head_wte_, 0.02f, seed);
+    if (!first || untie_head_) {
+      // As init_embeddings does for the first stage's wte: N(0, 0.02) from wte's seed (an untied head's name is
+      // lm_head.weight, but it starts equal to wte), padding rows V..Vp-1 zero.
+      init_normal_as(trained_, head_wte_, 0.02f, seed, "wte");
       // Through host memory, so that a store on the GPU gets the same values.
       const engine::Tensor& wte = trained_.var(head_wte_).value;
       std::vector<float> w(static_cast<size_t>(wte.numel()));
@@ -126,7 +133,7 @@ int StageModel::output_width() const {
 }
 
 int StageModel::tied_param() const {
-  if (num_stages_ == 1) return -1;
+  if (num_stages_ == 1 || untie_head_) return -1;
   if (stage_ == 0) return embed_.wte;
   if (stage_ == num_stages_ - 1) return head_wte_;
   return -1;
@@ -152,7 +159,7 @@ std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const Bot
   const std::vector<int> first =
       engine::pipeline::partition_layers(config.num_layers, pipeline.stages, pipeline.boundaries);
   auto model = std::make_unique<StageModel>(config, bottleneck, stage, pipeline.stages, first[stage], first[stage + 1],
-                                            device);
+                                            device, pipeline.untie_head);
   model->init(seed);
   return model;
 }

@@ -5,6 +5,9 @@
 //   middle      : decoder of boundary s-1, blocks, encoder of boundary s
 //   last stage  : decoder of boundary S-2, blocks, ln_f, and its own copy of wte for the tied LM head
 // With S = 1 the one stage has embeddings, all blocks and the head (one wte, nothing tied across stages).
+// untie_head: the last stage's head is lm_head.weight (Vp, C), initialised from wte's seed (so it starts equal to
+// wte) and trained on its own; tied_param() is -1 on every stage, so nothing is exchanged. Works at S = 1 too
+// (the one stage then holds wte and a separate head).
 // Every parameter is initialised from (seed, its name) (resbm/gpt2.h param_seed), so a stage's blocks start exactly
 // as the whole model's do and the last stage's wte copy equals the first stage's.
 #pragma once
@@ -23,7 +26,7 @@ class StageModel : public engine::pipeline::StageModule {
   // Declares and allocates on `device`; layers [first_layer, last_layer). Throws std::invalid_argument on bad
   // configs.
   StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
-             int first_layer, int last_layer, engine::Device device = engine::Device::cpu);
+             int first_layer, int last_layer, engine::Device device = engine::Device::cpu, bool untie_head = false);
   void init(uint64_t seed);
 
   engine::ParamStore& params() override { return trained_; }
@@ -48,10 +51,11 @@ class StageModel : public engine::pipeline::StageModule {
   GPT2Config config_;
   BottleneckConfig bottleneck_;
   int stage_, num_stages_, first_layer_, last_layer_;
+  bool untie_head_ = false;
   engine::ParamStore trained_;
   engine::ParamStore fixed_;  // fixed tensors that ops take as weights (orthogonal P); never stepped
   EmbeddingParams embed_;     // first stage
-  int head_wte_ = -1;         // last stage: wte (its own copy unless S == 1)
+  int head_wte_ = -1;         // last stage: wte (its own copy unless S == 1), or lm_head.weight when untied
   FinalNormParams final_norm_;
   std::vector<BlockParams> blocks_;
   bool has_decoder_ = false, has_encoder_ = false;  // module-layout halves

@@ -100,6 +100,9 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "micro-batches", Kind::i32, &f->micro_batches,
        "micro-batches M per optimizer step (gradient accumulation; 0: from --total-batch, else 1)", {}},
       {"", "schedule", Kind::str, &f->schedule, "pipeline schedule", {"gpipe", "1f1b"}},
+      {"", "untie-head", Kind::boolean, &f->untie_head,
+       "the last stage's LM head is its own weight (lm_head.weight, starting equal to wte): no tied-gradient "
+       "exchange between the first and the last stage", {}},
       {"", "bottleneck", Kind::str, &f->bottleneck,
        "what crosses each stage boundary", {"none", "resbm", "linear", "ae", "quant"}},
       {"", "ratio", Kind::i32, &f->ratio, "compression ratio r: the code width is K = C / r", {}},

@@ -84,6 +84,7 @@ struct TrainFlags {
   int stages = 2;
   int micro_batches = 0;  // 0: total_batch / (B*T), or 1
   std::string schedule = "gpipe";    // gpipe | 1f1b
+  bool untie_head = false;           // last stage's LM head separate from wte: no tied exchange
   std::string bottleneck = "resbm";  // none | resbm | linear | ae | quant
   int ratio = 8;
   std::string code_dtype = "fp32";             // fp32 | bf16 | int8

@@ -60,6 +60,8 @@ const std::map<std::string, Flag>& flag_table() {
                     [](O& o, auto& v) { o.pipeline.schedule = engine::pipeline::parse_schedule(v); }}},
       {"boundaries", {"layers where stages 1..S-1 begin, e.g. 3,6,9 (default: even split)",
                       [](O& o, auto& v) { o.pipeline.boundaries = engine::pipeline::parse_boundaries(v); }}},
+      {"untie-head", {"1: the last stage's LM head is its own weight, no tied exchange (default 0)",
+                      [](O& o, auto& v) { o.pipeline.untie_head = v == "1" || v == "true"; }}},
       {"grad-clip", {"clip the global grad norm (default 1.0; 0: off)", [](O& o, auto& v) { o.pipeline.grad_clip = to_float(v); }}},
       {"comm-timeout-s", {"seconds a stage waits for a peer before exiting with an error (default 300)",
                           [](O& o, auto& v) { o.pipeline.comm_timeout_s = std::stod(v); }}},

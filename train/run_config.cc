@@ -144,6 +144,7 @@ RunConfig make_run_config(const TrainFlags& flags) {
   r.pipeline.micro_batches = r.M;
   r.pipeline.schedule = engine::pipeline::parse_schedule(flags.schedule);
   r.pipeline.grad_clip = flags.grad_clip;
+  r.pipeline.untie_head = flags.untie_head;
 
   r.out_dir = resolve_path(flags.out_dir.empty() ? "out/" + flags.run_name : flags.out_dir);
   r.checkpoint_dir = r.out_dir + "/checkpoints";

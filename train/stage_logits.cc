@@ -74,7 +74,8 @@ StageLogits::StageLogits(std::vector<resbm::StageModel*> stages, const resbm::GP
   }
   final_norm_.lnf_w = require_param(store, "ln_f.weight");
   final_norm_.lnf_b = require_param(store, "ln_f.bias");
-  wte_ = require_param(store, "wte");
+  // The head: an untied last stage (PipelineConfig::untie_head) has lm_head.weight and no wte copy.
+  wte_ = store.find("lm_head.weight") >= 0 ? store.find("lm_head.weight") : require_param(store, "wte");
 
   size_t bytes = 0;
   for (auto* s : stages_) bytes += s->activation_bytes(1, T);

@@ -39,6 +39,9 @@ struct PipelineConfig {
   std::vector<int> boundaries;          // empty: even split; else the S-1 layers where stages 1..S-1 begin
   float grad_clip = 1.0f;               // clip the global grad norm to this; <= 0: no clipping
   double comm_timeout_s = 300.0;        // bounded waits of the distributed executor
+  // The last stage's LM head is its own weight (lm_head.weight, starting equal to wte) instead of a copy of the
+  // tied wte: no tied-gradient exchange between the first and the last stage (it dominates a slow link's bytes).
+  bool untie_head = false;
 };
 
 // first (S+1 entries): stage s runs layers [first[s], first[s+1]). Even split: the first L % S stages get one

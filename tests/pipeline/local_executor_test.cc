@@ -188,6 +188,46 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
   }
 }
 
+// untie_head: the last stage's head is lm_head.weight, starting equal to wte, so the first step's loss is bitwise
+// the tied run's; nothing crosses the tied wire, and after the updates (each weight now gets only its own stage's
+// gradient) the two runs part.
+TEST_F(LocalExecutorTest, UntiedHeadStartsEqualAndExchangesNothing) {
+  const int B = 2, T = 16;
+  PipelineConfig untied = pipe(2, 1);
+  untied.untie_head = true;
+  auto tied_exec = make(pipe(2, 1), kind(BottleneckKind::resbm), B, T);
+  auto untied_exec = make(untied, kind(BottleneckKind::resbm), B, T);
+  EXPECT_EQ(untied_exec->local_stage(0).tied_param(), -1);
+  EXPECT_EQ(untied_exec->local_stage(1).tied_param(), -1);
+  auto& last = untied_exec->local_stage(1);
+  ASSERT_GE(last.params().find("lm_head.weight"), 0);
+  EXPECT_LT(last.params().find("wte"), 0) << "the untied last stage holds no copy of wte";
+  std::vector<engine::pipeline::StepStats> tied_steps, untied_steps;
+  for (int s = 0; s < 3; ++s) {
+    Tokens data(B, T, 100 + s);
+    tied_steps.push_back(tied_exec->step(data.tokens, data.targets, 1e-2f));
+    untied_steps.push_back(untied_exec->step(data.tokens, data.targets, 1e-2f));
+    EXPECT_EQ(untied_steps.back().wire.tied_bytes, 0u) << "step " << s + 1;
+    EXPECT_GT(tied_steps.back().wire.tied_bytes, 0u) << "step " << s + 1;
+  }
+  EXPECT_EQ(untied_steps[0].loss, tied_steps[0].loss) << "same initial weights: bitwise the same first loss";
+  EXPECT_NE(untied_steps[2].loss, tied_steps[2].loss) << "different gradients on wte/the head after the updates";
+  // At S = 1 the one stage holds wte and a separate head, which starts equal to it (bitwise) and then moves apart.
+  PipelineConfig one = pipe(1, 1);
+  one.untie_head = true;
+  auto single = make(one, kind(BottleneckKind::none), B, T);
+  auto& stage = single->local_stage(0);
+  const int wte = stage.params().find("wte"), head = stage.params().find("lm_head.weight");
+  ASSERT_GE(wte, 0);
+  ASSERT_GE(head, 0);
+  const engine::Tensor a = stage.params().var(wte).value, h = stage.params().var(head).value;
+  EXPECT_EQ(0, std::memcmp(a.data, h.data, a.nbytes()));
+  Tokens data(B, T, 100);
+  EXPECT_EQ(single->step(data.tokens, data.targets, 1e-2f).loss,
+            losses(pipe(1, 1), kind(BottleneckKind::none), B, T, 1)[0]);
+  EXPECT_NE(0, std::memcmp(a.data, h.data, a.nbytes()));
+}
+
 TEST_F(LocalExecutorTest, EvaluateMatchesTheStepsForwardLoss) {
   auto exec = make(pipe(2, 2, Schedule::one_f_one_b), kind(BottleneckKind::resbm, 32), 2, 16);
   Tokens data(4, 16, 9);

@@ -1,7 +1,7 @@
 // The MPI executor (one process per stage, launched by //train:pipeline through mpirun) against the
 // single-process executor: bitwise the same losses for 10 steps of the tiny preset, for S in {2, 4},
-// M in {1, 4}, GPipe and 1F1B, `none` and `resbm` (and the fused layout at M=4, 1F1B). Every run is bounded by
-// `timeout`.
+// M in {1, 4}, GPipe and 1F1B, `none` and `resbm` (and the fused layout at M=4, 1F1B; resbm with an untied head
+// at S=4, M=4, 1F1B). Every run is bounded by `timeout`.
 #include <algorithm>
 #include <string>
 #include <tuple>
@@ -32,7 +32,9 @@ TEST_P(MpiMatchesLocal, TenStepsBitwise) {
   const std::string args = "--preset tiny --steps 10 --batch 2 --seq-len 16 --threads 1 --ratio 32 --stages " +
                            std::to_string(S) + " --micro-batches " + std::to_string(M) + " --schedule " + schedule +
                            " --comm-timeout-s 60 --quiet 1" +
-                           (kind == "fused" ? " --bottleneck resbm --resbm-layout fused" : " --bottleneck " + kind);
+                           (kind == "fused"    ? " --bottleneck resbm --resbm-layout fused"
+                            : kind == "untied" ? " --bottleneck resbm --untie-head 1"
+                                               : " --bottleneck " + kind);
   const std::string tag = "S" + std::to_string(S) + "_M" + std::to_string(M) + "_" + schedule + "_" + kind;
   std::string local, mpi;
   ASSERT_EQ(run(args + " --executor local", tag + "_local", &local), 0);
@@ -55,6 +57,11 @@ INSTANTIATE_TEST_SUITE_P(Tiny, MpiMatchesLocal,
 INSTANTIATE_TEST_SUITE_P(Fused, MpiMatchesLocal,
                          ::testing::Combine(::testing::Values(2, 4), ::testing::Values(4), ::testing::Values("1f1b"),
                                             ::testing::Values("fused")),
+                         name);
+// The untied LM head (--untie-head 1: no tied exchange between the first and the last stage).
+INSTANTIATE_TEST_SUITE_P(Untied, MpiMatchesLocal,
+                         ::testing::Combine(::testing::Values(4), ::testing::Values(4), ::testing::Values("1f1b"),
+                                            ::testing::Values("untied")),
                          name);
 
 }  // namespace

@@ -277,6 +277,11 @@ TEST(TrainE2E, ExportLlmcThenInitFromGivesTheSameModel) {
   const Result c = run_trainer(concat(base_args(out + "_resbm"), {"--steps", "1", "--export-llmc", file}));
   EXPECT_EQ(c.exit_code, 2);
   EXPECT_NE(c.output.find("--export-llmc needs --bottleneck none"), std::string::npos) << c.output;
+  // Nor an untied head: llm.c's head is wte itself, with no place for lm_head.weight.
+  const Result d = run_trainer(concat(base_args(out + "_untied"), {"--steps", "1", "--stages", "2", "--bottleneck",
+                                                                   "none", "--untie-head=1", "--export-llmc", file}));
+  EXPECT_EQ(d.exit_code, 2);
+  EXPECT_NE(d.output.find("--export-llmc cannot export --untie-head 1"), std::string::npos) << d.output;
 }
 
 TEST(TrainE2E, HelpListsFlagsAndExitsZero) {

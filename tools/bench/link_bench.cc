@@ -2,6 +2,7 @@
 // against `resbm` r=128, next to the compute-only time (no emulation), for S stages as MPI ranks on this machine.
 //
 //   bazel-bin/tools/bench/link_bench [--presets tiny,d12] [--stages 4] [--mbps 100] [--latency-ms 0] [--steps 4]
+//                                    [--untie-head 0|1]
 //
 // Each case runs as its own mpirun job (one rank per stage, this same binary as the worker). A step's time is the
 // median over the steps after the first (warm-up). The link emulator delays the boundary codes (one wire per
@@ -73,12 +74,15 @@ std::string flag(int argc, char** argv, const std::string& name, const std::stri
 
 const char* kUsage =
     "usage: link_bench [--presets tiny,d12] [--stages 4] [--mbps 100] [--latency-ms 0] [--steps 4]\n"
+    "                  [--untie-head 0|1]\n"
     "\n"
     "Step time of pipeline-parallel training (S stages as MPI ranks on this machine, GPipe, AdamW) with and\n"
     "without an emulated slow link, bottleneck `none` against `resbm` r=128. The emulated link delays both the\n"
     "boundary codes (one wire per boundary and direction) and the tied wte gradient exchange between stage 0\n"
     "and stage S-1 (one wire per direction of its own). The output splits each step's wire time into codes and\n"
-    "tied embedding. d12 is slow on a CPU (minutes per case); `--presets tiny` is quick.\n";
+    "tied embedding. d12 is slow on a CPU (minutes per case); `--presets tiny` is quick.\n"
+    "--untie-head 1 runs every case with the last stage's LM head untied from wte (its own lm_head.weight): no\n"
+    "tied exchange, so the tied columns read 0.\n";
 
 }  // namespace
 
@@ -95,6 +99,11 @@ int main(int argc, char** argv) {
   const double mbps = std::atof(flag(argc, argv, "mbps", "100").c_str());
   const std::string latency = flag(argc, argv, "latency-ms", "0");
   const std::string steps = flag(argc, argv, "steps", "4");
+  const std::string untie = flag(argc, argv, "untie-head", "0");
+  if (untie != "0" && untie != "1") {
+    std::fprintf(stderr, "link_bench: --untie-head must be 0 or 1, not '%s'\n", untie.c_str());
+    return 2;
+  }
   // Batches that fit this machine (24 GiB, 2 cores) with 4 ranks: tiny at B=4 T=64, d12 at B=1 T=256; M=4.
   const std::vector<Preset> all = {{"tiny", 4, 64, 4}, {"d12", 1, 256, 4}};
   const std::vector<Case> cases = {{"none, compute only", "none", 1, false},
@@ -105,8 +114,8 @@ int main(int argc, char** argv) {
                           std::to_string(getpid());
   const double latency_s = std::atof(latency.c_str()) * 1e-3;
   std::printf("link_bench: S=%d stages as MPI ranks on one machine, link %.0f Mbit/s latency %s ms per wire "
-              "(emulated), GPipe, AdamW\n",
-              stages, mbps, latency.c_str());
+              "(emulated), GPipe, AdamW, head %s\n",
+              stages, mbps, latency.c_str(), untie == "1" ? "untied (--untie-head 1: no tied exchange)" : "tied");
   std::printf("The emulated link delays the boundary codes (one wire per boundary and direction) AND the tied wte\n"
               "gradient exchange (one wire per direction between stage 0 and stage %d): the \"link\" rows' step times\n"
               "include both. Wire time per step at the link rate (transmission only; each message adds %s ms latency):\n"
@@ -126,7 +135,8 @@ int main(int argc, char** argv) {
                                        std::to_string(p.micro_batches), "--batch", std::to_string(p.batch),
                                        "--seq-len", std::to_string(p.seq_len), "--steps", steps, "--bottleneck",
                                        c.bottleneck, "--ratio", std::to_string(c.ratio), "--quiet", "1",
-                                       "--comm-timeout-s", "600", "--threads", "1", "--bench-result", result};
+                                       "--comm-timeout-s", "600", "--threads", "1", "--untie-head", untie,
+                                       "--bench-result", result};
       if (c.throttled) {
         args.insert(args.end(), {"--link-mbps", std::to_string(mbps), "--link-latency-ms", latency});
       }
