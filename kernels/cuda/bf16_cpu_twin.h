@@ -22,4 +22,70 @@ void matmul_backward_bf16(const KernelContext& ctx, uint16_t* dinp /*(N,C) += or
                           float* dbias /*(OC) += or null*/, const uint16_t* dout /*(N,OC)*/,
                           const uint16_t* inp /*(N,C)*/, const uint16_t* weight /*(OC,C)*/, int N, int C, int OC);
 
+// ---- The bf16 activation kernels of the mixed-precision training step (tools/bench/gpu_step/gpt2_step_bf16.h).
+// One rule defines them all, and the CPU twins implement it literally: bf16 inputs are widened to fp32 (exact), the
+// arithmetic is the fp32 CPU kernel's (kernels/cpu) in fp32, and every bf16 output is rounded to nearest even ONCE
+// when it is stored; an output marked += widens its old value, adds the fp32 result, and rounds once. fp32 outputs
+// (layernorm statistics, parameter gradients, losses) are never rounded to bf16. Where a kernel stores a bf16
+// intermediate (attention's probabilities and its softmax gradient), the header says so: the CUDA kernels must round
+// at the same points, so that the twins agree up to fp32 reduction order (and the bf16 step that order can flip).
+
+// out (B,T,C) = wte[tokens] + wpe[t], the sum in fp32.
+void embedding_forward_bf16(const KernelContext& ctx, uint16_t* out /*(B,T,C)*/, const int32_t* tokens /*(B,T)*/,
+                            const uint16_t* wte /*(Vp,C)*/, const uint16_t* wpe /*(maxT,C)*/, int B, int T, int C);
+// dwte, dwpe (fp32) += from a bf16 dout; deterministic, in the CPU's order (no atomics).
+void embedding_backward_bf16(const KernelContext& ctx, float* dwte /*(Vp,C) +=*/, float* dwpe /*(maxT,C) +=*/,
+                             const uint16_t* dout /*(B,T,C)*/, const int32_t* tokens /*(B,T)*/, int B, int T, int C);
+
+// layernorm over C, eps 1e-5; mean and rstd in fp32.
+void layernorm_forward_bf16(const KernelContext& ctx, uint16_t* out /*(N,C)*/, float* mean /*(N)*/,
+                            float* rstd /*(N)*/, const uint16_t* inp /*(N,C)*/, const uint16_t* weight /*(C)*/,
+                            const uint16_t* bias /*(C)*/, int N, int C);
+// residual = round(inp1 + inp2) (stored), then out = layernorm(residual) computed from the ROUNDED residual.
+void residual_layernorm_forward_bf16(const KernelContext& ctx, uint16_t* residual /*(N,C)*/, uint16_t* out /*(N,C)*/,
+                                     float* mean /*(N)*/, float* rstd /*(N)*/, const uint16_t* inp1 /*(N,C)*/,
+                                     const uint16_t* inp2 /*(N,C)*/, const uint16_t* weight /*(C)*/,
+                                     const uint16_t* bias /*(C)*/, int N, int C);
+void layernorm_backward_bf16(const KernelContext& ctx, uint16_t* dinp /*(N,C) +=*/, float* dweight /*(C) +=*/,
+                             float* dbias /*(C) +=*/, const uint16_t* dout /*(N,C)*/, const uint16_t* inp /*(N,C)*/,
+                             const uint16_t* weight /*(C)*/, const float* mean /*(N)*/, const float* rstd /*(N)*/,
+                             int N, int C);
+
+// GELU (tanh approximation, the CPU kernel's formula).
+void gelu_forward_bf16(const KernelContext& ctx, uint16_t* out /*(N)*/, const uint16_t* inp /*(N)*/, size_t N);
+void gelu_backward_bf16(const KernelContext& ctx, uint16_t* dinp /*(N) +=*/, const uint16_t* inp /*(N)*/,
+                        const uint16_t* dout /*(N)*/, size_t N);
+
+// Causal self-attention over a fused qkv (the fp32 kernel's layout and scale). Rounding points: att, the softmax
+// probabilities, is stored in bf16 and out = round(att @ v) uses the STORED (rounded) att. Backward: the gradient of
+// the probabilities, datt_f = dout @ v^T, stays fp32 inside the kernel; the softmax gradient
+// dpreatt = att * (datt_f - sum(att * datt_f)) (att widened from bf16) is stored in datt (bf16, scratch), and
+// dq += round(scale * dpreatt @ k), dk += round(scale * dpreatt^T @ q), dv += round(att^T @ dout) read the stored
+// bf16 values.
+void attention_forward_bf16(const KernelContext& ctx, uint16_t* out /*(B,T,C)*/, uint16_t* att /*(B,NH,T,T)*/,
+                            const uint16_t* qkv /*(B,T,3C)*/, int B, int T, int C, int NH);
+void attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv /*(B,T,3C) +=*/,
+                             uint16_t* datt /*(B,NH,T,T) scratch*/, const uint16_t* dout /*(B,T,C)*/,
+                             const uint16_t* qkv /*(B,T,3C)*/, const uint16_t* att /*(B,NH,T,T)*/, int B, int T,
+                             int C, int NH);
+
+// Fused softmax + cross-entropy + dlogits, in place (llm.c's): logits (N,Vp) bf16 in; losses (N) fp32 out (written);
+// the same buffer is overwritten with dlogits = round(dloss_scale * (softmax(logits) - onehot(target))) for j < V and
+// 0 for the padded columns j >= V. Softmax statistics (max, sum) in fp32.
+void softmax_crossentropy_fused_bf16(const KernelContext& ctx, float* losses /*(N)*/,
+                                     uint16_t* logits_dlogits /*(N,Vp) in: logits, out: dlogits*/,
+                                     const int32_t* targets /*(N)*/, float dloss_scale, int N, int V, int Vp);
+
+// Elementwise helpers.
+void add_bf16(const KernelContext& ctx, uint16_t* out, const uint16_t* a, const uint16_t* b, size_t N);  // a + b
+void accumulate_bf16(const KernelContext& ctx, uint16_t* dst /*+=*/, const uint16_t* src, size_t N);  // dst += src
+void fill_bf16(const KernelContext& ctx, uint16_t* x, uint16_t value_bits, size_t N);  // x = value (raw bf16 bits)
+// Column slices for the ResBM identity path P = [I_K; 0]: out[n,:] = inp[n, offset:offset+K] (an exact copy), and
+// dinp[n, offset:offset+K] += dout[n,:].
+void slice_columns_forward_bf16(const KernelContext& ctx, uint16_t* out /*(N,K)*/, const uint16_t* inp /*(N,C)*/,
+                                int N, int C, int offset, int K);
+void slice_columns_backward_bf16(const KernelContext& ctx, uint16_t* dinp /*(N,C) +=*/, const uint16_t* dout /*(N,K)*/,
+                                 int N, int C, int offset, int K);
+// Casts: float_to_bf16 / bf16_to_float (round to nearest even / exact) are in kernels.cuh and kernels/cpu.
+
 }  // namespace kernels::cpu
