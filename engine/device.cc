@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -127,7 +128,44 @@ DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
   }
 }
 
+void DeviceContext::enable_bf16_gemms(size_t max_gemm_elements) {
+  // + 3 x 128 elements: the CUDA kernels start each operand copy at a 256-byte boundary (kernels/cuda/matmul.cu).
+  const size_t elements = max_gemm_elements + 3 * 128;
+  if (ctx_.gemm_scratch != nullptr) release_gemm_scratch();
+  if (device_ == Device::cuda) {
+#ifdef RESBM_HAVE_CUDA
+    ctx_.gemm_scratch_bytes = elements * sizeof(uint16_t);
+    DEVICE_CUDA_CHECK(cudaMalloc(&ctx_.gemm_scratch, ctx_.gemm_scratch_bytes));
+#else
+    no_cuda("DeviceContext::enable_bf16_gemms");
+#endif
+  } else {
+    ctx_.gemm_scratch_bytes = elements * sizeof(float);
+    ctx_.gemm_scratch = std::malloc(ctx_.gemm_scratch_bytes);
+    if (ctx_.gemm_scratch == nullptr) {
+      std::fprintf(stderr, "DeviceContext: cannot allocate %zu bytes for the bf16 GEMM operands\n",
+                   ctx_.gemm_scratch_bytes);
+      std::exit(1);
+    }
+  }
+  ctx_.gemm_precision = kernels::GemmPrecision::bf16;
+}
+
+void DeviceContext::release_gemm_scratch() {
+  if (ctx_.gemm_scratch == nullptr) return;
+#ifdef RESBM_HAVE_CUDA
+  if (device_ == Device::cuda) {
+    cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream));
+    cudaFree(ctx_.gemm_scratch);
+  }
+#endif
+  if (device_ == Device::cpu) std::free(ctx_.gemm_scratch);
+  ctx_.gemm_scratch = nullptr;
+  ctx_.gemm_scratch_bytes = 0;
+}
+
 DeviceContext::~DeviceContext() {
+  release_gemm_scratch();
 #ifdef RESBM_HAVE_CUDA
   if (device_ == Device::cuda) {
     cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream));

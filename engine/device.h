@@ -40,11 +40,18 @@ class DeviceContext {
   DeviceContext(const DeviceContext&) = delete;
   DeviceContext& operator=(const DeviceContext&) = delete;
 
+  // --dtype bf16: matmuls round their operands to bf16 (kernels/context.h's GemmPrecision). Allocates the operands'
+  // scratch once, for a largest matmul of max_gemm_elements = max over the model's matmuls of
+  // kernels::bf16_gemm_scratch_elements(N, C, OC). Call before the first step.
+  void enable_bf16_gemms(size_t max_gemm_elements);
+
   const kernels::KernelContext& ctx() const { return ctx_; }
   Device device() const { return device_; }
   void synchronize() const;  // CUDA: wait for the stream; CPU: nothing to wait for
 
  private:
+  void release_gemm_scratch();
+
   Device device_;
   kernels::KernelContext ctx_;
 };

@@ -2,8 +2,23 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 
 namespace kernels {
+
+// The precision of matmul_forward / matmul_backward (the linear layers and the LM head). bf16 is PyTorch autocast's
+// rule for linear layers: each GEMM rounds its operands to bf16 (round to nearest even) and multiplies them with
+// fp32 accumulation (tensor cores on the GPU); results, parameters (the fp32 masters), optimizer state, layernorm,
+// softmax, attention, reductions and losses stay fp32. The CPU kernels compute the same numbers (operands rounded,
+// sgemm on the rounded values): slower, but it lets the bf16 path be tested and compared without a GPU.
+enum class GemmPrecision : uint8_t { fp32, bf16 };
+
+// Scratch elements a bf16 matmul of these sizes needs for its rounded operands: the forward rounds inp (N,C) and
+// weight (OC,C); the backward dout (N,OC) with weight, then with inp: at most N*C + OC*C + N*OC at once.
+// Bytes: 2 per element on the GPU (bf16), 4 on the CPU (rounded values kept as fp32 for sgemm).
+inline size_t bf16_gemm_scratch_elements(size_t N, size_t C, size_t OC) { return N * C + OC * C + N * OC; }
 
 // What a kernel needs beyond its arguments. The CPU kernels use only num_threads; the CUDA kernels use the stream,
 // the cuBLASLt handle and the workspace. Built once per process (engine/device.h) and passed by reference, so that
@@ -15,6 +30,20 @@ struct KernelContext {
   void* cublas_handle = nullptr;          // cublasHandle_t (batched GEMMs in attention)
   void* cuda_workspace = nullptr;         // device scratch for cuBLASLt
   size_t cuda_workspace_bytes = 0;
+  GemmPrecision gemm_precision = GemmPrecision::fp32;
+  void* gemm_scratch = nullptr;           // bf16 GEMMs: rounded operands (device memory on CUDA, host on the CPU)
+  size_t gemm_scratch_bytes = 0;          // sized once for the largest matmul (engine::DeviceContext)
 };
+
+// Aborts with the sizes when ctx's GEMM scratch is smaller than a bf16 matmul needs (DeviceContext sizes it for the
+// model's largest matmul, so this fires only on a sizing bug).
+inline void require_gemm_scratch(const KernelContext& ctx, size_t bytes, const char* who) {
+  if (ctx.gemm_scratch != nullptr && ctx.gemm_scratch_bytes >= bytes) return;
+  std::fprintf(stderr,
+               "%s: bf16 GEMM needs %zu bytes of gemm scratch, the context has %zu.\n"
+               "  hint: engine::DeviceContext::enable_bf16_gemms() sizes it for the largest matmul.\n",
+               who, bytes, ctx.gemm_scratch_bytes);
+  std::abort();
+}
 
 }  // namespace kernels

@@ -118,7 +118,7 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "link-latency-ms", Kind::f64, &f->link_latency_ms, "emulated one-way link latency in ms", {}},
 
       {"Device", "device", Kind::str, &f->device, "where to train", {"cpu", "cuda"}},
-      {"", "dtype", Kind::str, &f->dtype, "training precision (bf16: mixed precision, CUDA only)", {"fp32", "bf16"}},
+      {"", "dtype", Kind::str, &f->dtype, "precision of the matmuls (bf16: operands rounded to bf16, fp32 accumulation and master weights)", {"fp32", "bf16"}},
       {"", "help", Kind::boolean, &f->help, "print this help and exit", {}},
   };
 }

@@ -1,10 +1,12 @@
 // train/run_config.cc: flags -> RunConfig, with the checks that need the model's and bottleneck's rules.
 #include "train/run_config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 #include <stdexcept>
 
+#include "kernels/context.h"
 #include "resbm/llmc_checkpoint.h"
 
 #ifdef RESBM_HAVE_CUDA
@@ -128,11 +130,9 @@ RunConfig make_run_config(const TrainFlags& flags) {
     throw FlagError("--link-mbps/--link-latency-ms need one process per stage: run `bazel run //train:pipeline -- "
                     "--link-mbps ...` (mpirun); this trainer runs all stages in one process");
   }
-  if (flags.dtype != "fp32") {
-    throw FlagError(flags.device == "cuda"
-                        ? "--dtype bf16: the bf16 training path is not complete yet (bf16 kernels); use --dtype fp32"
-                        : "--dtype bf16 needs --device cuda; on the CPU use --dtype fp32");
-  }
+  // bf16: autocast for the matmuls (operands rounded to bf16, fp32 accumulation; everything else and the master
+  // weights fp32). On the CPU the same numbers are computed with sgemm on rounded operands: no faster, but exact.
+  r.bf16_gemms = flags.dtype == "bf16";
   if (flags.device == "cuda") {
     require_cuda_device();  // after the cheap checks: probing the driver takes a moment
     r.device = engine::Device::cuda;
@@ -154,6 +154,20 @@ RunConfig make_run_config(const TrainFlags& flags) {
   r.init_from = resolve_path(flags.init_from);
   r.export_llmc = resolve_path(flags.export_llmc);
   return r;
+}
+
+size_t RunConfig::bf16_gemm_scratch_elements() const {
+  // Every matmul's input width is one of C, 4C, H, K and its output width one of C, 3C, 4C, H, K, or Vp for the
+  // LM head (resbm/gpt2.cc, resbm/bottleneck*.cc): the max over all pairs bounds them all without listing layouts.
+  const size_t N = static_cast<size_t>(B) * T, C = model.channels;
+  const size_t H = resbm::hidden_width(bottleneck, model.channels), K = resbm::code_width(bottleneck, model.channels);
+  size_t most = kernels::bf16_gemm_scratch_elements(N, C, model.padded_vocab_size);
+  const size_t widths_in[] = {C, 4 * C, H, K};
+  const size_t widths_out[] = {C, 3 * C, 4 * C, H, K};
+  for (size_t in : widths_in) {
+    for (size_t out : widths_out) most = std::max(most, kernels::bf16_gemm_scratch_elements(N, in, out));
+  }
+  return most;
 }
 
 }  // namespace train

@@ -24,6 +24,7 @@ struct RunConfig {
   resbm::BottleneckConfig bottleneck;
   engine::pipeline::PipelineConfig pipeline;
   engine::Device device = engine::Device::cpu;  // --device (checked: a CUDA build with a GPU)
+  bool bf16_gemms = false;  // --dtype bf16: the matmuls' operands rounded to bf16 (kernels/context.h)
   int B = 0, T = 0, M = 0;  // rows per micro-batch, sequence length, micro-batches per step
   std::string out_dir;        // absolute
   std::string checkpoint_dir; // out_dir/checkpoints
@@ -33,6 +34,10 @@ struct RunConfig {
   std::string vocab_dir;      // encoder.json + vocab.bpe for sampling (empty: sampling prints token ids)
   std::string init_from;      // absolute, or empty
   std::string export_llmc;    // absolute, or empty
+
+  // The scratch (elements) the bf16 matmuls need for their rounded operands: the largest matmul of the model, the
+  // bottlenecks and the LM head at B*T rows (kernels::bf16_gemm_scratch_elements).
+  size_t bf16_gemm_scratch_elements() const;
 
   int64_t tokens_per_step() const { return static_cast<int64_t>(B) * T * M; }
   // One line naming what must match for a checkpoint's parameters to load (model, bottleneck, stages) ...

@@ -74,6 +74,7 @@ int run_training(RunConfig c) {
   const TrainFlags& f = c.flags;
   setup_data(&c);
   engine::DeviceContext device(c.device);
+  if (c.bf16_gemms) device.enable_bf16_gemms(c.bf16_gemm_scratch_elements());
   std::unique_ptr<Backend> backend = make_backend(c, device.ctx());
   if (f.sample_only) return sample_only(c, *backend);
 

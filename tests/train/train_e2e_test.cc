@@ -218,8 +218,8 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
       {{"--train-data", "/nonexistent/*.bin"}, "/nonexistent/*.bin"},
       {{"--resume", "--out-dir", tmp_dir() + "/never_trained"}, "no checkpoint in"},
       {{"--ratio", "5"}, "invalid bottleneck"},
-      // (--device cuda alone trains where a GPU is: tests/train/train_cuda_test.cc checks its refusal without one.)
-      {{"--device", "cuda", "--dtype", "bf16"}, "--dtype bf16"},
+      // (--device cuda alone trains where a GPU is: tests/train/train_device_test.cc checks its refusal without one.)
+      {{"--dtype", "fp16"}, "--dtype must be one of fp32, bf16; got 'fp16'"},
       {{"--link-mbps", "100"}, "need one process per stage"},
   };
   for (const auto& c : cases) {
