@@ -34,7 +34,8 @@ stage() {
   tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
   # The trainer is optional (its own owners may have it mid-edit): build it on its own.
   local have_train=0
-  if tools/bazel build //train 2>/dev/null; then have_train=1; fi
+  local runfiles_tests=(//tests/train:train_device_test)
+  if tools/bazel build //train //train:pipeline "${runfiles_tests[@]}" 2>/dev/null; then have_train=1; fi
   rm -rf "$gpu_dir/bin" "$gpu_dir/lib" "$gpu_dir/lib.tar.gz"
   mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
   local bins=()
@@ -46,7 +47,15 @@ stage() {
   done
   bins+=(bazel-bin/tools/bench/gpu_kernels/gpu_kernels bazel-bin/tools/bench/gpu_step/gpu_step
          bazel-bin/engine/comm/nccl_transport/nccl_probe)
-  if [ "$have_train" = 1 ] && [ -x bazel-bin/train/train ]; then bins+=(bazel-bin/train/train); fi
+  : > "$gpu_dir/RUNFILES_TESTS"
+  if [ "$have_train" = 1 ] && [ -x bazel-bin/train/train ]; then
+    bins+=(bazel-bin/train/train bazel-bin/train/pipeline)
+    for t in "${runfiles_tests[@]}"; do
+      t="${t#//}"
+      bins+=("bazel-bin/${t/://}")
+      basename "${t/://}" >> "$gpu_dir/RUNFILES_TESTS"
+    done
+  fi
   for b in "${bins[@]}"; do
     cp -L "$b" "$gpu_dir/bin/"
     # Every resolved library outside the CUDA toolkit and outside glibc/libstdc++ (newer on the GPU machine).
@@ -57,6 +66,10 @@ stage() {
       esac
     done
   done
+  # Token shards for the training runs: tinyshakespeare, prepared here if it is not yet (offline: RESBM_DATA_MIRROR).
+  if [ ! -d data_cache/tinyshakespeare ] && tools/bazel build //tools:prepare 2>/dev/null; then
+    bazel-bin/tools/prepare tinyshakespeare --out data_cache/tinyshakespeare || true
+  fi
   if [ ! -d "$gpu_dir/data" ] && [ -d data_cache/tinyshakespeare ]; then
     mkdir -p "$gpu_dir/data" && cp -L data_cache/tinyshakespeare/*.bin "$gpu_dir/data/" 2>/dev/null || true
   fi
@@ -95,6 +108,47 @@ gtest_counts() {
   echo "${p:-0} passed, ${s:-0} skipped, ${f:-0} failed"
 }
 
+# train_twice LABEL ARGS...: two identical 'train --device cuda' runs; PASS when both train and their per-step
+# losses are bitwise equal.
+train_twice() {
+  local label="$1" tag i
+  shift
+  tag=$(echo "$label" | tr ' =' '__')
+  local args=(--device cuda --eval-interval 0 --sample-interval 0 --train-data "$gpu_dir/data/*train*.bin"
+              --val-data "$gpu_dir/data/*val*.bin" "$@")
+  for i in 1 2; do
+    timeout 240 "$gpu_dir/bin/train" "${args[@]}" --out-dir "$out/$tag$i" > "$out/$tag$i.log" 2>&1
+  done
+  if [ -f "$out/${tag}1/log.jsonl" ] && grep -q '"loss"' "$out/${tag}1/log.jsonl"; then
+    local ms
+    ms=$(grep -oE '[0-9.]+ ms/step|step_ms":[0-9.]+' "$out/${tag}1.log" "$out/${tag}1/log.jsonl" 2>/dev/null | tail -1)
+    if cmp -s <(grep -o '"loss":[^,]*' "$out/${tag}1/log.jsonl") <(grep -o '"loss":[^,]*' "$out/${tag}2/log.jsonl"); then
+      row "$label x2" PASS "losses bitwise equal; first/last: $(grep -o '"loss":[^,]*' "$out/${tag}1/log.jsonl" | sed -n '1p;$p' | tr '\n' ' ')${ms:+; $ms}"
+    else
+      row "$label x2" FAIL "losses differ between two identical runs"
+    fi
+  else
+    row "$label" FAIL "$(grep -m1 -i 'error\|fatal\|abort' "$out/${tag}1.log" | cut -c1-150)"
+  fi
+}
+
+# bazel_like_test NAME: a test that runs our binaries by their workspace path (train/train, ...) as under
+# `bazel test`: from a folder laid out like its runfiles, with TEST_TMPDIR set.
+bazel_like_test() {
+  local name="$1" root="$out/runfiles_$1" log="$out/test_$1.log"
+  mkdir -p "$root/train" "$root/tmp"
+  ln -sf "$gpu_dir/bin/train" "$root/train/train"
+  [ -x "$gpu_dir/bin/pipeline" ] && ln -sf "$gpu_dir/bin/pipeline" "$root/train/pipeline"
+  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 500 "$gpu_dir/bin/$name" > "$log" 2>&1)
+  local rc=$? status=PASS
+  [ $rc != 0 ] && status=FAIL
+  # Only the tests of machines without a GPU (named NoGpu...) may skip here.
+  if grep -E '^\[  SKIPPED \] [A-Za-z0-9_]+\.[A-Za-z0-9_]+ \(' "$log" | grep -qv '\.NoGpu'; then
+    status=FAIL
+  fi
+  row "test $name" "$status" "$(gtest_counts "$log"), rc=$rc"
+}
+
 run_checks() {
   local bin="$gpu_dir/bin"
   # Everything must end inside one device call (600 s at most): the sanitizers get what is left until this mark.
@@ -124,7 +178,11 @@ PY
 
   # 1. every CUDA test (a test that SKIPS on a GPU machine is a failure here: it means it could not use the GPU)
   local tests=()
-  for t in "$bin"/*_test; do [ -x "$t" ] && tests+=("$t"); done
+  for t in "$bin"/*_test; do
+    [ -x "$t" ] || continue
+    grep -qx "$(basename "$t")" "$gpu_dir/RUNFILES_TESTS" 2>/dev/null && continue  # run by bazel_like_test below
+    tests+=("$t")
+  done
   for t in "${tests[@]}"; do
     local name log rc counts status
     name=$(basename "$t")
@@ -176,26 +234,21 @@ PY
         "rc=$rc: $(grep -m1 'MPI ranks' "$out/nccl_probe_np1.log" | cut -c1-150)"
   fi
 
-  # 3. a short training run of the tiny preset on CUDA, twice: losses must be bitwise equal
+  # 3. short training runs on CUDA, each twice (losses must be bitwise equal): the tiny preset in fp32 and in bf16
+  # (--dtype bf16: the matmuls on bf16 tensor cores), and GPT-2 124M (d12) at B=8, T=1024 in bf16.
   if [ ! -x "$bin/train" ]; then
-    row "train tiny (cuda)" SKIP "no trainer binary staged"
+    row "train (cuda)" SKIP "no trainer binary staged"
   elif ! ls "$gpu_dir"/data/*train*.bin > /dev/null 2>&1; then
-    row "train tiny (cuda)" SKIP "no token shards in .gpu/data"
+    row "train (cuda)" SKIP "no token shards in .gpu/data"
   else
-    local args=(--device cuda --preset tiny --steps 10 --eval-interval 0 --sample-interval 0
-                --train-data "$gpu_dir/data/*train*.bin" --val-data "$gpu_dir/data/*val*.bin")
-    for i in 1 2; do timeout 240 "$bin/train" "${args[@]}" --out-dir "$out/train$i" > "$out/train$i.log" 2>&1; done
-    if grep -q "loss" "$out/train1.log" && [ -f "$out/train1/log.jsonl" ]; then
-      if cmp -s <(grep -o '"loss":[^,]*' "$out/train1/log.jsonl") <(grep -o '"loss":[^,]*' "$out/train2/log.jsonl"); then
-        row "train tiny (cuda) x2" PASS "10 steps, losses bitwise equal; last: $(grep -o '"loss":[^,]*' "$out/train1/log.jsonl" | tail -1)"
-      else
-        row "train tiny (cuda) x2" FAIL "losses differ between two identical runs"
-      fi
-    elif grep -q "runs on the CPU only" "$out/train1.log"; then
-      row "train tiny (cuda)" SKIP "the trainer has no CUDA path yet: $(grep -m1 'CPU only' "$out/train1.log" | cut -c1-120)"
-    else
-      row "train tiny (cuda)" FAIL "$(grep -m1 -i 'error\|fatal' "$out/train1.log" | cut -c1-150)"
-    fi
+    train_twice "train tiny fp32" --preset tiny --steps 10
+    train_twice "train tiny bf16" --preset tiny --steps 10 --dtype bf16
+    train_twice "train d12 bf16 B=8 T=1024" --preset d12 --steps 6 --batch-size 8 --seq-len 1024 --dtype bf16
+  fi
+  # The trainer's own GPU tests (CUDA vs CPU losses in fp32 and bf16, reruns bitwise) run the binary as Bazel would:
+  # from a runfiles-like folder holding train/train.
+  if [ -x "$bin/train_device_test" ] && [ -x "$bin/train" ]; then
+    bazel_like_test train_device_test
   fi
 
   # 4. the kernel benchmark
