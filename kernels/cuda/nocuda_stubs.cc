@@ -147,4 +147,62 @@ void matmul_backward_bf16(const KernelContext&, uint16_t*, float*, float*, const
   no_cuda("matmul_backward_bf16");
 }
 
+// The bf16 activation kernels (bf16_*.cu).
+void embedding_forward_bf16(const KernelContext&, uint16_t*, const int32_t*, const uint16_t*, const uint16_t*, int,
+                            int, int) {
+  no_cuda("embedding_forward_bf16");
+}
+
+void embedding_backward_bf16(const KernelContext&, float*, float*, const uint16_t*, const int32_t*, int, int, int) {
+  no_cuda("embedding_backward_bf16");
+}
+
+void layernorm_forward_bf16(const KernelContext&, uint16_t*, float*, float*, const uint16_t*, const uint16_t*,
+                            const uint16_t*, int, int) {
+  no_cuda("layernorm_forward_bf16");
+}
+
+void residual_layernorm_forward_bf16(const KernelContext&, uint16_t*, uint16_t*, float*, float*, const uint16_t*,
+                                     const uint16_t*, const uint16_t*, const uint16_t*, int, int) {
+  no_cuda("residual_layernorm_forward_bf16");
+}
+
+void layernorm_backward_bf16(const KernelContext&, uint16_t*, float*, float*, const uint16_t*, const uint16_t*,
+                             const uint16_t*, const float*, const float*, int, int) {
+  no_cuda("layernorm_backward_bf16");
+}
+
+void gelu_forward_bf16(const KernelContext&, uint16_t*, const uint16_t*, size_t) { no_cuda("gelu_forward_bf16"); }
+
+void gelu_backward_bf16(const KernelContext&, uint16_t*, const uint16_t*, const uint16_t*, size_t) {
+  no_cuda("gelu_backward_bf16");
+}
+
+void attention_forward_bf16(const KernelContext&, uint16_t*, uint16_t*, const uint16_t*, int, int, int, int) {
+  no_cuda("attention_forward_bf16");
+}
+
+void attention_backward_bf16(const KernelContext&, uint16_t*, uint16_t*, const uint16_t*, const uint16_t*,
+                             const uint16_t*, int, int, int, int) {
+  no_cuda("attention_backward_bf16");
+}
+
+void softmax_crossentropy_fused_bf16(const KernelContext&, float*, uint16_t*, const int32_t*, float, int, int, int) {
+  no_cuda("softmax_crossentropy_fused_bf16");
+}
+
+void add_bf16(const KernelContext&, uint16_t*, const uint16_t*, const uint16_t*, size_t) { no_cuda("add_bf16"); }
+
+void accumulate_bf16(const KernelContext&, uint16_t*, const uint16_t*, size_t) { no_cuda("accumulate_bf16"); }
+
+void fill_bf16(const KernelContext&, uint16_t*, uint16_t, size_t) { no_cuda("fill_bf16"); }
+
+void slice_columns_forward_bf16(const KernelContext&, uint16_t*, const uint16_t*, int, int, int, int) {
+  no_cuda("slice_columns_forward_bf16");
+}
+
+void slice_columns_backward_bf16(const KernelContext&, uint16_t*, const uint16_t*, int, int, int, int) {
+  no_cuda("slice_columns_backward_bf16");
+}
+
 }  // namespace kernels::cuda

@@ -45,6 +45,21 @@ SAME_SIGNATURE(float_to_bf16_stochastic);
 SAME_SIGNATURE(adamw_update_bf16);
 SAME_SIGNATURE(matmul_forward_bf16);
 SAME_SIGNATURE(matmul_backward_bf16);
+SAME_SIGNATURE(embedding_forward_bf16);
+SAME_SIGNATURE(embedding_backward_bf16);
+SAME_SIGNATURE(layernorm_forward_bf16);
+SAME_SIGNATURE(residual_layernorm_forward_bf16);
+SAME_SIGNATURE(layernorm_backward_bf16);
+SAME_SIGNATURE(gelu_forward_bf16);
+SAME_SIGNATURE(gelu_backward_bf16);
+SAME_SIGNATURE(attention_forward_bf16);
+SAME_SIGNATURE(attention_backward_bf16);
+SAME_SIGNATURE(softmax_crossentropy_fused_bf16);
+SAME_SIGNATURE(add_bf16);
+SAME_SIGNATURE(accumulate_bf16);
+SAME_SIGNATURE(fill_bf16);
+SAME_SIGNATURE(slice_columns_forward_bf16);
+SAME_SIGNATURE(slice_columns_backward_bf16);
 
 namespace {
 
