@@ -6,6 +6,8 @@
 // each rank sees OMPI_COMM_WORLD_SIZE and runs its stage. Multi-host: add --hostfile FILE (an OpenMPI hostfile,
 // "host slots=N" per line); the binary must be at the same path on every host and the hosts reachable by ssh.
 // --executor local runs every stage in this one process instead (the reference executor).
+// --device cuda puts each stage on its rank's GPU (the node-local rank modulo the GPUs); --transport nccl (its
+// default) sends codes GPU to GPU and needs one GPU per stage, --transport mpi lets stages share a GPU.
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -57,6 +59,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     train::validate(options, resbm::gpt2_preset(options.preset));
+    // Once, in the command the user ran (not in each rank): no GPU is one line, and no ranks are started.
+    if (!train::launched_by_mpirun()) train::require_devices(options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pipeline: %s\n", e.what());
     return 2;

@@ -13,6 +13,7 @@
 
 #include "data/loader.h"
 #include "engine/comm/mpi_transport.h"
+#include "engine/comm/nccl_transport/rank_gpu.h"
 #include "engine/device.h"
 #include "resbm/stage_model.h"
 
@@ -42,6 +43,11 @@ const std::map<std::string, Flag>& flag_table() {
       {"threads", {"CPU threads per process (default: cores / processes)", [](O& o, auto& v) { o.threads = to_int(v); }}},
       {"executor", {"mpi (one process per stage under mpirun, default) or local (all stages in this process)",
                     [](O& o, auto& v) { o.executor = v; }}},
+      {"device", {"cpu (default) or cuda: each rank trains its stage on GPU (node-local rank mod GPUs)",
+                  [](O& o, auto& v) { o.device = v; }}},
+      {"transport", {"mpi (host memory; ranks may share a GPU) or nccl (GPU to GPU, one GPU per stage); "
+                     "default nccl with --device cuda, mpi on the CPU",
+                     [](O& o, auto& v) { o.transport = v; }}},
       {"hostfile", {"mpirun hostfile for a multi-host run (same binary path on every host)",
                     [](O& o, auto& v) { o.hostfile = v; }}},
       {"train-data", {"glob of llm.c token shards (default: a synthetic token stream)",
@@ -90,7 +96,8 @@ std::string pipeline_usage() {
       "usage: pipeline [--flag value ...]\n"
       "Pipeline-parallel GPT-2 training with ResBM bottlenecks at the stage boundaries. With --executor mpi (the\n"
       "default) the command re-launches itself under mpirun with one rank per stage; --executor local runs all\n"
-      "stages in this process (the reference; same losses, bit for bit).\n\n";
+      "stages in this process (the reference; same losses, bit for bit). --device cuda trains each stage on its\n"
+      "rank's GPU; its default --transport nccl needs one GPU per stage, --transport mpi lets stages share one.\n\n";
   for (const auto& [name, flag] : flag_table()) {
     char line[256];
     std::snprintf(line, sizeof(line), "  --%-20s %s\n", name.c_str(), flag.help);
@@ -141,6 +148,12 @@ void validate(const PipelineRunOptions& o, const resbm::GPT2Config& config) {
   require(o.steps >= 0, "--steps must be >= 0");
   require(o.pipeline.micro_batches >= 1, "--micro-batches must be >= 1");
   require(o.executor == "mpi" || o.executor == "local", "--executor must be mpi or local");
+  require(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda");
+  require(o.transport.empty() || o.transport == "mpi" || o.transport == "nccl", "--transport must be mpi or nccl");
+  require(o.transport.empty() || o.executor == "mpi",
+          "--transport is for --executor mpi; --executor local runs every stage in this process, with no transport");
+  require(transport_of(o) != "nccl" || o.device == "cuda",
+          "--transport nccl needs --device cuda (NCCL moves GPU memory); on the CPU use --transport mpi (the default)");
   require(o.pipeline.comm_timeout_s > 0, "--comm-timeout-s must be > 0");
   require(o.val_every == 0 || !o.val_data.empty(), "--val-every needs --val-data");
   require(o.link.latency_ms >= 0 && o.link.mbps >= 0, "--link-mbps and --link-latency-ms must be >= 0");
@@ -148,6 +161,24 @@ void validate(const PipelineRunOptions& o, const resbm::GPT2Config& config) {
           "the link emulator needs --executor mpi (stages in separate processes overlap compute and transfer)");
   engine::pipeline::partition_layers(config.num_layers, o.pipeline.stages, o.pipeline.boundaries);
   resbm::validate_bottleneck(o.bottleneck, config.channels);
+}
+
+std::string transport_of(const PipelineRunOptions& o) {
+  if (!o.transport.empty()) return o.transport;
+  return o.device == "cuda" ? "nccl" : "mpi";
+}
+
+void require_devices(const PipelineRunOptions& o) {
+  if (o.device != "cuda" || !o.hostfile.empty()) return;
+  std::string why;
+  const int gpus = engine::comm::visible_gpu_count(&why);
+  if (gpus == 0) throw std::invalid_argument("--device cuda: " + why + "; use --device cpu");
+  const int S = o.pipeline.stages;
+  if (o.executor == "mpi" && transport_of(o) == "nccl" && gpus < S) {
+    throw std::invalid_argument("--transport nccl needs one GPU per stage: --stages " + std::to_string(S) +
+                                " on a machine with " + std::to_string(gpus) +
+                                " GPU(s); use --transport mpi (stages share GPUs, codes go through host memory)");
+  }
 }
 
 }  // namespace train

@@ -24,6 +24,8 @@ struct PipelineRunOptions {
   uint64_t seed = 1337;
   int threads = 0;                  // CPU threads per process; 0: cores / processes on this host
   std::string executor = "mpi";     // "mpi": one process per stage under mpirun; "local": all stages here
+  std::string device = "cpu";       // "cpu" or "cuda": where each stage's parameters, state and activations live
+  std::string transport;            // between ranks: "mpi" or "nccl"; empty: nccl with --device cuda, else mpi
   std::string hostfile;             // mpirun --hostfile (multi-host)
   std::string train_data;           // glob of llm.c token shards; empty: a synthetic token stream
   std::string val_data;             // glob of validation shards; empty: no validation
@@ -53,6 +55,13 @@ struct PipelineStepRecord {
 PipelineRunOptions parse_pipeline_flags(int argc, char** argv, bool* help);
 std::string pipeline_usage();
 void validate(const PipelineRunOptions& options, const resbm::GPT2Config& config);
+// The transport the ranks use: --transport, or its default for --device.
+std::string transport_of(const PipelineRunOptions& options);
+// The checks that ask the CUDA driver, made once before mpirun starts the ranks (so that a refusal is one line, not
+// one per rank): --device cuda needs a CUDA build and a GPU; --transport nccl needs a GPU per stage on this machine
+// (skipped with --hostfile: the GPUs are on the hosts it names, and each rank checks its own). Throws
+// std::invalid_argument.
+void require_devices(const PipelineRunOptions& options);
 
 // Runs the training. executor "local": all stages here. executor "mpi": must run inside an mpirun job of
 // `stages` ranks (see pipeline_launch.h), this process being stage = rank. Fills records on every rank. Returns

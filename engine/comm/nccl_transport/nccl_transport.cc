@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/comm/mpi_transport.h"  // MPI_CHECK, mpi_launch_rank
+#include "engine/comm/nccl_transport/rank_gpu.h"
 
 namespace engine::comm {
 
@@ -53,11 +54,6 @@ namespace {
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
 }
 
 // The header that travels with every message: NCCL has no tags and needs equal sizes on both sides.
@@ -122,10 +118,9 @@ NcclTransport::NcclTransport(int num_stages, double timeout_s)
                " (launch with mpirun -np " + std::to_string(num_stages) + ")");
   }
 
-  // One GPU per rank: the node-local rank picks the device. With more ranks than GPUs two ranks land on one GPU,
-  // which the UUID check below reports in plain words (rather than NCCL's own failure later).
-  const int local_rank =
-      env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("MPI_LOCALRANKID", env_int("SLURM_LOCALID", 0)));
+  // One GPU per rank: the node-local rank picks the device (as use_rank_gpu does). With more ranks than GPUs two
+  // ranks land on one GPU, which the UUID check below reports in plain words (rather than NCCL's own failure later).
+  const int local_rank = node_local_rank();
   int num_devices = 0;
   COMM_CUDA_CHECK(cudaGetDeviceCount(&num_devices));
   if (num_devices == 0) nccl_fatal(stage_name(stage()) + ": no CUDA device visible: NcclTransport needs one GPU per rank");

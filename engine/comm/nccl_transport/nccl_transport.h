@@ -31,8 +31,9 @@ namespace engine::comm {
 
 class NcclTransport : public Transport {
  public:
-  // Calls MPI_Init if needed (MPI_Finalize in the destructor if it did), selects this rank's GPU
-  // (cudaSetDevice: construct it before any other CUDA object of the process), creates the communicator.
+  // Calls MPI_Init if needed (MPI_Finalize in the destructor if it did), selects this rank's GPU as use_rank_gpu
+  // (rank_gpu.h) does (cudaSetDevice: construct it before any other CUDA object of the process, or after
+  // use_rank_gpu, which chose the same GPU), creates the communicators.
   NcclTransport(int num_stages, double timeout_s);
   ~NcclTransport() override;
 

@@ -1,0 +1,177 @@
+// tests/pipeline/pipeline_cuda_test.cc: //train:pipeline --device cuda, run as a user runs it (the binary re-launches
+// itself under mpirun; every run is bounded by `timeout` and by the test's own wait).
+//
+// Everywhere: the refusals that need no GPU. --transport nccl on the CPU, and --device cuda on a machine without a
+// GPU (or in a build without CUDA), are one line naming the cause, exit status 2, and no ranks started.
+// On a GPU (skipped, saying why, elsewhere):
+//   - S=2 over --transport mpi with both ranks on GPU 0 (CUDA_VISIBLE_DEVICES=0, so a one-GPU machine runs it too)
+//     matches the CPU pipeline within a stated tolerance, repeats bit for bit, and names each rank's GPU;
+//   - with one visible GPU, --transport nccl is refused: in one line before mpirun when it can count the GPUs, and
+//     by NcclTransport inside the ranks (two ranks on one GPU) when it cannot (--hostfile), without hanging;
+//   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi (same kernels on the same GPUs; a
+//     transport only moves bytes), for fp32 codes and for int8 codes (the codec runs on the host).
+// The grad-norm allgather and the tied-weight exchange are inside every compared loss: the tiny preset ties wte
+// between the first and the last stage, and its first steps' norms (~20) exceed --grad-clip 1, so the global norm
+// scales every update.
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/comm/nccl_transport/rank_gpu.h"
+#include "gtest/gtest.h"
+#include "tests/pipeline/subprocess.h"
+
+namespace {
+
+// Five steps of the tiny preset over two stages, M=2 under 1F1B (both directions cross in the steady state).
+const char kTinyRun[] =
+    "--preset tiny --steps 5 --batch 2 --seq-len 16 --threads 1 --stages 2 --micro-batches 2 --schedule 1f1b"
+    " --ratio 32 --comm-timeout-s 60";
+
+struct PipelineRun {
+  int rc = -1;          // exit status; -1: still running after the limit (then killed)
+  double seconds = 0;   // wall time
+  std::string output;   // stdout and stderr
+  std::string losses;   // --losses-out: "step loss hexbits" per step
+};
+
+// `env` (e.g. "CUDA_VISIBLE_DEVICES=0") prefixes the command; mpirun's local ranks inherit it.
+PipelineRun run_pipeline(const std::string& env, const std::string& args, const std::string& tag, int limit_s = 120) {
+  const std::string dir = pipeline_test::temp_dir();
+  const std::string losses = dir + "/" + tag + ".losses", log = dir + "/" + tag + ".log";
+  std::remove(losses.c_str());
+  const double t0 = pipeline_test::now_s();
+  pipeline_test::Background p(env + " timeout " + std::to_string(limit_s) + " " + pipeline_test::pipeline_binary() +
+                                  " " + args + " --losses-out " + losses,
+                              log);
+  PipelineRun r;
+  r.rc = p.wait(limit_s + 10);
+  r.seconds = pipeline_test::now_s() - t0;
+  r.output = pipeline_test::read_file(log);
+  r.losses = pipeline_test::read_file(losses);
+  return r;
+}
+
+std::vector<double> loss_values(const std::string& losses) {
+  std::vector<double> out;
+  std::istringstream in(losses);
+  int step;
+  double loss;
+  std::string hex;
+  while (in >> step >> loss >> hex) out.push_back(loss);
+  return out;
+}
+
+// A refusal: status 2, within seconds, and exactly the one line `expected` (no mpirun banner: no ranks started).
+void expect_refusal(const PipelineRun& r, const std::string& expected) {
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_LT(r.seconds, 60.0) << r.output;
+  EXPECT_EQ(r.output, expected + "\n");
+  EXPECT_TRUE(r.losses.empty()) << r.losses;
+}
+
+// Empty when this machine can run a GPU test that needs `needed` GPUs and mpirun; else why not (the skip reason).
+std::string cannot_run_on_gpus(int needed) {
+  std::string why;
+  const int n = engine::comm::visible_gpu_count(&why);
+  if (n < needed) {
+    return "needs " + std::to_string(needed) + " GPU(s), found " + std::to_string(n) + (n ? "" : ": " + why);
+  }
+  if (!pipeline_test::have_mpirun()) return "mpirun not found in PATH";
+  return "";
+}
+
+TEST(PipelineCudaRefusal, NcclOnTheCpu) {
+  const PipelineRun r = run_pipeline("", std::string(kTinyRun) + " --transport nccl", "nccl_cpu");
+  expect_refusal(r, "pipeline: --transport nccl needs --device cuda (NCCL moves GPU memory); on the CPU use "
+                    "--transport mpi (the default)");
+}
+
+TEST(PipelineCudaRefusal, TransportWithTheLocalExecutor) {
+  const PipelineRun r =
+      run_pipeline("", std::string(kTinyRun) + " --executor local --transport mpi", "local_transport");
+  expect_refusal(r, "pipeline: --transport is for --executor mpi; --executor local runs every stage in this process, "
+                    "with no transport");
+}
+
+TEST(PipelineCudaRefusal, CudaWithoutAGpu) {
+  std::string why;
+  if (engine::comm::visible_gpu_count(&why) > 0) {
+    GTEST_SKIP() << "a GPU is present: this test checks the refusal on machines without one";
+  }
+  // The same line whatever the transport or executor: the check runs before anything starts.
+  const std::string expected = "pipeline: --device cuda: " + why + "; use --device cpu";
+  for (const std::string extra : {"", " --transport mpi", " --transport nccl", " --executor local"}) {
+    SCOPED_TRACE(extra);
+    expect_refusal(run_pipeline("", std::string(kTinyRun) + " --device cuda" + extra, "no_gpu"), expected);
+  }
+}
+
+// CUDA fp32 kernels compute what the CPU ones do, in another order of summation (cuBLAS vs OpenBLAS, reduction
+// trees): each result differs by a few ulps (~1e-7 relative), which five small AdamW steps grow to well under 1e-4
+// of the loss (the tolerance //train's CUDA test uses for the same reason).
+constexpr double kCpuTolerance = 1e-4;
+
+TEST(PipelineCuda, MpiOnOneSharedGpuMatchesCpuAndRepeatsBitwise) {
+  if (const std::string why = cannot_run_on_gpus(1); !why.empty()) GTEST_SKIP() << why;
+  const std::string shared = "CUDA_VISIBLE_DEVICES=0";
+  const std::string cuda = std::string(kTinyRun) + " --device cuda --transport mpi";
+  const PipelineRun cpu = run_pipeline("", std::string(kTinyRun) + " --device cpu", "cpu");
+  const PipelineRun gpu1 = run_pipeline(shared, cuda, "shared1");
+  const PipelineRun gpu2 = run_pipeline(shared, cuda, "shared2");
+  ASSERT_EQ(cpu.rc, 0) << cpu.output;
+  ASSERT_EQ(gpu1.rc, 0) << gpu1.output;
+  ASSERT_EQ(gpu2.rc, 0) << gpu2.output;
+  // The run header names each rank's device: both stages on GPU 0.
+  EXPECT_NE(gpu1.output.find("device cuda, transport mpi"), std::string::npos) << gpu1.output;
+  EXPECT_NE(gpu1.output.find("stage 0: GPU 0 ("), std::string::npos) << gpu1.output;
+  EXPECT_NE(gpu1.output.find("stage 1: GPU 0 ("), std::string::npos) << gpu1.output;
+  const std::vector<double> c = loss_values(cpu.losses), g = loss_values(gpu1.losses);
+  ASSERT_EQ(c.size(), 5u) << cpu.losses;
+  ASSERT_EQ(g.size(), c.size()) << gpu1.losses;
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(g[i], c[i], kCpuTolerance * c[i]) << "step " << i + 1;
+  // Deterministic kernels (no atomics in reductions, fixed cuBLAS algorithms): the same bits (hex column) again.
+  EXPECT_EQ(gpu2.losses, gpu1.losses);
+}
+
+TEST(PipelineCuda, NcclWithOneGpuIsRefused) {
+  if (const std::string why = cannot_run_on_gpus(1); !why.empty()) GTEST_SKIP() << why;
+  const std::string one = "CUDA_VISIBLE_DEVICES=0";
+  const std::string nccl = std::string(kTinyRun) + " --device cuda --transport nccl";
+  // Counted before mpirun: one line.
+  expect_refusal(run_pipeline(one, nccl, "nccl_one_gpu"),
+                 "pipeline: --transport nccl needs one GPU per stage: --stages 2 on a machine with 1 GPU(s); use "
+                 "--transport mpi (stages share GPUs, codes go through host memory)");
+  // With --hostfile the command cannot count the hosts' GPUs: NcclTransport refuses inside the ranks (status 3,
+  // its message reaches the user through mpirun) and the job ends, well before the 60 s peer timeout.
+  const std::string hostfile = pipeline_test::temp_dir() + "/localhost.hosts";
+  ASSERT_EQ(std::system(("echo 'localhost slots=2' > " + hostfile).c_str()), 0);
+  const PipelineRun r = run_pipeline(one, nccl + " --hostfile " + hostfile, "nccl_shared_gpu");
+  EXPECT_NE(r.rc, 0) << r.output;
+  EXPECT_NE(r.rc, -1) << "the job did not end:\n" << r.output;
+  EXPECT_LT(r.seconds, 50.0) << r.output;
+  EXPECT_NE(r.output.find("share one GPU"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("use --transport mpi on a single-GPU machine"), std::string::npos) << r.output;
+}
+
+TEST(PipelineCuda, NcclMatchesMpiBitwiseOnTwoGpus) {
+  if (const std::string why = cannot_run_on_gpus(2); !why.empty()) GTEST_SKIP() << why;
+  const std::string two = "CUDA_VISIBLE_DEVICES=0,1";
+  for (const std::string codes : {"fp32", "int8"}) {
+    SCOPED_TRACE(codes);
+    const std::string args = std::string(kTinyRun) + " --device cuda --code-dtype " + codes;
+    const PipelineRun mpi = run_pipeline(two, args + " --transport mpi", "mpi_" + codes);
+    const PipelineRun nccl = run_pipeline(two, args + " --transport nccl", "nccl_" + codes);
+    ASSERT_EQ(mpi.rc, 0) << mpi.output;
+    ASSERT_EQ(nccl.rc, 0) << nccl.output;
+    EXPECT_NE(nccl.output.find("device cuda, transport nccl"), std::string::npos) << nccl.output;
+    EXPECT_NE(nccl.output.find("stage 0: GPU 0 ("), std::string::npos) << nccl.output;
+    EXPECT_NE(nccl.output.find("stage 1: GPU 1 ("), std::string::npos) << nccl.output;
+    EXPECT_EQ(loss_values(nccl.losses).size(), 5u) << nccl.losses;
+    EXPECT_EQ(nccl.losses, mpi.losses);
+  }
+}
+
+}  // namespace
