@@ -1,19 +1,23 @@
-// tools/bench/gpu_step/cuda_kernel_set.h: CudaKernels, the kernel set that runs gpt2_step.h on the GPU (the kernels
-// of kernels/cuda plus cudaMalloc'd memory). Only meaningful with RESBM_HAVE_CUDA; empty otherwise.
+// tools/bench/gpu_step/cuda_kernel_set.h: CudaKernels, the kernel set that runs gpt2_step.h and gpt2_step_bf16.h on
+// the GPU (the kernels of kernels/cuda, fp32 and bf16, plus cudaMalloc'd memory). Only meaningful with
+// RESBM_HAVE_CUDA; empty otherwise.
 #pragma once
 
 #ifdef RESBM_HAVE_CUDA
 #include <cstddef>
 
 #include "kernels/context.h"
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/kernels.cuh"
 #include "tools/bench/gpu_step/gpt2_step.h"
+#include "tools/bench/gpu_step/gpt2_step_bf16.h"
 
 namespace gpu_step {
 
 struct CudaKernels {
   GPU_STEP_KERNELS(kernels::cuda)
+  GPU_STEP_BF16_KERNELS(kernels::cuda)
   static void* alloc(size_t bytes) {
     void* p = nullptr;
     CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));

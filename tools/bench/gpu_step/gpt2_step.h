@@ -31,6 +31,50 @@ inline size_t num_params(const Config& c) {
   return n;
 }
 
+// GPT-2's initialisation of the num_params(c) parameters, in llm.c's order (normal 0.02, residual projections
+// scaled by 1/sqrt(2L), layernorms 1/0, biases 0) from a fixed-seed LCG + Box-Muller: the same bits on every backend,
+// and the same for the fp32 step (below) and the bf16 step (gpt2_step_bf16.h), so that the two can be compared.
+// std_scale multiplies the standard deviations (the CPU gradient check uses larger weights so that every
+// nonlinearity matters).
+// The initialisations' random numbers: a 64-bit LCG and Box-Muller, the same bits on every machine.
+class InitRng {
+ public:
+  explicit InitRng(uint64_t seed) : state_(seed * 2862933555777941757ull + 3037000493ull) {}
+  double uniform() {  // in (0, 1)
+    state_ = state_ * 6364136223846793005ull + 1442695040888963407ull;
+    return (static_cast<double>(state_ >> 11) + 0.5) / 9007199254740992.0;
+  }
+  double normal(double std) {
+    return std * std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
+  }
+
+ private:
+  uint64_t state_;
+};
+
+inline std::vector<float> gpt2_init_params(const Config& c, uint64_t seed, double std_scale = 1.0) {
+  std::vector<float> host(num_params(c));
+  InitRng rng(seed);
+  const auto sizes = param_sizes(c);
+  size_t off = 0;
+  for (size_t t = 0; t < sizes.size(); t++) {
+    const bool is_ln_weight = t == 2 || t == 8 || t == 14;
+    const bool is_bias = t == 3 || t == 5 || t == 7 || t == 9 || t == 11 || t == 13 || t == 15;
+    const double std = std_scale * ((t == 6 || t == 12) ? 0.02 / std::sqrt(2.0 * c.L) : 0.02);
+    for (size_t i = 0; i < sizes[t]; i++) {
+      double v = 0.0;
+      if (is_ln_weight) {
+        v = 1.0;
+      } else if (!is_bias) {
+        v = rng.normal(std);
+      }
+      host[off + i] = static_cast<float>(v);
+    }
+    off += sizes[t];
+  }
+  return host;
+}
+
 // The kernels a step uses, as static members of a kernel-set struct: GPU_STEP_KERNELS(kernels::cuda) or (kernels::cpu).
 #define GPU_STEP_KERNELS(ns)                                                         \
   static constexpr auto* embedding_forward = &ns::embedding_forward;                 \
@@ -53,10 +97,67 @@ inline size_t num_params(const Config& c) {
 
 // K: a kernel set (static functions with the kernels' signatures) plus memory: alloc(bytes) -> void*, release(p),
 // upload(dst, src, bytes), download(dst, src, bytes).
+//
+// StepBase: what the fp32 step below and the bf16 step (gpt2_step_bf16.h) share: the buffers they own (freed with
+// the step and counted), the batch, the loss and the gradient norm.
 template <class K>
-class Gpt2Step {
+class StepBase {
  public:
-  Gpt2Step(const kernels::KernelContext& ctx, const Config& cfg, int B, int T) : ctx_(ctx), c_(cfg), B_(B), T_(T) {
+  StepBase(const kernels::KernelContext& ctx, const Config& cfg, int B, int T) : ctx_(ctx), c_(cfg), B_(B), T_(T) {
+    const size_t N = static_cast<size_t>(B) * T;
+    tokens_ = static_cast<int32_t*>(alloc(N * sizeof(int32_t)));   // (B,T)
+    targets_ = static_cast<int32_t*>(alloc(N * sizeof(int32_t)));  // (B,T)
+    loss_ = falloc(1), norm_ = falloc(1);                           // the mean loss, the squared gradient norm
+  }
+  ~StepBase() {
+    for (void* q : owned_) K::release(q);
+  }
+  StepBase(const StepBase&) = delete;
+  StepBase& operator=(const StepBase&) = delete;
+
+  void set_batch(const int32_t* tokens, const int32_t* targets) {
+    const size_t N = static_cast<size_t>(B_) * T_;
+    K::upload(tokens_, tokens, N * sizeof(int32_t));
+    K::upload(targets_, targets, N * sizeof(int32_t));
+  }
+
+  float loss() const {  // synchronous read of the last forward's mean loss
+    float h = 0.0f;
+    K::download(&h, loss_, sizeof(float));
+    return h;
+  }
+
+  size_t buffer_bytes() const { return bytes_; }  // everything the step allocated (all of it in its constructor)
+
+ protected:
+  void* alloc(size_t bytes) {
+    void* q = K::alloc(bytes);
+    owned_.push_back(q);
+    bytes_ += bytes;
+    return q;
+  }
+  float* falloc(size_t n) { return static_cast<float*>(alloc(n * sizeof(float))); }
+  uint16_t* halloc(size_t n) { return static_cast<uint16_t*>(alloc(n * sizeof(uint16_t))); }  // bf16
+
+  const kernels::KernelContext& ctx_;
+  Config c_;
+  int B_, T_;
+  int32_t *tokens_, *targets_;
+  float *loss_, *norm_;
+
+ private:
+  std::vector<void*> owned_;
+  size_t bytes_ = 0;
+};
+
+template <class K>
+class Gpt2Step : public StepBase<K> {
+  using Base = StepBase<K>;
+  using Base::B_, Base::T_, Base::c_, Base::ctx_, Base::falloc, Base::loss_, Base::norm_, Base::targets_,
+      Base::tokens_;
+
+ public:
+  Gpt2Step(const kernels::KernelContext& ctx, const Config& cfg, int B, int T) : Base(ctx, cfg, B, T) {
     const size_t N = static_cast<size_t>(B) * T, C = cfg.C, L = cfg.L, NH = cfg.NH;
     n_params_ = num_params(cfg);
     params_ = falloc(n_params_), grads_ = falloc(n_params_), m_ = falloc(n_params_), v_ = falloc(n_params_);
@@ -64,62 +165,26 @@ class Gpt2Step {
     for (size_t s : param_sizes(cfg)) p_.push_back(p), p += s;
     float* g = grads_;
     for (size_t s : param_sizes(cfg)) g_.push_back(g), g += s;
-    tokens_ = static_cast<int32_t*>(K::alloc(N * sizeof(int32_t)));
-    targets_ = static_cast<int32_t*>(K::alloc(N * sizeof(int32_t)));
-    owned_.push_back(tokens_), owned_.push_back(targets_);
     encoded_ = falloc(N * C);
     ln1_ = falloc(L * N * C), ln1_stats_ = falloc(2 * L * N), qkv_ = falloc(L * N * 3 * C), atty_ = falloc(L * N * C);
     att_ = falloc(L * B * NH * T * T), attproj_ = falloc(N * C), residual2_ = falloc(L * N * C);
     ln2_ = falloc(L * N * C), ln2_stats_ = falloc(2 * L * N), fch_ = falloc(L * N * 4 * C);
     fch_gelu_ = falloc(L * N * 4 * C), fcproj_ = falloc(N * C), residual3_ = falloc(L * N * C);
     lnf_ = falloc(N * C), lnf_stats_ = falloc(2 * N), logits_ = falloc(N * cfg.Vp), probs_ = falloc(N * cfg.Vp);
-    losses_ = falloc(N), loss_ = falloc(1), norm_ = falloc(1);
+    losses_ = falloc(N);
     d_btc_a_ = falloc(N * C), d_btc_b_ = falloc(N * C), d_residual_ = falloc(N * C), d_bt4c_a_ = falloc(N * 4 * C);
     d_bt4c_b_ = falloc(N * 4 * C), d_bt3c_ = falloc(N * 3 * C), datt_ = falloc(B * NH * T * T);
   }
-  ~Gpt2Step() {
-    for (void* q : owned_) K::release(q);
-  }
-  Gpt2Step(const Gpt2Step&) = delete;
-  Gpt2Step& operator=(const Gpt2Step&) = delete;
 
-  // GPT-2's initialisation (normal 0.02, residual projections scaled by 1/sqrt(2L), layernorms 1/0, biases 0)
-  // from a fixed-seed LCG + Box-Muller: the same bits on every backend. std_scale multiplies the standard
-  // deviations (the CPU gradient check uses larger weights so that every nonlinearity matters).
-  void init_params(uint64_t seed, double std_scale = 1.0) {
-    std::vector<float> host(n_params_);
-    uint64_t state = seed * 2862933555777941757ull + 3037000493ull;
-    auto uniform = [&]() {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      return (static_cast<double>(state >> 11) + 0.5) / 9007199254740992.0;
-    };
-    const auto sizes = param_sizes(c_);
-    size_t off = 0;
-    for (size_t t = 0; t < sizes.size(); t++) {
-      const bool is_ln_weight = t == 2 || t == 8 || t == 14;
-      const bool is_bias = t == 3 || t == 5 || t == 7 || t == 9 || t == 11 || t == 13 || t == 15;
-      const double std = std_scale * ((t == 6 || t == 12) ? 0.02 / std::sqrt(2.0 * c_.L) : 0.02);
-      for (size_t i = 0; i < sizes[t]; i++) {
-        double v = 0.0;
-        if (is_ln_weight) {
-          v = 1.0;
-        } else if (!is_bias) {
-          v = std * std::sqrt(-2.0 * std::log(uniform())) * std::cos(6.283185307179586 * uniform());
-        }
-        host[off + i] = static_cast<float>(v);
-      }
-      off += sizes[t];
-    }
-    K::upload(params_, host.data(), n_params_ * sizeof(float));
+  // GPT-2's initialisation (gpt2_init_params above): the same bits on every backend.
+  void init_params(uint64_t seed, double std_scale = 1.0) { set_params(gpt2_init_params(c_, seed, std_scale).data()); }
+
+  // Parameters from the host (num_parameters() floats in llm.c's order, e.g. an llm.c model file); AdamW restarts.
+  void set_params(const float* host) {
+    K::upload(params_, host, n_params_ * sizeof(float));
     std::vector<float> zeros(n_params_, 0.0f);
     K::upload(m_, zeros.data(), n_params_ * sizeof(float));
     K::upload(v_, zeros.data(), n_params_ * sizeof(float));
-  }
-
-  void set_batch(const int32_t* tokens, const int32_t* targets) {
-    const size_t N = static_cast<size_t>(B_) * T_;
-    K::upload(tokens_, tokens, N * sizeof(int32_t));
-    K::upload(targets_, targets, N * sizeof(int32_t));
   }
 
   // Forward, backward and one AdamW step; returns nothing (read loss() after a sync).
@@ -128,12 +193,6 @@ class Gpt2Step {
     backward();
     K::sum_squares(ctx_, norm_, grads_, n_params_);  // the global grad norm (clipping would read it)
     K::adamw_update(ctx_, params_, grads_, m_, v_, n_params_, lr, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, t);
-  }
-
-  float loss() const {  // synchronous read of the last forward's mean loss
-    float h = 0.0f;
-    K::download(&h, loss_, sizeof(float));
-    return h;
   }
 
   void forward() {
@@ -213,22 +272,12 @@ class Gpt2Step {
 
  private:
   size_t att_size() const { return static_cast<size_t>(B_) * c_.NH * T_ * T_; }
-  float* falloc(size_t n) {
-    void* q = K::alloc(n * sizeof(float));
-    owned_.push_back(q);
-    return static_cast<float*>(q);
-  }
 
-  const kernels::KernelContext& ctx_;
-  Config c_;
-  int B_, T_;
   size_t n_params_ = 0;
-  std::vector<void*> owned_;
   float *params_, *grads_, *m_, *v_;
   std::vector<float*> p_, g_;
-  int32_t *tokens_, *targets_;
   float *encoded_, *ln1_, *ln1_stats_, *qkv_, *atty_, *att_, *attproj_, *residual2_, *ln2_, *ln2_stats_, *fch_;
-  float *fch_gelu_, *fcproj_, *residual3_, *lnf_, *lnf_stats_, *logits_, *probs_, *losses_, *loss_, *norm_;
+  float *fch_gelu_, *fcproj_, *residual3_, *lnf_, *lnf_stats_, *logits_, *probs_, *losses_;
   float *d_btc_a_, *d_btc_b_, *d_residual_, *d_bt4c_a_, *d_bt4c_b_, *d_bt3c_, *datt_;
 };
 
