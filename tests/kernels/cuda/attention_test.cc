@@ -8,8 +8,6 @@
 namespace resbm_test {
 namespace {
 
-constexpr double kUnitRoundoff = 1.0 / (1 << 24);
-
 struct Shape { int B, T, C, NH; };
 
 TEST(CudaAttention, ForwardBackward) {

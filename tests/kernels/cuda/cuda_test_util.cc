@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include "kernels/cuda/bf16_rounding.h"
 #include "kernels/cuda/cuda_context.h"
 
 #ifdef RESBM_HAVE_CUDA
@@ -166,6 +167,62 @@ void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Tw
     EXPECT_EQ(0, std::memcmp(again.data(), first[k].data(), again.size() * sizeof(float)))
         << "output " << k << " differs bitwise between two runs on the same inputs (non-deterministic kernel)";
   }
+}
+
+void expect_rerun_same_bits(const std::function<void()>& run, const std::vector<DeviceOutput*>& outputs,
+                            const CudaContext& cuda) {
+  std::vector<std::vector<unsigned char>> first;
+  for (auto* o : outputs) first.push_back(o->download_bytes());
+  for (auto* o : outputs) o->reset_device();
+  run();
+  cuda.sync();
+  for (size_t k = 0; k < outputs.size(); k++) {
+    EXPECT_TRUE(outputs[k]->download_bytes() == first[k])
+        << "output " << k << " differs bitwise between two runs on the same inputs (non-deterministic kernel)";
+  }
+}
+
+std::vector<uint16_t> random_bf16(Rng& rng, size_t n, float lo, float hi) {
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = kernels::bf16::round_nearest(rng.uniform(lo, hi));
+  return v;
+}
+
+std::vector<float> widen_all(const std::vector<uint16_t>& x) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); i++) out[i] = kernels::bf16::widen(x[i]);
+  return out;
+}
+
+std::vector<float> widen_abs(const std::vector<uint16_t>& x) {
+  std::vector<float> out = widen_all(x);
+  for (auto& v : out) v = std::fabs(v);
+  return out;
+}
+
+void expect_bf16_within(const std::vector<uint16_t>& gpu, const std::vector<uint16_t>& cpu,
+                        const std::vector<double>& fp32_bound, const std::string& what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  ASSERT_EQ(fp32_bound.size(), cpu.size()) << what;
+  size_t bad = 0, first = 0, differ = 0;
+  for (size_t i = 0; i < gpu.size(); i++) {
+    const double g = kernels::bf16::widen(gpu[i]), c = kernels::bf16::widen(cpu[i]);
+    differ += gpu[i] != cpu[i];
+    const double bound = kBf16Step * std::fabs(c) + fp32_bound[i] + 1e-30;
+    if (!(std::fabs(g - c) <= bound) && bad++ == 0) first = i;  // a NaN (poison left in place) fails
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << gpu.size() << " out of tolerance; first at " << first
+                     << ": gpu " << kernels::bf16::widen(gpu[first]) << " cpu " << kernels::bf16::widen(cpu[first])
+                     << " fp32 bound " << fp32_bound[first];
+  std::printf("[ compare  ] %-28s n=%-9zu %zu bf16 values differ (by at most a rounding step, allowed)\n",
+              what.c_str(), gpu.size(), differ);
+}
+
+void expect_bf16_close(const std::vector<uint16_t>& gpu, const std::vector<uint16_t>& cpu,
+                       const std::vector<float>& mag, int K, const std::string& what) {
+  std::vector<double> bound(mag.size());
+  for (size_t i = 0; i < mag.size(); i++) bound[i] = 2.0 * (K + 2) * kUnitRoundoff * mag[i];
+  expect_bf16_within(gpu, cpu, bound, what);
 }
 
 bool small_cases_only() {

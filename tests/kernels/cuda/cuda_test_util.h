@@ -70,9 +70,17 @@ class Rng {
   std::mt19937_64 gen_;
 };
 
+// What the rerun check needs of an output, whatever its element type.
+class DeviceOutput {
+ public:
+  virtual ~DeviceOutput() = default;
+  virtual void reset_device() = 0;
+  virtual std::vector<unsigned char> download_bytes() const = 0;
+};
+
 // The same data on the host and on the device. `initial` is kept so that outputs can be reset before a rerun.
 template <typename T>
-class Twin {
+class Twin : public DeviceOutput {
  public:
   explicit Twin(std::vector<T> initial) : initial_(std::move(initial)), host_(initial_) {
     dev_ = static_cast<T*>(device_alloc(bytes()));
@@ -95,8 +103,13 @@ class Twin {
     if (!out.empty()) to_host(out.data(), dev_, bytes());
     return out;
   }
-  void reset_device() {
+  void reset_device() override {
     if (!initial_.empty()) to_device(dev_, initial_.data(), bytes());
+  }
+  std::vector<unsigned char> download_bytes() const override {
+    std::vector<unsigned char> out(bytes());
+    if (!out.empty()) to_host(out.data(), dev_, bytes());
+    return out;
   }
 
  private:
@@ -127,6 +140,33 @@ void expect_bitwise_equal(const std::vector<T>& gpu, const std::vector<T>& cpu, 
 // every output is bitwise the same as after the first run (`first` holds those results, in the same order).
 void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Twin<float>*>& outputs,
                           const std::vector<std::vector<float>>& first, const CudaContext& cuda);
+
+// The same for outputs of any element type (bf16 and fp32 together): keeps what the outputs hold now (the first
+// run's results), resets them, runs `run` again and checks every output bitwise against the first run.
+void expect_rerun_same_bits(const std::function<void()>& run, const std::vector<DeviceOutput*>& outputs,
+                            const CudaContext& cuda);
+
+// ---- bf16 (stored as uint16_t, kernels/cuda/bf16_rounding.h)
+constexpr double kUnitRoundoff = 1.0 / (1 << 24);  // fp32
+// One bf16 step relative to a value: bf16 keeps 8 significant bits, so a value is rounded to within 2^-8 of itself
+// (relative), and two neighbouring bf16 values differ by at most 2^-7 of the smaller one (the spacing at the bottom
+// of a binade, e.g. 1 and 1 + 2^-7). Two sides that round fp32 values a hair apart to different neighbours differ by
+// this much.
+constexpr double kBf16Step = 1.0 / (1 << 7);
+
+// Random values rounded to bf16 (nearest even).
+std::vector<uint16_t> random_bf16(Rng& rng, size_t n, float lo = -1.0f, float hi = 1.0f);
+// Widened to fp32 (exact), and their absolute values.
+std::vector<float> widen_all(const std::vector<uint16_t>& x);
+std::vector<float> widen_abs(const std::vector<uint16_t>& x);
+
+// bf16 results that may differ by fp32 reduction order: every element within one bf16 step of |cpu| plus
+// fp32_bound[i], the bound on the difference of the two fp32 values before rounding. Prints how many differ.
+void expect_bf16_within(const std::vector<uint16_t>& gpu, const std::vector<uint16_t>& cpu,
+                        const std::vector<double>& fp32_bound, const std::string& what);
+// The same for dot products of length K: fp32 bound 2 (K+2) u mag[i], mag the sum of the products' absolute values.
+void expect_bf16_close(const std::vector<uint16_t>& gpu, const std::vector<uint16_t>& cpu,
+                       const std::vector<float>& mag, int K, const std::string& what);
 
 // Under a sanitizer (RESBM_TEST_SMALL=1, set by tools/gpu/check.sh) only the first `keep` cases of a test run: the
 // small, odd ones, which reach every code path at a fraction of the instrumented time. Otherwise all of them.

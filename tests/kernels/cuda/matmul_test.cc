@@ -15,8 +15,6 @@
 namespace resbm_test {
 namespace {
 
-constexpr double kUnitRoundoff = 1.0 / (1 << 24);
-
 std::vector<float> abs_of(const std::vector<float>& x) {
   std::vector<float> a(x.size());
   for (size_t i = 0; i < x.size(); i++) a[i] = std::fabs(x[i]);
