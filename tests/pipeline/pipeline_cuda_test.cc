@@ -4,8 +4,10 @@
 // Everywhere: the refusals that need no GPU. --transport nccl on the CPU, and --device cuda on a machine without a
 // GPU (or in a build without CUDA), are one line naming the cause, exit status 2, and no ranks started.
 // On a GPU (skipped, saying why, elsewhere):
+//   - the single-process executor (--executor local, no mpirun) matches the CPU and repeats bit for bit;
 //   - S=2 over --transport mpi with both ranks on GPU 0 (CUDA_VISIBLE_DEVICES=0, so a one-GPU machine runs it too)
-//     matches the CPU pipeline within a stated tolerance, repeats bit for bit, and names each rank's GPU;
+//     matches the CPU pipeline within a stated tolerance, repeats bit for bit, equals the single-process executor on
+//     that GPU bit for bit, and names each rank's GPU;
 //   - with one visible GPU, --transport nccl is refused: in one line before mpirun when it can count the GPUs, and
 //     by NcclTransport inside the ranks (two ranks on one GPU) when it cannot (--hostfile), without hanging;
 //   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi (same kernels on the same GPUs; a
@@ -96,7 +98,8 @@ TEST(PipelineCudaRefusal, TransportWithTheLocalExecutor) {
                     "with no transport");
 }
 
-TEST(PipelineCudaRefusal, CudaWithoutAGpu) {
+// Named NoGpu...: tools/gpu/check.sh lets only such tests skip on a GPU machine.
+TEST(PipelineCudaRefusal, NoGpuCudaIsOneLineAndNoRanks) {
   std::string why;
   if (engine::comm::visible_gpu_count(&why) > 0) {
     GTEST_SKIP() << "a GPU is present: this test checks the refusal on machines without one";
@@ -114,26 +117,51 @@ TEST(PipelineCudaRefusal, CudaWithoutAGpu) {
 // of the loss (the tolerance //train's CUDA test uses for the same reason).
 constexpr double kCpuTolerance = 1e-4;
 
-TEST(PipelineCuda, MpiOnOneSharedGpuMatchesCpuAndRepeatsBitwise) {
-  if (const std::string why = cannot_run_on_gpus(1); !why.empty()) GTEST_SKIP() << why;
-  const std::string shared = "CUDA_VISIBLE_DEVICES=0";
-  const std::string cuda = std::string(kTinyRun) + " --device cuda --transport mpi";
-  const PipelineRun cpu = run_pipeline("", std::string(kTinyRun) + " --device cpu", "cpu");
-  const PipelineRun gpu1 = run_pipeline(shared, cuda, "shared1");
-  const PipelineRun gpu2 = run_pipeline(shared, cuda, "shared2");
+// The losses of `gpu` against the CPU run's, within kCpuTolerance (relative), step by step.
+void expect_close_to_cpu(const PipelineRun& gpu, const PipelineRun& cpu) {
+  const std::vector<double> c = loss_values(cpu.losses), g = loss_values(gpu.losses);
+  ASSERT_EQ(c.size(), 5u) << cpu.losses;
+  ASSERT_EQ(g.size(), c.size()) << gpu.losses;
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(g[i], c[i], kCpuTolerance * c[i]) << "step " << i + 1;
+}
+
+// The single-process executor on one GPU (no mpirun needed): what the ranks below must reproduce.
+TEST(PipelineCuda, LocalExecutorOnGpuMatchesCpuAndRepeatsBitwise) {
+  std::string why;
+  if (engine::comm::visible_gpu_count(&why) == 0) GTEST_SKIP() << "needs a GPU: " << why;
+  const std::string local = std::string(kTinyRun) + " --executor local";
+  const PipelineRun cpu = run_pipeline("", local + " --device cpu", "local_cpu");
+  const PipelineRun gpu1 = run_pipeline("CUDA_VISIBLE_DEVICES=0", local + " --device cuda", "local_gpu1");
+  const PipelineRun gpu2 = run_pipeline("CUDA_VISIBLE_DEVICES=0", local + " --device cuda", "local_gpu2");
   ASSERT_EQ(cpu.rc, 0) << cpu.output;
   ASSERT_EQ(gpu1.rc, 0) << gpu1.output;
   ASSERT_EQ(gpu2.rc, 0) << gpu2.output;
+  EXPECT_NE(gpu1.output.find("stage 1: GPU 0 ("), std::string::npos) << gpu1.output;
+  expect_close_to_cpu(gpu1, cpu);
+  EXPECT_EQ(gpu2.losses, gpu1.losses);
+}
+
+TEST(PipelineCuda, MpiOnOneSharedGpuMatchesCpuAndRepeatsBitwise) {
+  if (const std::string why = cannot_run_on_gpus(1); !why.empty()) GTEST_SKIP() << why;
+  const std::string shared = "CUDA_VISIBLE_DEVICES=0";
+  const std::string cuda = std::string(kTinyRun) + " --device cuda";
+  const PipelineRun cpu = run_pipeline("", std::string(kTinyRun) + " --device cpu", "cpu");
+  const PipelineRun gpu1 = run_pipeline(shared, cuda + " --transport mpi", "shared1");
+  const PipelineRun gpu2 = run_pipeline(shared, cuda + " --transport mpi", "shared2");
+  const PipelineRun local = run_pipeline(shared, cuda + " --executor local", "shared_local");
+  ASSERT_EQ(cpu.rc, 0) << cpu.output;
+  ASSERT_EQ(gpu1.rc, 0) << gpu1.output;
+  ASSERT_EQ(gpu2.rc, 0) << gpu2.output;
+  ASSERT_EQ(local.rc, 0) << local.output;
   // The run header names each rank's device: both stages on GPU 0.
   EXPECT_NE(gpu1.output.find("device cuda, transport mpi"), std::string::npos) << gpu1.output;
   EXPECT_NE(gpu1.output.find("stage 0: GPU 0 ("), std::string::npos) << gpu1.output;
   EXPECT_NE(gpu1.output.find("stage 1: GPU 0 ("), std::string::npos) << gpu1.output;
-  const std::vector<double> c = loss_values(cpu.losses), g = loss_values(gpu1.losses);
-  ASSERT_EQ(c.size(), 5u) << cpu.losses;
-  ASSERT_EQ(g.size(), c.size()) << gpu1.losses;
-  for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(g[i], c[i], kCpuTolerance * c[i]) << "step " << i + 1;
-  // Deterministic kernels (no atomics in reductions, fixed cuBLAS algorithms): the same bits (hex column) again.
+  expect_close_to_cpu(gpu1, cpu);
+  // Deterministic kernels (no atomics in reductions, fixed cuBLAS algorithms): the same bits (hex column) again,
+  // and the same bits as all stages in one process on that GPU (each stage runs the same kernels either way).
   EXPECT_EQ(gpu2.losses, gpu1.losses);
+  EXPECT_EQ(local.losses, gpu1.losses);
 }
 
 TEST(PipelineCuda, NcclWithOneGpuIsRefused) {

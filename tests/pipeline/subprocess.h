@@ -15,10 +15,11 @@
 
 namespace pipeline_test {
 
-// The pipeline binary in this test's runfiles.
+// The pipeline binary in this test's runfiles; without TEST_SRCDIR (a test binary started by hand, or by
+// tools/gpu/check.sh from a folder laid out like the runfiles), train/pipeline below the current directory.
 inline std::string pipeline_binary() {
   const char* srcdir = std::getenv("TEST_SRCDIR");
-  return std::string(srcdir ? srcdir : ".") + "/resbm/train/pipeline";
+  return srcdir ? std::string(srcdir) + "/resbm/train/pipeline" : std::string("train/pipeline");
 }
 
 inline std::string temp_dir() {
