@@ -55,12 +55,8 @@ TEST(LlmcModelFile, ReadsWhatTheFormatDefines) {
   const std::string path = write_model("ok.bin", c, 20240326, 3, n);
   std::vector<float> params;
   const gpu_step::Config got = gpu_step::read_llmc_model(path, &params);
-  EXPECT_EQ(got.max_T, c.max_T);
-  EXPECT_EQ(got.V, c.V);
-  EXPECT_EQ(got.Vp, c.Vp);
-  EXPECT_EQ(got.L, c.L);
-  EXPECT_EQ(got.NH, c.NH);
-  EXPECT_EQ(got.C, c.C);
+  auto fields = [](const gpu_step::Config& x) { return std::vector<int>{x.max_T, x.V, x.Vp, x.L, x.NH, x.C}; };
+  EXPECT_EQ(fields(got), fields(c)) << "maxT V Vp L NH C";
   ASSERT_EQ(params.size(), n);
   for (size_t i = 0; i < n; i++) ASSERT_EQ(params[i], 0.25f * static_cast<float>(i) - 3.0f) << i;
 }
