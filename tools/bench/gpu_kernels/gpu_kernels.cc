@@ -1,6 +1,7 @@
 // tools/bench/gpu_kernels/gpu_kernels.cc: times every CUDA kernel at GPT-2 124M shapes (B x T tokens, C = 768,
 // NH = 12, Vp = 50304) with CUDA events after warm-up, and prints one table: median ms, achieved GB/s (bytes that
-// must move at least once) and TFLOP/s (for the GEMM-bound kernels). fp32 throughout (the kernels' precision).
+// must move at least once) and TFLOP/s (for the GEMM-bound kernels): the fp32 kernels, the bf16 GEMMs, and the bf16
+// activation kernels of the mixed-precision step (bf16_*.cu).
 //
 //   gpu_kernels [B] [T] [iters]     defaults 8 1024 20
 #include <algorithm>
@@ -218,6 +219,82 @@ int main(int argc, char** argv) {
         kernels::cuda::adamw_update(ctx, params, grads, m, v, num_params, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, 1);
       },
       7.0 * num_params * f, 0);
+
+  // bf16 activation kernels (bf16_*.cu): bytes are those that must move at least once, 2 per bf16 element.
+  {
+    const double h = 2.0;  // bytes per bf16
+    const double NC4 = 4 * NC;
+    uint16_t* y16 = dev_alloc<uint16_t>(N * C);
+    uint16_t* r16 = dev_alloc<uint16_t>(N * C);
+    uint16_t* dy16 = dev_alloc<uint16_t>(N * C);
+    uint16_t* wpe16 = dev_alloc<uint16_t>(static_cast<size_t>(T) * C);
+    uint16_t* lnw16 = dev_alloc<uint16_t>(C);
+    uint16_t* lnb16 = dev_alloc<uint16_t>(C);
+    uint16_t* dh16 = dev_alloc<uint16_t>(N * 4 * C);
+    uint16_t* g16 = dev_alloc<uint16_t>(N * 4 * C);
+    uint16_t* qkv16 = dev_alloc<uint16_t>(N * 3 * C);
+    uint16_t* dqkv16 = dev_alloc<uint16_t>(N * 3 * C);
+    uint16_t* att16 = dev_alloc<uint16_t>(static_cast<size_t>(B) * NH * T * T);
+    uint16_t* datt16 = dev_alloc<uint16_t>(static_cast<size_t>(B) * NH * T * T);
+    kernels::cuda::float_to_bf16(ctx, wpe16, wpe, static_cast<size_t>(T) * C);
+    kernels::cuda::float_to_bf16(ctx, dy16, dy, N * C);
+    kernels::cuda::float_to_bf16(ctx, lnw16, lnw, C);
+    kernels::cuda::float_to_bf16(ctx, lnb16, lnb, C);
+    kernels::cuda::float_to_bf16(ctx, qkv16, qkv, N * 3 * C);
+    kernels::cuda::float_to_bf16(ctx, h16, h4, N * 4 * C);
+    kernels::cuda::float_to_bf16(ctx, dh16, dh4, N * 4 * C);
+    const int n = static_cast<int>(N);
+    add("embedding_forward_bf16", nc, [&] { kernels::cuda::embedding_forward_bf16(ctx, y16, tokens, wte16, wpe16, B, T, C); },
+        3 * NC * h, 0);
+    add("embedding_backward_bf16", nc,
+        [&] { kernels::cuda::embedding_backward_bf16(ctx, dwte, dwpe, dy16, tokens, B, T, C); }, NC * (h + 2 * f), 0);
+    add("layernorm_forward_bf16", nc,
+        [&] { kernels::cuda::layernorm_forward_bf16(ctx, y16, mean, rstd, x16, lnw16, lnb16, n, C); }, 2 * NC * h, 0);
+    add("residual_layernorm_forward_bf16", nc,
+        [&] {
+          kernels::cuda::residual_layernorm_forward_bf16(ctx, r16, y16, mean, rstd, x16, dy16, lnw16, lnb16, n, C);
+        },
+        4 * NC * h, 0);
+    add("layernorm_backward_bf16", nc,
+        [&] { kernels::cuda::layernorm_backward_bf16(ctx, dx16, dlnw, dlnb, dy16, x16, lnw16, mean, rstd, n, C); },
+        4 * NC * h, 0);
+    add("gelu_forward_bf16", "(" + std::to_string(N * 4 * C) + ")",
+        [&] { kernels::cuda::gelu_forward_bf16(ctx, g16, h16, N * 4 * C); }, 2 * NC4 * h, 0);
+    add("gelu_backward_bf16", "(" + std::to_string(N * 4 * C) + ")",
+        [&] { kernels::cuda::gelu_backward_bf16(ctx, g16, h16, dh16, N * 4 * C); }, 4 * NC4 * h, 0);
+    add("add_bf16", nc, [&] { kernels::cuda::add_bf16(ctx, y16, x16, dy16, N * C); }, 3 * NC * h, 0);
+    add("accumulate_bf16", nc, [&] { kernels::cuda::accumulate_bf16(ctx, y16, dy16, N * C); }, 3 * NC * h, 0);
+    add("fill_bf16", nc, [&] { kernels::cuda::fill_bf16(ctx, y16, 0, N * C); }, NC * h, 0);
+    add("slice_columns_forward_bf16", nc + "[:, :384]",
+        [&] { kernels::cuda::slice_columns_forward_bf16(ctx, r16, x16, n, C, 0, C / 2); }, NC * h, 0);
+    add("slice_columns_backward_bf16", nc + "[:, :384]",
+        [&] { kernels::cuda::slice_columns_backward_bf16(ctx, y16, r16, n, C, 0, C / 2); }, 1.5 * NC * h, 0);
+    // Attention: qkv, out and the (B,NH,T,T) bf16 att; the fp32 scores / datt_f pass through the workspace (the
+    // causal half of them is read). Once with the default 64 MiB workspace (one batch row per chunk at T = 1024) and
+    // once with room for all B rows.
+    const double att16_bytes = static_cast<double>(B) * NH * T * T * h;
+    // Forward: qkv + out; fp32 scores written in full, causal half read (3 att16 units); att written, read once.
+    const double fwd_bytes = 4 * NC * h + 5 * att16_bytes;
+    // Backward: qkv, dout, dqkv read + written; datt_f as the scores (3); att read twice; datt written, read twice.
+    const double bwd_bytes = 8 * NC * h + 8 * att16_bytes;
+    const std::string bnt = "B,NH,T,T=" + std::to_string(B) + ",12," + std::to_string(T);
+    const kernels::KernelContext big = kernels::cuda::make_cuda_context(static_cast<size_t>(B) * NH * T * T * 4);
+    for (const kernels::KernelContext* c : {&ctx, &big}) {
+      const std::string ws = c == &ctx ? " ws 64M" : " ws B rows";
+      add("attention_forward_bf16" + ws, bnt,
+          [&] { kernels::cuda::attention_forward_bf16(*c, y16, att16, qkv16, B, T, C, NH); }, fwd_bytes,
+          4.0 * B * T * static_cast<double>(T) * C);
+      add("attention_backward_bf16" + ws, bnt,
+          [&] { kernels::cuda::attention_backward_bf16(*c, dqkv16, datt16, dy16, qkv16, att16, B, T, C, NH); },
+          bwd_bytes, 8.0 * B * T * static_cast<double>(T) * C);
+    }
+    // In place: logits16 is overwritten with dlogits; rerunning on dlogits costs the same (no data-dependent path).
+    add("softmax_xent_fused_bf16", "(" + std::to_string(N) + ",50304)",
+        [&] {
+          kernels::cuda::softmax_crossentropy_fused_bf16(ctx, losses, logits16, tokens, 1.0f / N, n, V, Vp);
+        },
+        2.0 * N * Vp * h, 0);
+  }
 
   std::printf("\n| kernel | shape | ms | GB/s | TFLOP/s |\n|---|---|---:|---:|---:|\n");
   for (const Row& r : rows) {
