@@ -146,7 +146,7 @@ void gemm_rows_heads(const KernelContext& ctx, bool trans_a, bool trans_b, int m
   }
 }
 
-// The shapes of one call: the chunk's first batch row b0 and its number of rows.
+// The attention shapes, and the GEMM operands of a chunk that starts at batch row b0.
 struct Heads {
   int T, C, NH, HS, C3;
   long long TT;
