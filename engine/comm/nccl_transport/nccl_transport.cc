@@ -62,6 +62,9 @@ struct Header {
   int64_t bytes;
 };
 
+// Sends in flight at once, at most (each holds a pooled slot): every micro-batch of a step plus a few more.
+constexpr size_t kMaxSendSlots = kMaxMicroBatches + 64;
+
 }  // namespace
 
 // One channel per direction of travel (lower rank -> higher rank, and back), each with its own communicator and
@@ -83,7 +86,7 @@ struct NcclTransport::Impl {
     void* buffer = nullptr;
     size_t capacity = 0;
     cudaEvent_t done = nullptr;
-    Header* header_host = nullptr;  // pinned: copied asynchronously, rewritten only once the slot is free again
+    Header* header_host = nullptr;  // in headers_host: copied asynchronously, rewritten once the slot is free again
     bool busy = false;
   };
   int rank = 0, size = 0, device = 0;
@@ -93,6 +96,7 @@ struct NcclTransport::Impl {
   Channel up, down;                       // up: to higher ranks (forward); down: to lower ranks (backward)
   cudaStream_t compute_stream = nullptr;  // the engine's stream (set_compute_stream)
   std::deque<Slot> send_slots;
+  Header* headers_host = nullptr;  // pinned, kMaxSendSlots of them, allocated up front: slot i uses headers_host[i]
   cudaEvent_t ready = nullptr;
   // The channel of a message between this rank and `peer`, by which of the two sends.
   Channel& channel(int sender, int receiver) { return sender < receiver ? up : down; }
@@ -161,16 +165,17 @@ NcclTransport::NcclTransport(int num_stages, double timeout_s)
     COMM_CUDA_CHECK(cudaEventCreateWithFlags(&ch->received, cudaEventDisableTiming));
   }
   COMM_CUDA_CHECK(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming));
+  COMM_CUDA_CHECK(cudaMallocHost(&s.headers_host, kMaxSendSlots * sizeof(Header)));
 }
 
 NcclTransport::~NcclTransport() {
   Impl& s = *impl_;
   flush();
   for (auto& slot : s.send_slots) {
-    cudaFree(slot.buffer);
+    cudaFree(slot.buffer);  // nothing is in flight any more (flush): a device-wide wait is harmless now
     cudaEventDestroy(slot.done);
-    cudaFreeHost(slot.header_host);
   }
+  cudaFreeHost(s.headers_host);
   for (Channel* ch : {&s.up, &s.down}) {
     cudaFree(ch->recv_header);
     cudaFreeHost(ch->recv_header_host);
@@ -210,12 +215,20 @@ void NcclTransport::send_raw(int peer, int tag, const void* data, size_t bytes) 
     if (!candidate.busy && candidate.capacity >= bytes + sizeof(Header) && slot == nullptr) slot = &candidate;
   }
   if (slot == nullptr) {
+    if (s.send_slots.size() == kMaxSendSlots) {
+      nccl_fatal(stage_name(stage()) + ": more than " + std::to_string(kMaxSendSlots) +
+                 " sends in flight: the peers stopped receiving");
+    }
     s.send_slots.emplace_back();
     slot = &s.send_slots.back();
     slot->capacity = bytes + sizeof(Header);
-    COMM_CUDA_CHECK(cudaMalloc(&slot->buffer, slot->capacity));
+    slot->header_host = &s.headers_host[s.send_slots.size() - 1];
+    // Stream-ordered allocation, never cudaMalloc/cudaFree (nor cudaMallocHost) once NCCL work may be in flight:
+    // those may wait for the whole device, and so for one of our sends that waits for a peer, which may itself be
+    // waiting in its own allocation for its send to us (the tied-gradient exchange grows both sides' buffers at
+    // once on the first step): a deadlock no timeout could end.
+    COMM_CUDA_CHECK(cudaMallocAsync(&slot->buffer, slot->capacity, s.compute_stream));
     COMM_CUDA_CHECK(cudaEventCreateWithFlags(&slot->done, cudaEventDisableTiming));
-    COMM_CUDA_CHECK(cudaMallocHost(&slot->header_host, sizeof(Header)));
   }
   // [header | payload] in the slot, written on the compute stream after the work that produced the payload.
   // A device payload is copied device-to-device in stream order, so the caller may overwrite it with later work; a
@@ -246,8 +259,10 @@ void NcclTransport::recv_raw(int peer, int tag, void* data, size_t bytes) {
   void* target = data;
   if (!on_device) {
     if (ch.recv_staging_bytes < bytes) {
-      cudaFree(ch.recv_staging);
-      COMM_CUDA_CHECK(cudaMalloc(&ch.recv_staging, bytes));
+      // Stream-ordered on the channel's stream, after the receives that used the old buffer (see send_raw: no
+      // cudaMalloc/cudaFree while NCCL work may be in flight).
+      if (ch.recv_staging != nullptr) COMM_CUDA_CHECK(cudaFreeAsync(ch.recv_staging, ch.stream));
+      COMM_CUDA_CHECK(cudaMallocAsync(&ch.recv_staging, bytes, ch.stream));
       ch.recv_staging_bytes = bytes;
     }
     target = ch.recv_staging;

@@ -15,6 +15,9 @@
 //   recv: posted on the channel stream; the compute stream waits for its completion event, and the host polls the
 //         event against the deadline (a dead or stalled peer ends the process with a message naming it).
 // Payloads may live in device or host memory (host payloads are staged through a device buffer).
+// No device-wide waits once NCCL work may be in flight: the send pool and the receive staging grow by stream-ordered
+// allocation (cudaMallocAsync/cudaFreeAsync), because cudaMalloc/cudaFree may wait for a send that waits for a peer
+// that waits in the same way (both ends of the tied-gradient exchange grow their buffers on the first step).
 // NCCL matches messages between two ranks in issue order and has no tags: each message carries a small header
 // (tag, bytes) in the same group, checked on arrival, so a schedule that receives out of order fails loudly
 // instead of mixing up micro-batches.
