@@ -43,10 +43,10 @@ const std::map<std::string, Flag>& flag_table() {
       {"threads", {"CPU threads per process (default: cores / processes)", [](O& o, auto& v) { o.threads = to_int(v); }}},
       {"executor", {"mpi (one process per stage under mpirun, default) or local (all stages in this process)",
                     [](O& o, auto& v) { o.executor = v; }}},
-      {"device", {"cpu (default) or cuda: each rank trains its stage on GPU (node-local rank mod GPUs)",
+      {"device", {"cpu (default) or cuda: each rank trains its stage on a GPU (node-local rank mod GPUs)",
                   [](O& o, auto& v) { o.device = v; }}},
-      {"transport", {"mpi (host memory; ranks may share a GPU) or nccl (GPU to GPU, one GPU per stage); "
-                     "default nccl with --device cuda, mpi on the CPU",
+      {"transport", {"mpi (host memory; ranks may share a GPU) or nccl (NCCL between the ranks' GPUs, one GPU "
+                     "per stage); default nccl with --device cuda, mpi on the CPU",
                      [](O& o, auto& v) { o.transport = v; }}},
       {"hostfile", {"mpirun hostfile for a multi-host run (same binary path on every host)",
                     [](O& o, auto& v) { o.hostfile = v; }}},
