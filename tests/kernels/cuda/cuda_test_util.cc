@@ -155,6 +155,22 @@ void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, 
   }
 }
 
+void expect_within(const std::vector<float>& gpu, const std::vector<float>& cpu, const std::vector<double>& bound,
+                   const std::string& what) {
+  ASSERT_EQ(gpu.size(), cpu.size()) << what;
+  ASSERT_EQ(bound.size(), cpu.size()) << what;
+  size_t bad = 0, first = 0;
+  double worst = 0.0;  // largest |gpu - cpu| / bound seen
+  for (size_t i = 0; i < gpu.size(); i++) {
+    const double diff = std::fabs(static_cast<double>(gpu[i]) - cpu[i]);
+    if (!(diff <= bound[i]) && bad++ == 0) first = i;  // a NaN (poison left in place) fails
+    if (bound[i] > 0) worst = std::max(worst, diff / bound[i]);
+  }
+  EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << gpu.size() << " out of tolerance; first at " << first
+                     << ": gpu " << gpu[first] << " cpu " << cpu[first] << " bound " << bound[first];
+  std::printf("[ compare  ] %-28s n=%-9zu largest error %.3g of its bound\n", what.c_str(), gpu.size(), worst);
+}
+
 void expect_rerun_bitwise(const std::function<void()>& run, const std::vector<Twin<float>*>& outputs,
                           const std::vector<std::vector<float>>& first, const CudaContext& cuda) {
   ASSERT_EQ(outputs.size(), first.size());

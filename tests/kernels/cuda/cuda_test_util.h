@@ -123,6 +123,11 @@ class Twin : public DeviceOutput {
 void expect_close(const std::vector<float>& gpu, const std::vector<float>& cpu, double rtol, double atol,
                   const std::string& what);
 
+// Every element within its own bound: |gpu - cpu| <= bound[i] (fp32 results of reductions whose bound is derived
+// per element, e.g. gamma(n) times the sum of the terms' absolute values).
+void expect_within(const std::vector<float>& gpu, const std::vector<float>& cpu, const std::vector<double>& bound,
+                   const std::string& what);
+
 // Bitwise equality (integer codes; bit-exact kernels).
 template <typename T>
 void expect_bitwise_equal(const std::vector<T>& gpu, const std::vector<T>& cpu, const std::string& what) {
