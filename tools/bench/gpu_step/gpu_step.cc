@@ -15,8 +15,8 @@
 // term as 12 L C T, printed too), N = the GPT-2 parameters: a bottleneck's FLOPs count as overhead, so that its cost
 // shows as lost MFU. Peaks by device name (dense): H100/H200 SXM 989 TFLOP/s bf16 and 67 fp32 (non-tensor); A100
 // 312 / 19.5. Memory: the step's buffers, counted exactly (parameters, optimizer state, activations, scratch), and
-// the device memory in use after the timed steps minus before the step was built (cudaMemGetInfo: the buffers plus
-// allocator rounding and anything cuBLAS allocates lazily; the kernel context's workspace is outside both).
+// the device memory in use right after the step's constructor minus before it (cudaMemGetInfo: the buffers plus the
+// allocator's rounding). The kernel context's workspace is outside both: it is there before and after every step.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -158,7 +158,7 @@ void time_steps(Step& model, const Options& o, cudaStream_t stream, Measured* m)
   m->tok_s = static_cast<double>(o.B) * o.T / (m->step_ms / 1e3);
 }
 
-// Builds the step (memory measured around it), loads or initialises its weights, sets the batch, times it; the
+// Builds the step (device memory measured around its allocation), loads or initialises its weights, sets the batch, times it; the
 // step's memory is freed on return.
 template <class Step, class... Extra>
 Measured run(const std::string& name, const Options& o, const kernels::KernelContext& ctx,
@@ -168,6 +168,11 @@ Measured run(const std::string& name, const Options& o, const kernels::KernelCon
   CUDA_CHECK(cudaDeviceSynchronize());
   const size_t before = device_bytes_in_use();
   Step model(ctx, o.cfg, o.B, o.T, extra...);
+  // Right after the allocation, before any kernel runs: lazy allocations inside cuBLAS on the first calls would
+  // otherwise be charged to whichever configuration runs first.
+  CUDA_CHECK(cudaDeviceSynchronize());
+  const size_t after = device_bytes_in_use();
+  m.device_bytes = after > before ? after - before : 0;
   if (llmc_params.empty()) {
     model.init_params(kSeed);
   } else if constexpr (std::is_same_v<Step, gpu_step::Gpt2Step<CudaKernels>>) {
@@ -179,8 +184,6 @@ Measured run(const std::string& name, const Options& o, const kernels::KernelCon
   model.set_batch(tokens.data(), tokens.data() + 1);
   time_steps(model, o, static_cast<cudaStream_t>(ctx.cuda_stream), &m);
   m.buffer_bytes = model.buffer_bytes();
-  const size_t after = device_bytes_in_use();
-  m.device_bytes = after > before ? after - before : 0;
   return m;
 }
 
