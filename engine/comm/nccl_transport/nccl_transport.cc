@@ -98,9 +98,71 @@ struct NcclTransport::Impl {
   std::deque<Slot> send_slots;
   Header* headers_host = nullptr;  // pinned, kMaxSendSlots of them, allocated up front: slot i uses headers_host[i]
   cudaEvent_t ready = nullptr;
+  Header* connect_buffers = nullptr;  // device, 3 headers: what connect_all sends and receives
   // The channel of a message between this rank and `peer`, by which of the two sends.
   Channel& channel(int sender, int receiver) { return sender < receiver ? up : down; }
+  void connect_all(const std::string& me);
+  void wait_received(Channel& ch, const std::string& me, const std::string& from);
 };
+
+// NCCL sets a connection up on its first use, and the set-up blocks the host until the peer sets up the same
+// connection. Left to the first real messages, the tied-gradient exchange at S >= 3 would deadlock: stage 0 waiting
+// in the up channel's set-up (its send to the last stage) while the last stage waits in the down channel's (its send
+// to stage 0). So every pair that will ever talk is connected here, one group per channel, in the same order on every
+// rank: neighbours, and the first and the last stage (the tied weight).
+void NcclTransport::Impl::connect_all(const std::string& me) {
+  const int last = size - 1;
+  for (Channel* ch : {&up, &down}) {
+    const int next = ch == &up ? 1 : -1;  // where this channel's messages go
+    std::vector<int> to, from;
+    if (rank + next >= 0 && rank + next <= last) to.push_back(rank + next);
+    if (rank - next >= 0 && rank - next <= last) from.push_back(rank - next);
+    if (last >= 2) {  // the first and the last stage are not neighbours: a connection of their own
+      const int tied_sender = ch == &up ? 0 : last, tied_receiver = ch == &up ? last : 0;
+      if (rank == tied_sender) to.push_back(tied_receiver);
+      if (rank == tied_receiver) from.push_back(tied_sender);
+    }
+    NCCL_CHECK(ncclGroupStart(), "group start");
+    for (int peer : to) {
+      NCCL_CHECK(ncclSend(connect_buffers, sizeof(Header), ncclUint8, peer, ch->comm, ch->stream), "connecting");
+    }
+    for (size_t i = 0; i < from.size(); i++) {
+      NCCL_CHECK(ncclRecv(connect_buffers + 1 + i, sizeof(Header), ncclUint8, from[i], ch->comm, ch->stream),
+                 "connecting");
+    }
+    NCCL_CHECK(ncclGroupEnd(), "group end");
+    COMM_CUDA_CHECK(cudaEventRecord(ch->received, ch->stream));
+    wait_received(*ch, me, "its peers (connecting NCCL)");
+  }
+}
+
+// Bounded wait for ch.received: polls the event, and NCCL's own asynchronous error state, until the deadline.
+// `from` names whom the receive waits for.
+void NcclTransport::Impl::wait_received(Channel& ch, const std::string& me, const std::string& from) {
+  const double deadline = now_s() + timeout_s;
+  for (int i = 0;; i++) {
+    const cudaError_t q = cudaEventQuery(ch.received);
+    if (q == cudaSuccess) return;
+    if (q != cudaErrorNotReady) COMM_CUDA_CHECK(q);
+    ncclResult_t async_error = ncclSuccess;
+    NCCL_CHECK(ncclCommGetAsyncError(ch.comm, &async_error), "querying NCCL's state");
+    if (async_error != ncclSuccess) {
+      ncclCommAbort(ch.comm);
+      nccl_fatal(me + ": NCCL failed while receiving from " + from + ": " + ncclGetErrorString(async_error) +
+                 ": peer dead?");
+    }
+    if (now_s() > deadline) {
+      ncclCommAbort(ch.comm);
+      nccl_fatal(me + ": no message from " + from + " within " + std::to_string(static_cast<int>(timeout_s)) +
+                 " s: peer dead or stalled");
+    }
+    if (i < 200) {
+      sched_yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+}
 
 NcclTransport::NcclTransport(int num_stages, double timeout_s)
     : Transport(mpi_launch_rank() >= 0 ? mpi_launch_rank() : 0, num_stages), impl_(std::make_unique<Impl>()) {
@@ -166,6 +228,8 @@ NcclTransport::NcclTransport(int num_stages, double timeout_s)
   }
   COMM_CUDA_CHECK(cudaEventCreateWithFlags(&s.ready, cudaEventDisableTiming));
   COMM_CUDA_CHECK(cudaMallocHost(&s.headers_host, kMaxSendSlots * sizeof(Header)));
+  COMM_CUDA_CHECK(cudaMalloc(&s.connect_buffers, 3 * sizeof(Header)));
+  s.connect_all(stage_name(stage()));
 }
 
 NcclTransport::~NcclTransport() {
@@ -176,6 +240,7 @@ NcclTransport::~NcclTransport() {
     cudaEventDestroy(slot.done);
   }
   cudaFreeHost(s.headers_host);
+  cudaFree(s.connect_buffers);
   for (Channel* ch : {&s.up, &s.down}) {
     cudaFree(ch->recv_header);
     cudaFreeHost(ch->recv_header_host);
@@ -277,30 +342,7 @@ void NcclTransport::recv_raw(int peer, int tag, void* data, size_t bytes) {
   COMM_CUDA_CHECK(
       cudaMemcpyAsync(ch.recv_header_host, ch.recv_header, sizeof(Header), cudaMemcpyDeviceToHost, ch.stream));
   COMM_CUDA_CHECK(cudaEventRecord(ch.received, ch.stream));
-  // Bounded wait: poll the event, and NCCL's own asynchronous error state, until the deadline.
-  const double deadline = now_s() + s.timeout_s;
-  for (int i = 0;; i++) {
-    const cudaError_t q = cudaEventQuery(ch.received);
-    if (q == cudaSuccess) break;
-    if (q != cudaErrorNotReady) COMM_CUDA_CHECK(q);
-    ncclResult_t async_error = ncclSuccess;
-    NCCL_CHECK(ncclCommGetAsyncError(ch.comm, &async_error), "querying NCCL's state");
-    if (async_error != ncclSuccess) {
-      ncclCommAbort(ch.comm);
-      nccl_fatal(stage_name(stage()) + ": NCCL failed while receiving from " + stage_name(peer) + ": " +
-                 ncclGetErrorString(async_error) + ": peer dead?");
-    }
-    if (now_s() > deadline) {
-      ncclCommAbort(ch.comm);
-      nccl_fatal(stage_name(stage()) + ": no message from " + stage_name(peer) + " within " +
-                 std::to_string(static_cast<int>(s.timeout_s)) + " s: peer dead or stalled");
-    }
-    if (i < 200) {
-      sched_yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-  }
+  s.wait_received(ch, stage_name(stage()), stage_name(peer));
   const Header got = *ch.recv_header_host;
   if (got.tag != tag || got.bytes != static_cast<int64_t>(bytes)) {
     nccl_fatal(stage_name(stage()) + ": expected message tag " + std::to_string(tag) + " of " + std::to_string(bytes) +

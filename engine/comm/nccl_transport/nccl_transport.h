@@ -15,6 +15,9 @@
 //   recv: posted on the channel stream; the compute stream waits for its completion event, and the host polls the
 //         event against the deadline (a dead or stalled peer ends the process with a message naming it).
 // Payloads may live in device or host memory (host payloads are staged through a device buffer).
+// Every connection (neighbours, and the first and the last stage for the tied weight) is set up by the constructor, in
+// the same order on every rank: NCCL blocks the host in a connection's set-up until the peer sets up the same one,
+// which, left to the first messages, would deadlock the tied-gradient exchange at S >= 3.
 // No device-wide waits once NCCL work may be in flight: the send pool and the receive staging grow by stream-ordered
 // allocation (cudaMallocAsync/cudaFreeAsync), because cudaMalloc/cudaFree may wait for a send that waits for a peer
 // that waits in the same way (both ends of the tied-gradient exchange grow their buffers on the first step).
