@@ -1,5 +1,6 @@
 // tests/kernels/cuda/matmul_test.cc: CUDA (cuBLASLt) vs CPU (OpenBLAS) matmul forward/backward, the fused GELU
-// epilogue, and the general gemm, with fresh seeds, odd sizes, poisoned outputs and bitwise reruns.
+// epilogue, the general gemm, and the bf16 autocast of --dtype bf16, with fresh seeds, odd sizes, poisoned outputs
+// and bitwise reruns.
 //
 // Tolerance: the two libraries sum the K products of each dot product in different orders. The rigorous bound for
 // either is gamma_K * (|a| . |b|) with gamma_K ~ K * 2^-24; the difference of two such results is at most twice
@@ -105,6 +106,68 @@ TEST(CudaMatmul, Backward) {
       if (full) expect_within_dot_bound(gb, db.host(), mag_db, s.N + 1, "matmul dbias");
       expect_rerun_bitwise(run, {&dinp, &dw, &db}, {gi, gw, gb}, cuda);
     }
+  }
+}
+
+// --dtype bf16 (kernels/context.h, GemmPrecision::bf16): both sides round the operands to bf16 by the same rule
+// (round to nearest even), and a product of two bf16 values is exact in fp32, so CUDA (tensor cores) and CPU (sgemm
+// on the rounded values) differ only by the order of the fp32 sums: the fp32 bound above, with magnitudes of the
+// rounded operands (at most (1 + 2^-8)^2 of the unrounded ones: slope 1.01).
+struct Bf16Contexts {
+  explicit Bf16Contexts(const CudaContext& cuda, size_t elements)
+      : host_scratch(elements + 3 * 128), device_scratch(device_alloc((elements + 3 * 128) * sizeof(uint16_t))) {
+    cpu = cpu_context();
+    cpu.gemm_precision = kernels::GemmPrecision::bf16;
+    cpu.gemm_scratch = host_scratch.data();
+    cpu.gemm_scratch_bytes = host_scratch.size() * sizeof(float);
+    gpu = cuda.ctx();
+    gpu.gemm_precision = kernels::GemmPrecision::bf16;
+    gpu.gemm_scratch = device_scratch;
+    gpu.gemm_scratch_bytes = (elements + 3 * 128) * sizeof(uint16_t);
+  }
+  ~Bf16Contexts() { device_free(device_scratch); }
+  std::vector<float> host_scratch;
+  void* device_scratch;
+  kernels::KernelContext cpu, gpu;
+};
+
+TEST(CudaMatmul, Bf16AutocastForwardAndBackwardMatchCpu) {
+  REQUIRE_CUDA_DEVICE();
+  Rng rng("CudaMatmul.Bf16AutocastForwardAndBackwardMatchCpu");
+  CudaContext cuda;
+  for (const Shape s : shapes()) {
+    const size_t nc = static_cast<size_t>(s.N) * s.C, oc = static_cast<size_t>(s.OC) * s.C;
+    const size_t no = static_cast<size_t>(s.N) * s.OC;
+    Bf16Contexts bf(cuda, kernels::bf16_gemm_scratch_elements(s.N, s.C, s.OC));
+    Twin<float> inp(rng.floats(nc)), w(rng.floats(oc)), bias(rng.floats(s.OC)), out(Twin<float>::nans(no));
+    kernels::cpu::matmul_forward(bf.cpu, out.cpu(), inp.cpu(), w.cpu(), bias.cpu(), s.N, s.C, s.OC);
+    auto fwd = [&] { kernels::cuda::matmul_forward(bf.gpu, out.gpu(), inp.gpu(), w.gpu(), bias.gpu(), s.N, s.C, s.OC); };
+    fwd();
+    const auto cpu = cpu_context();
+    const auto ai = abs_of(inp.host()), aw = abs_of(w.host()), ab = abs_of(bias.host());
+    std::vector<float> mag(no);
+    kernels::cpu::matmul_forward(cpu, mag.data(), ai.data(), aw.data(), ab.data(), s.N, s.C, s.OC);
+    const auto o = out.download();
+    expect_within_dot_bound(o, out.host(), mag, s.C + 1, "bf16 autocast matmul out", 1.01);
+    expect_rerun_bitwise(fwd, {&out}, {o}, cuda);
+
+    Twin<float> dout(rng.floats(no)), dinp(rng.floats(nc)), dw(rng.floats(oc)), db(rng.floats(s.OC));
+    kernels::cpu::matmul_backward(bf.cpu, dinp.cpu(), dw.cpu(), db.cpu(), dout.cpu(), inp.cpu(), w.cpu(), s.N, s.C,
+                                  s.OC);
+    auto bwd = [&] {
+      kernels::cuda::matmul_backward(bf.gpu, dinp.gpu(), dw.gpu(), db.gpu(), dout.gpu(), inp.gpu(), w.gpu(), s.N, s.C,
+                                     s.OC);
+    };
+    bwd();
+    const auto ad = abs_of(dout.host());
+    std::vector<float> mag_dinp = abs_of(dinp.host()), mag_dw = abs_of(dw.host()), mag_db = abs_of(db.host());
+    kernels::cpu::matmul_backward(cpu, mag_dinp.data(), mag_dw.data(), mag_db.data(), ad.data(), ai.data(), aw.data(),
+                                  s.N, s.C, s.OC);
+    const auto gi = dinp.download(), gw = dw.download(), gb = db.download();
+    expect_within_dot_bound(gi, dinp.host(), mag_dinp, s.OC + 1, "bf16 autocast matmul dinp", 1.01);
+    expect_within_dot_bound(gw, dw.host(), mag_dw, s.N + 1, "bf16 autocast matmul dweight", 1.01);
+    expect_within_dot_bound(gb, db.host(), mag_db, s.N + 1, "bf16 autocast matmul dbias");
+    expect_rerun_bitwise(bwd, {&dinp, &dw, &db}, {gi, gw, gb}, cuda);
   }
 }
 
