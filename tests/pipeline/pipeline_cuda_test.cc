@@ -11,10 +11,12 @@
 //   - with one visible GPU, --transport nccl is refused: in one line before mpirun when it can count the GPUs, and
 //     by NcclTransport inside the ranks (two ranks on one GPU) when it cannot (--hostfile), without hanging;
 //   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi (same kernels on the same GPUs; a
-//     transport only moves bytes), for fp32 codes and for int8 codes (the codec runs on the host).
+//     transport only moves bytes), for fp32 codes and for int8 codes (the codec runs on the host); at S=2, and with
+//     3+ GPUs at S = min(GPUs, 4) too, where the tied weight crosses between stages that are not neighbours.
 // The grad-norm allgather and the tied-weight exchange are inside every compared loss: the tiny preset ties wte
 // between the first and the last stage, and its first steps' norms (~20) exceed --grad-clip 1, so the global norm
 // scales every update.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -186,19 +188,32 @@ TEST(PipelineCuda, NcclWithOneGpuIsRefused) {
 
 TEST(PipelineCuda, NcclMatchesMpiBitwiseOnTwoGpus) {
   if (const std::string why = cannot_run_on_gpus(2); !why.empty()) GTEST_SKIP() << why;
-  const std::string two = "CUDA_VISIBLE_DEVICES=0,1";
-  for (const std::string codes : {"fp32", "int8"}) {
-    SCOPED_TRACE(codes);
-    const std::string args = std::string(kTinyRun) + " --device cuda --code-dtype " + codes;
-    const PipelineRun mpi = run_pipeline(two, args + " --transport mpi", "mpi_" + codes);
-    const PipelineRun nccl = run_pipeline(two, args + " --transport nccl", "nccl_" + codes);
-    ASSERT_EQ(mpi.rc, 0) << mpi.output;
-    ASSERT_EQ(nccl.rc, 0) << nccl.output;
-    EXPECT_NE(nccl.output.find("device cuda, transport nccl"), std::string::npos) << nccl.output;
-    EXPECT_NE(nccl.output.find("stage 0: GPU 0 ("), std::string::npos) << nccl.output;
-    EXPECT_NE(nccl.output.find("stage 1: GPU 1 ("), std::string::npos) << nccl.output;
-    EXPECT_EQ(loss_values(nccl.losses).size(), 5u) << nccl.losses;
-    EXPECT_EQ(nccl.losses, mpi.losses);
+  // S=2 on GPUs 0 and 1; with more GPUs also S = min(GPUs, 4) (the tiny preset's 4 layers), where the tied weight
+  // crosses between stages that are not neighbours (their own NCCL connection).
+  std::string why;
+  const int gpus = engine::comm::visible_gpu_count(&why);
+  std::vector<int> stage_counts = {2};
+  if (gpus >= 3) stage_counts.push_back(std::min(gpus, 4));
+  for (const int S : stage_counts) {
+    std::string visible = "CUDA_VISIBLE_DEVICES=0";
+    for (int g = 1; g < S; ++g) visible += "," + std::to_string(g);
+    for (const std::string codes : {"fp32", "int8"}) {
+      SCOPED_TRACE("S=" + std::to_string(S) + " codes " + codes);
+      const std::string args = std::string(kTinyRun) + " --stages " + std::to_string(S) + " --device cuda" +
+                               " --code-dtype " + codes;
+      const std::string tag = "S" + std::to_string(S) + "_" + codes;
+      const PipelineRun mpi = run_pipeline(visible, args + " --transport mpi", "mpi_" + tag);
+      const PipelineRun nccl = run_pipeline(visible, args + " --transport nccl", "nccl_" + tag);
+      ASSERT_EQ(mpi.rc, 0) << mpi.output;
+      ASSERT_EQ(nccl.rc, 0) << nccl.output;
+      EXPECT_NE(nccl.output.find("device cuda, transport nccl"), std::string::npos) << nccl.output;
+      for (int g = 0; g < S; ++g) {
+        const std::string line = "stage " + std::to_string(g) + ": GPU " + std::to_string(g) + " (";
+        EXPECT_NE(nccl.output.find(line), std::string::npos) << nccl.output;
+      }
+      EXPECT_EQ(loss_values(nccl.losses).size(), 5u) << nccl.losses;
+      EXPECT_EQ(nccl.losses, mpi.losses);
+    }
   }
 }
 
