@@ -163,8 +163,7 @@ class Gpt2StepBf16 : public StepBase<K> {
   }
 
   // llm.c's num_gpt2_parameters() floats from the host (e.g. an llm.c model file); the bottlenecks are initialised
-  // from `seed` (W1, V1 normal 0.02, layernorms 1/0, the rest 0); AdamW restarts. The bf16 model copy is the
-  // masters rounded to nearest, and AdamW's stochastic rounding is seeded from `seed` and the step.
+  // from `seed` (W1, V1 normal 0.02, layernorms 1/0, the rest 0). Then as set_master_params.
   void set_gpt2_params(const float* gpt2, uint64_t seed) {
     std::vector<float> host(gpt2, gpt2 + n_gpt2_params_);
     host.resize(n_params_, 0.0f);
@@ -182,9 +181,15 @@ class Gpt2StepBf16 : public StepBase<K> {
         off += sizes[t];
       }
     }
+    set_master_params(host.data(), seed);
+  }
+
+  // All num_parameters() fp32 masters from the host. The bf16 model copy is their rounding to nearest; AdamW
+  // restarts, its stochastic rounding seeded from `seed` and the step.
+  void set_master_params(const float* host, uint64_t seed) {
     std::vector<uint16_t> copy(n_params_);
     for (size_t i = 0; i < n_params_; i++) copy[i] = kernels::bf16::round_nearest(host[i]);
-    K::upload(master_, host.data(), n_params_ * sizeof(float));
+    K::upload(master_, host, n_params_ * sizeof(float));
     K::upload(params_, copy.data(), n_params_ * sizeof(uint16_t));
     std::vector<float> zeros(n_params_, 0.0f);
     K::upload(m_, zeros.data(), n_params_ * sizeof(float));

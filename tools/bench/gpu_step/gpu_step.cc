@@ -180,7 +180,9 @@ Measured run(const std::string& name, const Options& o, const kernels::KernelCon
   } else {
     model.set_gpt2_params(llmc_params.data(), kSeed);  // the bottlenecks (if any) start as at init
   }
-  if constexpr (!std::is_same_v<Step, gpu_step::Gpt2Step<CudaKernels>>) m.bottleneck_bytes = model.bottleneck_bytes();
+  if constexpr (!std::is_same_v<Step, gpu_step::Gpt2Step<CudaKernels>>) {
+    m.bottleneck_bytes = model.bottleneck_bytes();
+  }
   model.set_batch(tokens.data(), tokens.data() + 1);
   time_steps(model, o, static_cast<cudaStream_t>(ctx.cuda_stream), &m);
   m.buffer_bytes = model.buffer_bytes();
