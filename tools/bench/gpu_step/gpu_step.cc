@@ -158,8 +158,8 @@ void time_steps(Step& model, const Options& o, cudaStream_t stream, Measured* m)
   m->tok_s = static_cast<double>(o.B) * o.T / (m->step_ms / 1e3);
 }
 
-// Builds the step (device memory measured around its allocation), loads or initialises its weights, sets the batch, times it; the
-// step's memory is freed on return.
+// Builds the step (device memory measured around its allocation), loads or initialises its weights, sets the
+// batch, times it; the step's memory is freed on return.
 template <class Step, class... Extra>
 Measured run(const std::string& name, const Options& o, const kernels::KernelContext& ctx,
              const std::vector<float>& llmc_params, const std::vector<int32_t>& tokens, Extra... extra) {
