@@ -34,7 +34,7 @@ stage() {
   tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
   # The trainer is optional (its own owners may have it mid-edit): build it on its own.
   local have_train=0
-  local runfiles_tests=(//tests/train:train_device_test)
+  local runfiles_tests=(//tests/train:train_device_test //tests/pipeline:pipeline_cuda_test)
   if tools/bazel build //train //train:pipeline "${runfiles_tests[@]}" 2>/dev/null; then have_train=1; fi
   rm -rf "$gpu_dir/bin" "$gpu_dir/lib" "$gpu_dir/lib.tar.gz"
   mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
@@ -134,12 +134,13 @@ train_twice() {
 
 # bazel_like_test NAME: a test that runs our binaries by their workspace path (train/train, ...) as under
 # `bazel test`: from a folder laid out like its runfiles, with TEST_TMPDIR set.
-bazel_like_test() {
+bazel_like_test() {  # NAME [test arguments...]
   local name="$1" root="$out/runfiles_$1" log="$out/test_$1.log"
+  shift
   mkdir -p "$root/train" "$root/tmp"
   ln -sf "$gpu_dir/bin/train" "$root/train/train"
   [ -x "$gpu_dir/bin/pipeline" ] && ln -sf "$gpu_dir/bin/pipeline" "$root/train/pipeline"
-  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 500 "$gpu_dir/bin/$name" > "$log" 2>&1)
+  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 500 "$gpu_dir/bin/$name" "$@" > "$log" 2>&1)
   local rc=$? status=PASS
   [ $rc != 0 ] && status=FAIL
   # Only the tests of machines without a GPU (named NoGpu...) may skip here.
@@ -249,6 +250,22 @@ PY
   # from a runfiles-like folder holding train/train.
   if [ -x "$bin/train_device_test" ] && [ -x "$bin/train" ]; then
     bazel_like_test train_device_test
+  fi
+  # //train:pipeline --device cuda: one rank per stage. One GPU: two ranks share it over --transport mpi; NCCL
+  # (which refuses two ranks on one GPU) needs two GPUs. Without mpirun only the local executor and the refusals run.
+  if [ -x "$bin/pipeline_cuda_test" ] && [ -x "$bin/pipeline" ]; then
+    local ngpus
+    ngpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+    if ! command -v mpirun > /dev/null 2>&1; then
+      bazel_like_test pipeline_cuda_test \
+        --gtest_filter='PipelineCudaRefusal.*:PipelineCuda.LocalExecutorOnGpuMatchesCpuAndRepeatsBitwise'
+      row "pipeline mpi/nccl on GPU" SKIP "no mpirun on this machine: the one-process-per-stage runs need OpenMPI"
+    elif [ "$ngpus" -ge 2 ]; then
+      bazel_like_test pipeline_cuda_test --gtest_filter='-PipelineCuda.NcclWithOneGpuIsRefused'
+    else
+      bazel_like_test pipeline_cuda_test --gtest_filter='-PipelineCuda.NcclMatchesMpiBitwiseOnTwoGpus'
+      row "pipeline nccl 2 GPUs" SKIP "one GPU here: NCCL needs one GPU per rank"
+    fi
   fi
 
   # 4. the kernel benchmark
