@@ -13,9 +13,10 @@
 #                               present). The total must stay under the device tool's 64 MiB carry limit.
 #   tools/gpu/check.sh run      THERE (on the GPU machine), in ONE device call with carry [".gpu"]:
 #                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
-#                               Runs every CUDA test, the NCCL probe, a short training run twice (bitwise-equal
-#                               losses) if the trainer can train on CUDA, the kernel benchmark, the whole-step
-#                               benchmark (GPT-2 124M fp32, tokens/s and MFU), and last compute-sanitizer memcheck and
+#                               Runs every CUDA test, the NCCL probe, short training runs twice each (bitwise-equal
+#                               losses: tiny fp32 and bf16, GPT-2 124M bf16), the trainer's and the pipeline's GPU
+#                               tests, the kernel benchmark, the whole-step benchmark (GPT-2 124M bf16 at B=16..64,
+#                               tokens/s and MFU; fp32; the ResBM cost side by side), and last compute-sanitizer memcheck and
 #                               racecheck over the GPU tests (small cases, within what is left of a 540 s budget:
 #                               CHECK_BUDGET_S); prints one summary table at the end. Logs go
 #                               to /tmp/gpu_check; when $OUT is set (the device tool), two files come back in it:
@@ -29,7 +30,7 @@ mode="${1:-run}"
 gpu_dir="$here/.gpu"
 
 stage() {
-  local targets=(//tests/kernels/cuda:all //tools/bench/gpu_kernels //tools/bench/gpu_step
+  local targets=(//tests/kernels/cuda:all //tests/bench:all //tools/bench/gpu_kernels //tools/bench/gpu_step
                  //engine/comm/nccl_transport:nccl_probe)
   tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
   # The trainer is optional (its own owners may have it mid-edit): build it on its own.
@@ -41,7 +42,7 @@ stage() {
   local bins=()
   # The tests the BUILD file declares now (bazel-bin may still hold binaries of removed targets).
   local t
-  for t in $(tools/bazel query 'tests(//tests/kernels/cuda:all)' 2>/dev/null); do
+  for t in $(tools/bazel query 'tests(//tests/kernels/cuda:all) + tests(//tests/bench:all)' 2>/dev/null); do
     t="${t#//}"
     bins+=("bazel-bin/${t/://}")
   done
@@ -78,7 +79,7 @@ stage() {
   tar -C "$gpu_dir" -czf "$gpu_dir/lib.tar.gz" lib && rm -rf "$gpu_dir/lib"
   git rev-parse HEAD > "$gpu_dir/COMMIT" 2>/dev/null || true
   # The tests that use the GPU (tag "gpu"): the sanitizers run over these only.
-  tools/bazel query 'attr(tags, gpu, tests(//tests/kernels/cuda:all))' 2>/dev/null | sed 's|.*:||' > "$gpu_dir/GPU_TESTS"
+  tools/bazel query 'attr(tags, gpu, tests(//tests/kernels/cuda:all) + tests(//tests/bench:all))' 2>/dev/null | sed 's|.*:||' > "$gpu_dir/GPU_TESTS"
   local mib
   mib=$(du -sm "$gpu_dir" | cut -f1)
   echo "check.sh stage: $(ls "$gpu_dir/bin" | wc -l) binaries, $(tar -tzf "$gpu_dir/lib.tar.gz" | grep -c '\.so') libraries (lib.tar.gz), ${mib} MiB in .gpu/"
@@ -140,7 +141,7 @@ bazel_like_test() {  # NAME [test arguments...]
   mkdir -p "$root/train" "$root/tmp"
   ln -sf "$gpu_dir/bin/train" "$root/train/train"
   [ -x "$gpu_dir/bin/pipeline" ] && ln -sf "$gpu_dir/bin/pipeline" "$root/train/pipeline"
-  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 500 "$gpu_dir/bin/$name" "$@" > "$log" 2>&1)
+  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 300 "$gpu_dir/bin/$name" "$@" > "$log" 2>&1)
   local rc=$? status=PASS
   [ $rc != 0 ] && status=FAIL
   # Only the tests of machines without a GPU (named NoGpu...) may skip here.
@@ -272,17 +273,28 @@ PY
   if [ -x "$bin/gpu_kernels" ]; then
     timeout 300 "$bin/gpu_kernels" 8 1024 20 > "$out/gpu_kernels.md" 2>&1
     local rc=$?
-    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32, table below (rc=$rc)"
+    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels, table below (rc=$rc)"
   fi
 
-  # 5. whole-step GPT-2 124M, fp32: tokens/s and MFU at B=8 and B=16, T=1024
+  # 5. whole-step GPT-2 124M (gpu_step, llm.c-style flat step): bf16 at B = 16, 32, 64 (T = 1024), fp32 at B = 8 for
+  # the record, and the ResBM cost side by side in one process (3 boundaries = 4 stages' worth, r = 32 and 128).
   if [ -x "$bin/gpu_step" ]; then
-    for b in 8 16; do
-      timeout 240 "$bin/gpu_step" "$b" 1024 10 > "$out/gpu_step_b$b.md" 2>&1
+    local spec label
+    for spec in "16 1024 10" "32 1024 10" "64 1024 10" "8 1024 10 --dtype fp32" \
+                "16 1024 10 --compare --bottlenecks 3 --ratio 32" "16 1024 10 --compare --bottlenecks 3 --ratio 128"; do
+      label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
+      # shellcheck disable=SC2086
+      timeout 240 "$bin/gpu_step" $spec > "$out/gpu_step_$label.md" 2>&1
       local rc=$?
-      row "bench gpu_step B=$b" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
-          "$(grep -A2 'step ms' "$out/gpu_step_b$b.md" | tail -1) (rc=$rc)"
+      row "bench gpu_step $spec" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
+          "$( (grep -m1 'ResBM cost' "$out/gpu_step_$label.md" || grep -A2 'step ms' "$out/gpu_step_$label.md" | tail -1) | cut -c1-220) (rc=$rc)"
     done
+    if ls "$gpu_dir"/data/gpt2_124M.bin > /dev/null 2>&1; then  # llm.c's weights, when someone carried them
+      timeout 240 "$bin/gpu_step" 16 1024 10 --load "$gpu_dir/data/gpt2_124M.bin" > "$out/gpu_step_llmc.md" 2>&1
+      local rc=$?
+      row "bench gpu_step on llm.c weights" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
+          "$(grep -A2 'step ms' "$out/gpu_step_llmc.md" | tail -1 | cut -c1-200) (rc=$rc)"
+    fi
   fi
 
   # 6. compute-sanitizer over the GPU tests, last: it is the slow part. Small cases only (RESBM_TEST_SMALL=1) and a
@@ -333,7 +345,7 @@ PY
     printf '%s\n' "${rows[@]}"
     echo
     [ -f "$out/gpu_kernels.md" ] && cat "$out/gpu_kernels.md"
-    for f in "$out"/gpu_step_b*.md; do [ -f "$f" ] && { echo; cat "$f"; }; done
+    for f in "$out"/gpu_step_*.md; do [ -f "$f" ] && { echo; echo "### $(basename "$f" .md)"; cat "$f"; }; done
     echo
     echo "## largest relative errors per comparison (CUDA vs CPU twin)"
     [ -f "$out/compare_errors.txt" ] && sort -u "$out/compare_errors.txt" | head -80
