@@ -50,6 +50,8 @@ class LinkEmulator : public Transport {
   void send_raw(int peer, int tag, const void* data, size_t bytes) override;
   void recv_raw(int peer, int tag, void* data, size_t bytes) override;
   bool probe_raw(int peer, int tag) override { return inner_->probe_raw(peer, tag); }
+  // The payload passes through untouched (the arrival stamp is a host double of its own): whatever inner carries.
+  bool carries_device_memory() const override { return inner_->carries_device_memory(); }
   std::string stage_name(int stage) const override { return inner_->stage_name(stage); }
   Transport& inner() { return *inner_; }
 

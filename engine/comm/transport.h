@@ -10,6 +10,7 @@
 //   LocalTransport   (local_transport.h): in-process queues; the single-process executor runs all stages.
 //   MpiTransport     (mpi_transport.h):   one process per stage, MPI_Isend/Irecv + polling with a deadline.
 //   LinkEmulator     (link_emulator.h):   wraps any transport and delays delivery as a slow link would.
+//   NcclTransport    (nccl_transport/):   one process per stage and per GPU, NCCL; carries device memory too.
 // A wait that passes the deadline is fatal: the process prints
 //   "stage S (rank R): no message from stage P (rank Q) within N s: peer dead or stalled"
 // and exits non-zero, so a dead or stalled peer never hangs the others.
@@ -61,6 +62,11 @@ class Transport {
   int num_stages() const { return num_stages_; }
   bool is_first() const { return stage_ == 0; }
   bool is_last() const { return stage_ == num_stages_ - 1; }
+
+  // Whether send/recv (and the tied and raw ones) accept device (CUDA) memory as well as host memory. Only then may
+  // a stage on the GPU hand the transport its device buffers (engine/pipeline/stage_runner.cc); otherwise it stages
+  // them through host memory. Wrappers answer for the transport they wrap.
+  virtual bool carries_device_memory() const { return false; }
 
   // ---- boundary traffic, counted
   // Sends `bytes` to the neighbour in direction `dir` (forward: stage+1, backward: stage-1). On return the

@@ -7,6 +7,7 @@
 #include "engine/check.h"
 #include "engine/device.h"
 #include "engine/dispatch.h"
+#include "engine/pipeline/wire_layout.h"
 
 namespace engine::pipeline {
 
@@ -42,14 +43,29 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
   for (Slot& sl : slots_) sl.graph = std::make_unique<Graph>(ctx, device_, bytes);
   const int64_t rows = static_cast<int64_t>(B) * T;
   const int widest = std::max(module.input_width(), module.output_width());
-  send_buffer_.resize(comm::encoded_bytes(module.wire_dtype(), rows, widest));
-  recv_buffer_.resize(send_buffer_.size());
-  if (has_tied()) tied_other_.resize(module.params().var(module.tied_param()).grad.numel());
-  if (on_gpu()) {
-    host_code_.resize(static_cast<size_t>(rows) * widest);
-    tied_mine_.resize(tied_other_.size());
-    scalar_ = std::make_unique<Arena>("stage grad norm", 256, device_);
+  const size_t wire_bytes = comm::encoded_bytes(module.wire_dtype(), rows, widest);
+  const size_t tied_count = has_tied() ? static_cast<size_t>(module.params().var(module.tied_param()).grad.numel()) : 0;
+  device_wire_ = on_gpu() && transport.carries_device_memory();
+  if (device_wire_) {
+    const int64_t wire_floats = static_cast<int64_t>((wire_bytes + 3) / 4);
+    const size_t slack = 3 * 256;  // the arena aligns each of its three buffers to 256 bytes
+    wire_arena_ = std::make_unique<Arena>("stage wire", 2 * wire_floats * 4 + tied_count * 4 + slack, device_);
+    send_buffer_ = wire_arena_->alloc({wire_floats}).data;
+    recv_buffer_ = wire_arena_->alloc({wire_floats}).data;
+    tied_other_ = wire_arena_->alloc({static_cast<int64_t>(tied_count)}).f32();
+  } else {
+    host_send_.resize(wire_bytes);
+    host_recv_.resize(wire_bytes);
+    host_tied_other_.resize(tied_count);
+    send_buffer_ = host_send_.data();
+    recv_buffer_ = host_recv_.data();
+    tied_other_ = host_tied_other_.data();
+    if (on_gpu()) {
+      host_code_.resize(static_cast<size_t>(rows) * widest);
+      tied_mine_.resize(tied_count);
+    }
   }
+  if (on_gpu()) scalar_ = std::make_unique<Arena>("stage grad norm", 256, device_);
   losses_.assign(M, 0.0f);
   optimizer_ = optimizer(module.params());
 }
@@ -80,14 +96,11 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
   Graph& g = *sl.graph;
   g.reset();
   const int64_t rows = static_cast<int64_t>(B_) * T_;
-  const comm::WireDType dtype = module_.wire_dtype();
   sl.input = Var{};
   if (!transport_.is_first()) {
     const int K = module_.input_width();
-    const size_t n = comm::encoded_bytes(dtype, rows, K);
-    transport_.recv(Direction::forward, m, recv_buffer_.data(), n);
     sl.input = g.new_var({B_, T_, K}, DType::f32, /*requires_grad=*/train);  // (B,T,K)
-    decode_from_recv_buffer(sl.input.value, rows, K);
+    receive_code(Direction::forward, m, sl.input.value, rows, K);
   }
   sl.output = module_.forward(g, micro_rows(tokens, m, B_, T_), micro_rows(targets, m, B_, T_), sl.input);
   if (transport_.is_last()) {
@@ -100,9 +113,7 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
     const int K = module_.output_width();
     ENGINE_CHECK(sl.output.value.numel() == rows * K, "stage %d: forward returned %s, expected (%d,%d,%d)",
                  stage(), sl.output.value.describe().c_str(), B_, T_, K);
-    const size_t n = comm::encoded_bytes(dtype, rows, K);
-    encode_to_send_buffer(sl.output.value, rows, K);
-    transport_.send(Direction::forward, m, send_buffer_.data(), n);
+    send_code(Direction::forward, m, sl.output.value, rows, K);
   }
   if (!train) g.reset();
 }
@@ -111,46 +122,54 @@ void StageRunner::backward(int m) {
   Slot& sl = slot(m);
   Graph& g = *sl.graph;
   const int64_t rows = static_cast<int64_t>(B_) * T_;
-  const comm::WireDType dtype = module_.wire_dtype();
   if (transport_.is_last()) {
     // Each micro-batch's loss enters as loss/M, so the accumulated gradients are those of the step's mean loss.
     g.backward(sl.output, 1.0f / static_cast<float>(config_.micro_batches));
   } else {
     const int K = module_.output_width();
-    const size_t n = comm::encoded_bytes(dtype, rows, K);
-    transport_.recv(Direction::backward, m, recv_buffer_.data(), n);
     Tensor dout = g.new_scratch({B_, T_, K});  // (B,T,K) dL/dz, decoded: straight-through the wire codec
-    decode_from_recv_buffer(dout, rows, K);
+    receive_code(Direction::backward, m, dout, rows, K);
     g.backward_from(sl.output, dout);
   }
-  if (!transport_.is_first()) {
-    const int K = module_.input_width();
-    const size_t n = comm::encoded_bytes(dtype, rows, K);
-    encode_to_send_buffer(sl.input.grad, rows, K);
-    transport_.send(Direction::backward, m, send_buffer_.data(), n);
-  }
+  if (!transport_.is_first()) send_code(Direction::backward, m, sl.input.grad, rows, module_.input_width());
   g.reset();
   sl.input = Var{};
   sl.output = Var{};
 }
 
-void StageRunner::encode_to_send_buffer(const Tensor& x, int64_t rows, int K) {
+void StageRunner::send_code(Direction dir, int m, const Tensor& x, int64_t rows, int K) {
   const comm::WireDType dtype = module_.wire_dtype();
-  if (!on_gpu()) {
-    comm::encode(ctx_, dtype, send_buffer_.data(), x.f32(), rows, K);
+  const size_t n = comm::encoded_bytes(dtype, rows, K);
+  if (device_wire_) {
+    // Encoded by kernels queued on the compute stream; the transport's copy of the message is ordered after them.
+    transport_.send(dir, m, encode_for_wire(device_, ctx_, dtype, send_buffer_, x.f32(), rows, K), n);
     return;
   }
-  copy_to_host(host_code_.data(), x);
-  comm::encode(ctx_, dtype, send_buffer_.data(), host_code_.data(), rows, K);
+  const float* host_x = x.f32();
+  if (on_gpu()) {
+    copy_to_host(host_code_.data(), x);
+    host_x = host_code_.data();
+  }
+  comm::encode(ctx_, dtype, send_buffer_, host_x, rows, K);
+  transport_.send(dir, m, send_buffer_, n);
 }
 
-void StageRunner::decode_from_recv_buffer(const Tensor& x, int64_t rows, int K) {
+void StageRunner::receive_code(Direction dir, int m, const Tensor& x, int64_t rows, int K) {
   const comm::WireDType dtype = module_.wire_dtype();
-  if (!on_gpu()) {
-    comm::decode(ctx_, dtype, x.f32(), recv_buffer_.data(), rows, K);
+  const size_t n = comm::encoded_bytes(dtype, rows, K);
+  if (device_wire_) {
+    // The transport orders the compute stream after the message's arrival, so the decode reads it whole.
+    void* target = wire_receive_target(dtype, recv_buffer_, x.f32());
+    transport_.recv(dir, m, target, n);
+    decode_from_wire(device_, ctx_, dtype, x.f32(), target, rows, K);
     return;
   }
-  comm::decode(ctx_, dtype, host_code_.data(), recv_buffer_.data(), rows, K);
+  transport_.recv(dir, m, recv_buffer_, n);
+  if (!on_gpu()) {
+    comm::decode(ctx_, dtype, x.f32(), recv_buffer_, rows, K);
+    return;
+  }
+  comm::decode(ctx_, dtype, host_code_.data(), recv_buffer_, rows, K);
   copy_from_host(x, host_code_.data());
 }
 
@@ -173,19 +192,25 @@ bool StageRunner::has_tied() const {
 void StageRunner::send_tied() {
   if (!has_tied()) return;
   const Tensor& grad = module_.params().var(module_.tied_param()).grad;
-  if (on_gpu()) {
+  if (on_gpu() && !device_wire_) {
     copy_to_host(tied_mine_.data(), grad);  // the transport moves host memory
     transport_.send_tied(tied_mine_.data(), tied_mine_.size());
     return;
   }
+  // Host memory on the CPU; device memory on the device wire (the transport copies it in stream order).
   transport_.send_tied(grad.f32(), static_cast<size_t>(grad.numel()));
 }
 
 void StageRunner::receive_tied() {
   if (!has_tied()) return;
   const Tensor& grad = module_.params().var(module_.tied_param()).grad;
-  transport_.recv_tied(tied_other_.data(), tied_other_.size());
-  const size_t n = tied_other_.size();
+  const size_t n = static_cast<size_t>(grad.numel());
+  transport_.recv_tied(tied_other_, n);
+  if (device_wire_) {
+    // The same IEEE addition as the host loop below, elementwise on the GPU: the same bits.
+    KERNEL(device_, add_forward, ctx_, grad.f32(), grad.f32(), tied_other_, n);
+    return;
+  }
   // first + last on both stages (IEEE addition is commutative, so each side may hold either operand). On the GPU
   // the sum is made on the host (tied_mine_ holds this stage's gradient since send_tied) and copied back.
   float* g = on_gpu() ? tied_mine_.data() : grad.f32();

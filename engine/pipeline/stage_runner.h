@@ -5,6 +5,9 @@
 // they interleave runners (engine/pipeline/executor.cc): the single-process executor polls can_run() to run
 // every stage's actions in one thread; the distributed one runs its single stage's actions in order, blocking in
 // the transport.
+// On the GPU with a transport that carries device memory (NCCL), codes and the tied gradient cross in device memory,
+// encoded and decoded there (wire_layout.h: the same bytes as the host codec); with any other transport they go
+// through host memory and the host codec.
 #pragma once
 
 #include <memory>
@@ -51,9 +54,11 @@ class StageRunner {
   Slot& slot(int micro_batch) { return slots_[micro_batch % slots_.size()]; }
   void forward(int m, const Tensor& tokens, const Tensor& targets, bool train);
   void backward(int m);
-  // The wire codec works on host memory: on the GPU, x (rows, K) is staged through host_code_.
-  void encode_to_send_buffer(const Tensor& x, int64_t rows, int K);
-  void decode_from_recv_buffer(const Tensor& x, int64_t rows, int K);
+  // A code (or its gradient) x (rows, K) to / from the neighbour in direction dir, micro-batch m (the tag), in the
+  // wire dtype. Device wire: encoded and decoded on the GPU, the transport moves device memory. Host wire: the host
+  // codec, x staged through host_code_ when it lives on the GPU.
+  void send_code(comm::Direction dir, int m, const Tensor& x, int64_t rows, int K);
+  void receive_code(comm::Direction dir, int m, const Tensor& x, int64_t rows, int K);
   bool on_gpu() const { return device_ == Device::cuda; }
 
   PipelineConfig config_;
@@ -64,12 +69,20 @@ class StageRunner {
   std::vector<Action> actions_;
   std::vector<Slot> slots_;
   std::unique_ptr<StageOptimizer> optimizer_;
-  std::vector<char> send_buffer_, recv_buffer_;  // encoded codes, sized for the wider of the two boundaries
-  std::vector<float> tied_other_;                // the other stage's tied-weight gradient
   std::vector<float> losses_;                    // last stage: loss of each micro-batch of the step
   Device device_ = Device::cpu;                  // where the module's parameters and activations live
-  std::vector<float> host_code_;                 // GPU only: a code or its gradient on its way to/from the wire
-  std::vector<float> tied_mine_;                 // GPU only: this stage's tied-weight gradient, on the host
+  // Device wire: the stage is on the GPU and its transport carries device memory (NcclTransport). The buffers below
+  // then live in wire_arena_ on the GPU; otherwise in host memory (the vectors). Sized once, for the wider of the two
+  // boundaries' encoded codes.
+  bool device_wire_ = false;
+  void* send_buffer_ = nullptr;                  // encoded code to send (fp32 on the device wire: x itself goes)
+  void* recv_buffer_ = nullptr;                  // encoded code received (fp32 on the device wire: into x itself)
+  float* tied_other_ = nullptr;                  // the other stage's tied-weight gradient
+  std::unique_ptr<Arena> wire_arena_;            // device wire only
+  std::vector<char> host_send_, host_recv_;      // host wire only
+  std::vector<float> host_tied_other_;           // host wire only
+  std::vector<float> host_code_;                 // GPU, host wire: a code or its gradient on its way to/from the wire
+  std::vector<float> tied_mine_;                 // GPU, host wire: this stage's tied-weight gradient, on the host
   std::unique_ptr<Arena> scalar_;                // GPU only: sum_squares' one-float result
 };
 

@@ -144,5 +144,31 @@ TEST(LinkEmulatorDeathTest, NoWireBeyondTheEnds) {
   EXPECT_DEATH(p.s0->schedule(3, 10, 0.0), "no wire to stage 3");
 }
 
+// A transport that says it carries device memory (as NcclTransport does), over local queues.
+class DeviceCapableLocal : public Transport {
+ public:
+  explicit DeviceCapableLocal(std::unique_ptr<Transport> inner) : Transport(inner->stage(), inner->num_stages()),
+                                                                   inner_(std::move(inner)) {}
+  bool carries_device_memory() const override { return true; }
+  void allgather(const double* mine, int count, double* all) override { inner_->allgather(mine, count, all); }
+  void send_raw(int peer, int tag, const void* data, size_t bytes) override { inner_->send_raw(peer, tag, data, bytes); }
+  void recv_raw(int peer, int tag, void* data, size_t bytes) override { inner_->recv_raw(peer, tag, data, bytes); }
+  bool probe_raw(int peer, int tag) override { return inner_->probe_raw(peer, tag); }
+
+ private:
+  std::unique_ptr<Transport> inner_;
+};
+
+// The stage runner hands a transport device memory only when it says it carries it: the emulator answers for the
+// transport it wraps (host-only local queues: no; a device-capable transport: yes), since the payload passes through.
+TEST(LinkEmulator, CarriesDeviceMemoryAsItsInnerTransport) {
+  auto local = make_local_transports(2);
+  EXPECT_FALSE(local[0]->carries_device_memory());
+  LinkEmulator host_only(std::move(local[0]), {8.0, 1.0});
+  EXPECT_FALSE(host_only.carries_device_memory());
+  LinkEmulator device(std::make_unique<DeviceCapableLocal>(std::move(local[1])), {8.0, 1.0});
+  EXPECT_TRUE(device.carries_device_memory());
+}
+
 }  // namespace
 }  // namespace engine::comm

@@ -10,9 +10,11 @@
 //     that GPU bit for bit, and names each rank's GPU;
 //   - with one visible GPU, --transport nccl is refused: in one line before mpirun when it can count the GPUs, and
 //     by NcclTransport inside the ranks (two ranks on one GPU) when it cannot (--hostfile), without hanging;
-//   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi (same kernels on the same GPUs; a
-//     transport only moves bytes), for fp32 codes and for int8 codes (the codec runs on the host); at S=2, and with
-//     3+ GPUs at S = min(GPUs, 4) too, where the tied weight crosses between stages that are not neighbours.
+//   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi and reports the same bytes on the wire,
+//     for fp32, bf16 and int8 codes: over NCCL the codes are encoded and decoded on the GPU and the tied gradient is
+//     summed there (engine/pipeline/wire_layout.h), over MPI on the host, by kernels that compute the same bits and
+//     in the same byte layout; at S=2, and with 3+ GPUs at S = min(GPUs, 4) too, where the tied weight crosses
+//     between stages that are not neighbours.
 // The grad-norm allgather and the tied-weight exchange are inside every compared loss: the tiny preset ties wte
 // between the first and the last stage, and its first steps' norms (~20) exceed --grad-clip 1, so the global norm
 // scales every update.
@@ -65,6 +67,18 @@ std::vector<double> loss_values(const std::string& losses) {
   double loss;
   std::string hex;
   while (in >> step >> loss >> hex) out.push_back(loss);
+  return out;
+}
+
+// The wire part of each step line ("wire fwd N B (xR) bwd N B (xR) | tied N B"): the bytes each step reported.
+std::vector<std::string> wire_reports(const std::string& output) {
+  std::vector<std::string> out;
+  std::istringstream in(output);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t wire = line.find("| wire ");
+    if (line.rfind("step ", 0) == 0 && wire != std::string::npos) out.push_back(line.substr(wire));
+  }
   return out;
 }
 
@@ -197,7 +211,7 @@ TEST(PipelineCuda, NcclMatchesMpiBitwiseOnTwoGpus) {
   for (const int S : stage_counts) {
     std::string visible = "CUDA_VISIBLE_DEVICES=0";
     for (int g = 1; g < S; ++g) visible += "," + std::to_string(g);
-    for (const std::string codes : {"fp32", "int8"}) {
+    for (const std::string codes : {"fp32", "bf16", "int8"}) {
       SCOPED_TRACE("S=" + std::to_string(S) + " codes " + codes);
       const std::string args = std::string(kTinyRun) + " --stages " + std::to_string(S) + " --device cuda" +
                                " --code-dtype " + codes;
@@ -213,6 +227,10 @@ TEST(PipelineCuda, NcclMatchesMpiBitwiseOnTwoGpus) {
       }
       EXPECT_EQ(loss_values(nccl.losses).size(), 5u) << nccl.losses;
       EXPECT_EQ(nccl.losses, mpi.losses);
+      // The same messages: a device-encoded code has the host codec's size, and every byte is counted alike.
+      const std::vector<std::string> nccl_wire = wire_reports(nccl.output), mpi_wire = wire_reports(mpi.output);
+      EXPECT_EQ(nccl_wire.size(), 5u) << nccl.output;
+      EXPECT_EQ(nccl_wire, mpi_wire) << "nccl:\n" << nccl.output << "mpi:\n" << mpi.output;
     }
   }
 }

@@ -46,6 +46,8 @@ class NcclTransport : public Transport {
   // The compute stream that sends wait for and receives signal (ctx.cuda_stream; null = the legacy stream).
   void set_compute_stream(const kernels::KernelContext& ctx);
 
+  // Payloads in device memory go to and from NCCL directly (host ones are staged through device buffers).
+  bool carries_device_memory() const override { return true; }
   void allgather(const double* mine, int count, double* all) override;
   void send_raw(int peer, int tag, const void* data, size_t bytes) override;
   void recv_raw(int peer, int tag, void* data, size_t bytes) override;
