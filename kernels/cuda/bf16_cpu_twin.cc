@@ -1,6 +1,7 @@
 // kernels/cuda/bf16_cpu_twin.cc: CPU twins of the bf16 kernels: widen to fp32, the fp32 CPU kernels, one rounding.
 #include "kernels/cuda/bf16_cpu_twin.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -214,6 +215,96 @@ void attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv, uint16_t*
       }
     }
   }
+  store_accumulated(dqkv, acc);
+}
+
+// ---- Flash attention's twin: plain loops over the causal pairs, every sum in fp32 in key order (j = 0..t).
+
+void flash_attention_forward_bf16(const KernelContext& ctx, uint16_t* out, float* lse, const uint16_t* qkv, int B,
+                                  int T, int C, int NH) {
+  const int HS = C / NH;
+  const int C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  const std::vector<float> x = widen_all(qkv, static_cast<size_t>(B) * T * C3);  // (B, T, 3C)
+  const int64_t rows = static_cast<int64_t>(B) * NH * T;  // one task per (b, h, t): lse's index
+#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+  for (int64_t task = 0; task < rows; task++) {
+    const int t = static_cast<int>(task % T);
+    const int h = static_cast<int>((task / T) % NH);
+    const int b = static_cast<int>(task / (static_cast<int64_t>(T) * NH));
+    const float* base = x.data() + static_cast<int64_t>(b) * T * C3;
+    const float* q = base + static_cast<int64_t>(t) * C3 + h * HS;  // (HS)
+    std::vector<float> s(t + 1);                                     // the causal row of scores
+    float maxval = -INFINITY;
+    for (int j = 0; j <= t; j++) {
+      const float* k = base + static_cast<int64_t>(j) * C3 + C + h * HS;
+      float dot = 0.0f;
+      for (int i = 0; i < HS; i++) dot += q[i] * k[i];
+      s[j] = scale * dot;
+      maxval = std::max(maxval, s[j]);
+    }
+    float sum = 0.0f;
+    for (int j = 0; j <= t; j++) sum += std::exp(s[j] - maxval);
+    const float row_lse = maxval + std::log(sum);
+    lse[task] = row_lse;
+    std::vector<float> o(HS, 0.0f);  // (HS)
+    for (int j = 0; j <= t; j++) {
+      const float p = std::exp(s[j] - row_lse);  // fp32, never rounded
+      const float* v = base + static_cast<int64_t>(j) * C3 + 2 * C + h * HS;
+      for (int i = 0; i < HS; i++) o[i] += p * v[i];
+    }
+    round_all(out + (static_cast<int64_t>(b) * T + t) * C + h * HS, o.data(), HS);
+  }
+}
+
+void flash_attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv, const uint16_t* dout,
+                                   const uint16_t* out, const float* lse, const uint16_t* qkv, int B, int T, int C,
+                                   int NH) {
+  const int HS = C / NH;
+  const int C3 = 3 * C;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HS));
+  const std::vector<float> x = widen_all(qkv, static_cast<size_t>(B) * T * C3);  // (B, T, 3C)
+  const std::vector<float> d = widen_all(dout, static_cast<size_t>(B) * T * C);  // (B, T, C)
+  const std::vector<float> y = widen_all(out, static_cast<size_t>(B) * T * C);   // (B, T, C)
+  // The fp32 gradients alone, from zero; added to the widened old dqkv and rounded once at the end.
+  std::vector<float> g(static_cast<size_t>(B) * T * C3, 0.0f);  // (B, T, 3C)
+  const int64_t heads = static_cast<int64_t>(B) * NH;
+#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+  for (int64_t bh = 0; bh < heads; bh++) {  // each (b, h) owns its head's columns of g
+    const int h = static_cast<int>(bh % NH);
+    const int b = static_cast<int>(bh / NH);
+    const float* base = x.data() + static_cast<int64_t>(b) * T * C3;
+    float* gbase = g.data() + static_cast<int64_t>(b) * T * C3;
+    for (int t = 0; t < T; t++) {
+      const float* q = base + static_cast<int64_t>(t) * C3 + h * HS;                // (HS)
+      const float* dt = d.data() + (static_cast<int64_t>(b) * T + t) * C + h * HS;  // (HS)
+      const float* yt = y.data() + (static_cast<int64_t>(b) * T + t) * C + h * HS;  // (HS)
+      float D = 0.0f;  // sum_j p_j dp_j, computed as dout . out (FlashAttention-2's shortcut)
+      for (int i = 0; i < HS; i++) D += dt[i] * yt[i];
+      const float row_lse = lse[bh * T + t];
+      float* dq = gbase + static_cast<int64_t>(t) * C3 + h * HS;
+      for (int j = 0; j <= t; j++) {
+        const float* k = base + static_cast<int64_t>(j) * C3 + C + h * HS;
+        const float* v = base + static_cast<int64_t>(j) * C3 + 2 * C + h * HS;
+        float* dk = gbase + static_cast<int64_t>(j) * C3 + C + h * HS;
+        float* dv = gbase + static_cast<int64_t>(j) * C3 + 2 * C + h * HS;
+        float dot = 0.0f, dp = 0.0f;
+        for (int i = 0; i < HS; i++) {
+          dot += q[i] * k[i];
+          dp += dt[i] * v[i];
+        }
+        const float p = std::exp(scale * dot - row_lse);
+        const float ds = p * (dp - D);
+        for (int i = 0; i < HS; i++) {
+          dq[i] += scale * ds * k[i];
+          dk[i] += scale * ds * q[i];
+          dv[i] += p * dt[i];
+        }
+      }
+    }
+  }
+  std::vector<float> acc = widen_all(dqkv, g.size());  // (B, T, 3C): old + fp32 gradient, one rounding
+  for (size_t i = 0; i < acc.size(); i++) acc[i] += g[i];
   store_accumulated(dqkv, acc);
 }
 

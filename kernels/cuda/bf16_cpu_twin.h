@@ -69,6 +69,25 @@ void attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv /*(B,T,3C)
                              const uint16_t* qkv /*(B,T,3C)*/, const uint16_t* att /*(B,NH,T,T)*/, int B, int T,
                              int C, int NH);
 
+// Fused causal attention, FlashAttention-2 style (CUDA: kernels/cuda/bf16_flash_attention.cu): the same qkv layout, causal
+// mask and scale 1/sqrt(HS) as attention_forward_bf16, but the (T,T) probabilities are never stored. HS must be a
+// multiple of 16, at most 128; every pointer 16-byte aligned.
+// Forward: s = scale q.k (fp32 from widened bf16), lse = log(sum_{j<=t} e^{s_j}) over the causal row (fp32, written:
+// the backward recomputes p from it), p = e^{s - lse}, out = round(sum_j p_j v_j) summed in fp32. The twin keeps p
+// in fp32 (NOT rounded: the difference from attention_forward_bf16's rule); the CUDA kernel feeds the tensor cores
+// bf16 operands, so its p (relative to the running row maximum) is rounded to bf16 inside the product, and it sums
+// in another order (online softmax over key tiles): the tests bound both.
+// Backward (FlashAttention-2's): D_t = sum(dout_t * out_t) (fp32, from the bf16 values), p recomputed from lse,
+// dp = dout.v, ds = p (dp - D), dq += round(scale ds k), dk += round(scale ds^T q), dv += round(p^T dout): each
+// += output widens its old value, adds the fp32 sum, rounds once. The CUDA kernel rounds p and ds to bf16 as
+// tensor-core operands (as above), is deterministic (no atomics) and needs B*NH*T*4 bytes of ctx.cuda_workspace.
+void flash_attention_forward_bf16(const KernelContext& ctx, uint16_t* out /*(B,T,C)*/, float* lse /*(B,NH,T)*/,
+                                  const uint16_t* qkv /*(B,T,3C)*/, int B, int T, int C, int NH);
+void flash_attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv /*(B,T,3C) +=*/,
+                                   const uint16_t* dout /*(B,T,C)*/, const uint16_t* out /*(B,T,C)*/,
+                                   const float* lse /*(B,NH,T)*/, const uint16_t* qkv /*(B,T,3C)*/, int B, int T,
+                                   int C, int NH);
+
 // Fused softmax + cross-entropy + dlogits, in place (llm.c's): logits (N,Vp) bf16 in; losses (N) fp32 out (written);
 // the same buffer is overwritten with dlogits = round(dloss_scale * (softmax(logits) - onehot(target))) for j < V and
 // 0 for the padded columns j >= V. Softmax statistics (max, sum) in fp32.

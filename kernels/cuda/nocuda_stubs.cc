@@ -187,6 +187,15 @@ void attention_backward_bf16(const KernelContext&, uint16_t*, uint16_t*, const u
   no_cuda("attention_backward_bf16");
 }
 
+void flash_attention_forward_bf16(const KernelContext&, uint16_t*, float*, const uint16_t*, int, int, int, int) {
+  no_cuda("flash_attention_forward_bf16");
+}
+
+void flash_attention_backward_bf16(const KernelContext&, uint16_t*, const uint16_t*, const uint16_t*, const float*,
+                                   const uint16_t*, int, int, int, int) {
+  no_cuda("flash_attention_backward_bf16");
+}
+
 void softmax_crossentropy_fused_bf16(const KernelContext&, float*, uint16_t*, const int32_t*, float, int, int, int) {
   no_cuda("softmax_crossentropy_fused_bf16");
 }

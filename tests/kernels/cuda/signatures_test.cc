@@ -54,6 +54,8 @@ SAME_SIGNATURE(gelu_forward_bf16);
 SAME_SIGNATURE(gelu_backward_bf16);
 SAME_SIGNATURE(attention_forward_bf16);
 SAME_SIGNATURE(attention_backward_bf16);
+SAME_SIGNATURE(flash_attention_forward_bf16);
+SAME_SIGNATURE(flash_attention_backward_bf16);
 SAME_SIGNATURE(softmax_crossentropy_fused_bf16);
 SAME_SIGNATURE(add_bf16);
 SAME_SIGNATURE(accumulate_bf16);
