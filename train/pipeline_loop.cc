@@ -140,6 +140,8 @@ int run_pipeline(const PipelineRunOptions& o, std::vector<PipelineStepRecord>* r
   const int threads = o.threads > 0 ? o.threads : std::max(1, hw / (local ? 1 : S));
   const std::string here = open_device(o);  // before the DeviceContext: it sets the rank's GPU
   DeviceContext device(o.device == "cuda" ? Device::cuda : Device::cpu, threads);
+  // bf16 autocast: every matmul of every stage in this process rounds its operands through the context's scratch.
+  if (o.dtype == "bf16") device.enable_bf16_gemms(bf16_gemm_scratch_elements(o, config));
   const kernels::KernelContext& ctx = device.ctx();
   const pipeline::OptimizerFactory optimizer = pipeline::default_adamw(ctx, o.weight_decay);
 
@@ -187,8 +189,12 @@ int run_pipeline(const PipelineRunOptions& o, std::vector<PipelineStepRecord>* r
                 pipeline::schedule_name(o.pipeline.schedule), o.batch, o.seq_len,
                 resbm::describe_bottleneck(o.bottleneck, config.channels).c_str(), threads,
                 o.link.mbps > 0 ? (std::to_string(o.link.mbps) + " Mbit/s").c_str() : "unthrottled");
-    std::printf("%s\n", local ? ("device " + o.device + ", all stages in this process").c_str()
-                                : ("device " + o.device + ", transport " + transport_of(o)).c_str());
+    const std::string dtype = o.dtype == "bf16" ? "dtype bf16 (matmul operands rounded to bf16, fp32 accumulation)"
+                                                : "dtype fp32";
+    std::printf("%s, %s\n",
+                local ? ("device " + o.device + ", all stages in this process").c_str()
+                      : ("device " + o.device + ", transport " + transport_of(o)).c_str(),
+                dtype.c_str());
     for (int s = 0; s < S; ++s) std::printf("  stage %d: %s\n", s, devices[s].c_str());
     std::printf("per boundary, micro-batch and direction: B*T*K*bytes = %d*%d*%d*%s (uncompressed %d*%d*%d*4)\n",
                 o.batch, o.seq_len, K, comm::wire_dtype_name(resbm::wire_dtype(o.bottleneck)), o.batch, o.seq_len,

@@ -16,6 +16,7 @@
 #include "engine/comm/nccl_transport/rank_gpu.h"
 #include "engine/device.h"
 #include "resbm/stage_model.h"
+#include "train/run_config.h"
 
 namespace train {
 
@@ -48,6 +49,9 @@ const std::map<std::string, Flag>& flag_table() {
       {"transport", {"mpi (host memory; ranks may share a GPU) or nccl (NCCL between the ranks' GPUs, one GPU "
                      "per stage); default nccl with --device cuda, mpi on the CPU",
                      [](O& o, auto& v) { o.transport = v; }}},
+      {"dtype", {"precision of the matmuls: fp32 (default) or bf16 (operands rounded to bf16, fp32 accumulation; "
+                 "fp32 master weights, optimizer, layernorm, attention and losses), on the CPU and on GPUs",
+                 [](O& o, auto& v) { o.dtype = v; }}},
       {"hostfile", {"mpirun hostfile for a multi-host run (same binary path on every host)",
                     [](O& o, auto& v) { o.hostfile = v; }}},
       {"train-data", {"glob of llm.c token shards (default: a synthetic token stream)",
@@ -150,6 +154,7 @@ void validate(const PipelineRunOptions& o, const resbm::GPT2Config& config) {
   require(o.executor == "mpi" || o.executor == "local", "--executor must be mpi or local");
   require(o.device == "cpu" || o.device == "cuda", "--device must be cpu or cuda");
   require(o.transport.empty() || o.transport == "mpi" || o.transport == "nccl", "--transport must be mpi or nccl");
+  require(o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be fp32 or bf16");
   require(o.transport.empty() || o.executor == "mpi",
           "--transport is for --executor mpi; --executor local runs every stage in this process, with no transport");
   require(transport_of(o) != "nccl" || o.device == "cuda",
@@ -166,6 +171,16 @@ void validate(const PipelineRunOptions& o, const resbm::GPT2Config& config) {
 std::string transport_of(const PipelineRunOptions& o) {
   if (!o.transport.empty()) return o.transport;
   return o.device == "cuda" ? "nccl" : "mpi";
+}
+
+size_t bf16_gemm_scratch_elements(const PipelineRunOptions& o, const resbm::GPT2Config& config) {
+  // Only what the sizing reads: the model, the bottleneck and the batch geometry.
+  RunConfig sizing;
+  sizing.model = config;
+  sizing.bottleneck = o.bottleneck;
+  sizing.B = o.batch;
+  sizing.T = o.seq_len;
+  return sizing.bf16_gemm_scratch_elements();
 }
 
 void require_devices(const PipelineRunOptions& o) {

@@ -3,6 +3,7 @@
 // stage among the ranks of an mpirun job.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct PipelineRunOptions {
   std::string executor = "mpi";     // "mpi": one process per stage under mpirun; "local": all stages here
   std::string device = "cpu";       // "cpu" or "cuda": where each stage's parameters, state and activations live
   std::string transport;            // between ranks: "mpi" or "nccl"; empty: nccl with --device cuda, else mpi
+  std::string dtype = "fp32";       // "fp32" or "bf16": matmul operands rounded to bf16 (autocast), as //train's --dtype
   std::string hostfile;             // mpirun --hostfile (multi-host)
   std::string train_data;           // glob of llm.c token shards; empty: a synthetic token stream
   std::string val_data;             // glob of validation shards; empty: no validation
@@ -57,6 +59,10 @@ std::string pipeline_usage();
 void validate(const PipelineRunOptions& options, const resbm::GPT2Config& config);
 // The transport the ranks use: --transport, or its default for --device.
 std::string transport_of(const PipelineRunOptions& options);
+// --dtype bf16: the scratch (elements) the bf16 matmuls need for their rounded operands, sized as //train sizes it
+// (train::RunConfig::bf16_gemm_scratch_elements: the largest matmul of the model, bottlenecks and LM head at B*T
+// rows). Each stage's matmuls are among the whole model's, so one size serves every stage.
+size_t bf16_gemm_scratch_elements(const PipelineRunOptions& options, const resbm::GPT2Config& config);
 // The checks that ask the CUDA driver, made once before mpirun starts the ranks (so that a refusal is one line, not
 // one per rank): --device cuda needs a CUDA build and a GPU; --transport nccl needs a GPU per stage on this machine
 // (skipped with --hostfile: the GPUs are on the hosts it names, and each rank checks its own). Throws

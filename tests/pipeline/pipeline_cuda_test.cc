@@ -36,39 +36,9 @@ const char kTinyRun[] =
     "--preset tiny --steps 5 --batch 2 --seq-len 16 --threads 1 --stages 2 --micro-batches 2 --schedule 1f1b"
     " --ratio 32 --comm-timeout-s 60";
 
-struct PipelineRun {
-  int rc = -1;          // exit status; -1: still running after the limit (then killed)
-  double seconds = 0;   // wall time
-  std::string output;   // stdout and stderr
-  std::string losses;   // --losses-out: "step loss hexbits" per step
-};
-
-// `env` (e.g. "CUDA_VISIBLE_DEVICES=0") prefixes the command; mpirun's local ranks inherit it.
-PipelineRun run_pipeline(const std::string& env, const std::string& args, const std::string& tag, int limit_s = 120) {
-  const std::string dir = pipeline_test::temp_dir();
-  const std::string losses = dir + "/" + tag + ".losses", log = dir + "/" + tag + ".log";
-  std::remove(losses.c_str());
-  const double t0 = pipeline_test::now_s();
-  pipeline_test::Background p(env + " timeout " + std::to_string(limit_s) + " " + pipeline_test::pipeline_binary() +
-                                  " " + args + " --losses-out " + losses,
-                              log);
-  PipelineRun r;
-  r.rc = p.wait(limit_s + 10);
-  r.seconds = pipeline_test::now_s() - t0;
-  r.output = pipeline_test::read_file(log);
-  r.losses = pipeline_test::read_file(losses);
-  return r;
-}
-
-std::vector<double> loss_values(const std::string& losses) {
-  std::vector<double> out;
-  std::istringstream in(losses);
-  int step;
-  double loss;
-  std::string hex;
-  while (in >> step >> loss >> hex) out.push_back(loss);
-  return out;
-}
+using pipeline_test::loss_values;
+using pipeline_test::PipelineRun;
+using pipeline_test::run_pipeline;
 
 // The wire part of each step line ("wire fwd N B (xR) bwd N B (xR) | tied N B"): the bytes each step reported.
 std::vector<std::string> wire_reports(const std::string& output) {

@@ -1,5 +1,6 @@
 // tests/pipeline/subprocess.h: running //train:pipeline from a test: where the binary is, whether mpirun
-// exists, starting a shell command in the background and waiting for it with a deadline.
+// exists, starting a shell command in the background and waiting for it with a deadline, a bounded run of the
+// binary and its losses.
 #pragma once
 
 #include <signal.h>
@@ -7,11 +8,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace pipeline_test {
 
@@ -77,5 +80,45 @@ class Background {
  private:
   pid_t pid_ = -1;
 };
+
+
+// One run of //train:pipeline, bounded: what it printed and the losses it wrote.
+struct PipelineRun {
+  int rc = -1;          // exit status; -1: still running after the limit (then killed)
+  double seconds = 0;   // wall time
+  std::string output;   // stdout and stderr
+  std::string losses;   // --losses-out: "step loss hexbits" per step
+};
+
+// Runs the pipeline binary with args (plus --losses-out), under `timeout limit_s` and a wait of limit_s + 10 s.
+// `env` (e.g. "CUDA_VISIBLE_DEVICES=0") prefixes the command; mpirun's local ranks inherit it. `tag` names the
+// run's files in temp_dir().
+inline PipelineRun run_pipeline(const std::string& env, const std::string& args, const std::string& tag,
+                                int limit_s = 120) {
+  const std::string dir = temp_dir();
+  const std::string losses = dir + "/" + tag + ".losses", log = dir + "/" + tag + ".log";
+  std::remove(losses.c_str());
+  const double t0 = now_s();
+  Background p(env + " timeout " + std::to_string(limit_s) + " " + pipeline_binary() + " " + args + " --losses-out " +
+                   losses,
+               log);
+  PipelineRun r;
+  r.rc = p.wait(limit_s + 10);
+  r.seconds = now_s() - t0;
+  r.output = read_file(log);
+  r.losses = read_file(losses);
+  return r;
+}
+
+// The loss column of a --losses-out file, in step order.
+inline std::vector<double> loss_values(const std::string& losses) {
+  std::vector<double> out;
+  std::istringstream in(losses);
+  int step;
+  double loss;
+  std::string hex;
+  while (in >> step >> loss >> hex) out.push_back(loss);
+  return out;
+}
 
 }  // namespace pipeline_test
