@@ -10,8 +10,10 @@
 //     that GPU bit for bit, and names each rank's GPU;
 //   - with one visible GPU, --transport nccl is refused: in one line before mpirun when it can count the GPUs, and
 //     by NcclTransport inside the ranks (two ranks on one GPU) when it cannot (--hostfile), without hanging;
+//   - --dtype bf16 on one GPU: the single-process executor tracks the CPU's bf16 run, and two ranks sharing the GPU
+//     give its bits;
 //   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi and reports the same bytes on the wire,
-//     for fp32, bf16 and int8 codes: over NCCL the codes are encoded and decoded on the GPU and the tied gradient is
+//     for fp32, bf16 and int8 codes (and int8 codes with --dtype bf16): over NCCL the codes are encoded and decoded on the GPU and the tied gradient is
 //     summed there (engine/pipeline/wire_layout.h), over MPI on the host, by kernels that compute the same bits and
 //     in the same byte layout; at S=2, and with 3+ GPUs at S = min(GPUs, 4) too, where the tied weight crosses
 //     between stages that are not neighbours.
@@ -23,6 +25,7 @@
 #include <cstdlib>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/comm/nccl_transport/rank_gpu.h"
@@ -150,6 +153,28 @@ TEST(PipelineCuda, MpiOnOneSharedGpuMatchesCpuAndRepeatsBitwise) {
   EXPECT_EQ(local.losses, gpu1.losses);
 }
 
+// --dtype bf16 on a GPU: the single-process executor tracks the CPU's bf16 run (both round operands to nearest even
+// and accumulate in fp32, in different orders: an element one fp32 ulp apart may round to the neighbouring bf16
+// value, which five steps grow to well under 1e-3 of the loss, the bound //train's bf16 CUDA test uses), and the
+// ranks on one shared GPU give its bits.
+TEST(PipelineCuda, Bf16OnOneGpuTracksCpuAndRanksMatchLocalBitwise) {
+  if (const std::string why = cannot_run_on_gpus(1); !why.empty()) GTEST_SKIP() << why;
+  const std::string shared = "CUDA_VISIBLE_DEVICES=0";
+  const std::string bf16 = std::string(kTinyRun) + " --dtype bf16";
+  const PipelineRun cpu = run_pipeline("", bf16 + " --executor local --device cpu", "bf16_cpu");
+  const PipelineRun local = run_pipeline(shared, bf16 + " --executor local --device cuda", "bf16_gpu_local");
+  const PipelineRun ranks = run_pipeline(shared, bf16 + " --device cuda --transport mpi", "bf16_gpu_ranks");
+  ASSERT_EQ(cpu.rc, 0) << cpu.output;
+  ASSERT_EQ(local.rc, 0) << local.output;
+  ASSERT_EQ(ranks.rc, 0) << ranks.output;
+  EXPECT_NE(ranks.output.find("device cuda, transport mpi, dtype bf16 ("), std::string::npos) << ranks.output;
+  const std::vector<double> c = loss_values(cpu.losses), g = loss_values(local.losses);
+  ASSERT_EQ(c.size(), 5u) << cpu.losses;
+  ASSERT_EQ(g.size(), c.size()) << local.losses;
+  for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(g[i], c[i], 1e-3 * c[i]) << "step " << i + 1;
+  EXPECT_EQ(ranks.losses, local.losses);
+}
+
 TEST(PipelineCuda, NcclWithOneGpuIsRefused) {
   if (const std::string why = cannot_run_on_gpus(1); !why.empty()) GTEST_SKIP() << why;
   const std::string one = "CUDA_VISIBLE_DEVICES=0";
@@ -181,11 +206,13 @@ TEST(PipelineCuda, NcclMatchesMpiBitwiseOnTwoGpus) {
   for (const int S : stage_counts) {
     std::string visible = "CUDA_VISIBLE_DEVICES=0";
     for (int g = 1; g < S; ++g) visible += "," + std::to_string(g);
-    for (const std::string codes : {"fp32", "bf16", "int8"}) {
-      SCOPED_TRACE("S=" + std::to_string(S) + " codes " + codes);
+    // Every code dtype in fp32 training, and int8 codes in bf16 training (--dtype: the matmuls' precision).
+    for (const auto& [codes, dtype] : {std::pair<std::string, std::string>{"fp32", "fp32"}, {"bf16", "fp32"},
+                                       {"int8", "fp32"}, {"int8", "bf16"}}) {
+      SCOPED_TRACE("S=" + std::to_string(S) + " codes " + codes + " dtype " + dtype);
       const std::string args = std::string(kTinyRun) + " --stages " + std::to_string(S) + " --device cuda" +
-                               " --code-dtype " + codes;
-      const std::string tag = "S" + std::to_string(S) + "_" + codes;
+                               " --code-dtype " + codes + " --dtype " + dtype;
+      const std::string tag = "S" + std::to_string(S) + "_" + codes + "_" + dtype;
       const PipelineRun mpi = run_pipeline(visible, args + " --transport mpi", "mpi_" + tag);
       const PipelineRun nccl = run_pipeline(visible, args + " --transport nccl", "nccl_" + tag);
       ASSERT_EQ(mpi.rc, 0) << mpi.output;
