@@ -27,7 +27,7 @@ struct PipelineRunOptions {
   std::string executor = "mpi";     // "mpi": one process per stage under mpirun; "local": all stages here
   std::string device = "cpu";       // "cpu" or "cuda": where each stage's parameters, state and activations live
   std::string transport;            // between ranks: "mpi" or "nccl"; empty: nccl with --device cuda, else mpi
-  std::string dtype = "fp32";       // "fp32" or "bf16": matmul operands rounded to bf16 (autocast), as //train's --dtype
+  std::string dtype = "fp32";       // "fp32" or "bf16": matmul operands rounded to bf16 (autocast), as in //train
   std::string hostfile;             // mpirun --hostfile (multi-host)
   std::string train_data;           // glob of llm.c token shards; empty: a synthetic token stream
   std::string val_data;             // glob of validation shards; empty: no validation

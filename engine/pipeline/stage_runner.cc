@@ -44,10 +44,13 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
   const int64_t rows = static_cast<int64_t>(B) * T;
   const int widest = std::max(module.input_width(), module.output_width());
   const size_t wire_bytes = comm::encoded_bytes(module.wire_dtype(), rows, widest);
-  const size_t tied_count = has_tied() ? static_cast<size_t>(module.params().var(module.tied_param()).grad.numel()) : 0;
+  const size_t tied_count =
+      has_tied() ? static_cast<size_t>(module.params().var(module.tied_param()).grad.numel()) : 0;
   device_wire_ = on_gpu() && transport.carries_device_memory();
   if (device_wire_) {
-    const int64_t wire_floats = static_cast<int64_t>((wire_bytes + 3) / 4);
+    // fp32 codes are sent from, and received into, the graph's own tensors: no code buffers then.
+    const bool in_place = module.wire_dtype() == comm::WireDType::f32;
+    const int64_t wire_floats = in_place ? 0 : static_cast<int64_t>((wire_bytes + 3) / 4);
     const size_t slack = 3 * 256;  // the arena aligns each of its three buffers to 256 bytes
     wire_arena_ = std::make_unique<Arena>("stage wire", 2 * wire_floats * 4 + tied_count * 4 + slack, device_);
     send_buffer_ = wire_arena_->alloc({wire_floats}).data;

@@ -151,7 +151,9 @@ class DeviceCapableLocal : public Transport {
                                                                    inner_(std::move(inner)) {}
   bool carries_device_memory() const override { return true; }
   void allgather(const double* mine, int count, double* all) override { inner_->allgather(mine, count, all); }
-  void send_raw(int peer, int tag, const void* data, size_t bytes) override { inner_->send_raw(peer, tag, data, bytes); }
+  void send_raw(int peer, int tag, const void* data, size_t bytes) override {
+    inner_->send_raw(peer, tag, data, bytes);
+  }
   void recv_raw(int peer, int tag, void* data, size_t bytes) override { inner_->recv_raw(peer, tag, data, bytes); }
   bool probe_raw(int peer, int tag) override { return inner_->probe_raw(peer, tag); }
 

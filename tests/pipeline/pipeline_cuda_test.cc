@@ -13,10 +13,10 @@
 //   - --dtype bf16 on one GPU: the single-process executor tracks the CPU's bf16 run, and two ranks sharing the GPU
 //     give its bits;
 //   - with >= 2 GPUs, --transport nccl gives the same bits as --transport mpi and reports the same bytes on the wire,
-//     for fp32, bf16 and int8 codes (and int8 codes with --dtype bf16): over NCCL the codes are encoded and decoded on the GPU and the tied gradient is
-//     summed there (engine/pipeline/wire_layout.h), over MPI on the host, by kernels that compute the same bits and
-//     in the same byte layout; at S=2, and with 3+ GPUs at S = min(GPUs, 4) too, where the tied weight crosses
-//     between stages that are not neighbours.
+//     for fp32, bf16 and int8 codes (and int8 codes with --dtype bf16): over NCCL the codes are encoded and decoded
+//     on the GPU and the tied gradient is summed there (engine/pipeline/wire_layout.h), over MPI on the host, by
+//     kernels that compute the same bits and in the same byte layout; at S=2, and with 3+ GPUs at S = min(GPUs, 4)
+//     too, where the tied weight crosses between stages that are not neighbours.
 // The grad-norm allgather and the tied-weight exchange are inside every compared loss: the tiny preset ties wte
 // between the first and the last stage, and its first steps' norms (~20) exceed --grad-clip 1, so the global norm
 // scales every update.
