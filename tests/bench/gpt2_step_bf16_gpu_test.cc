@@ -1,6 +1,6 @@
 // tests/bench/gpt2_step_bf16_gpu_test.cc: the bf16 training step (tools/bench/gpu_step/gpt2_step_bf16.h) on the GPU
-// against the same step on the bf16 CPU twins, with and without a ResBM bottleneck: first loss, every parameter
-// gradient, 10 AdamW steps of losses; and two GPU runs bitwise equal. Tagged "gpu": without a device, or in a
+// against the same step on the bf16 CPU twins, with and without a ResBM bottleneck, with flash (default) and cublas
+// attention: first loss, every parameter gradient, 10 AdamW steps of losses; and two GPU runs bitwise equal. Tagged "gpu": without a device, or in a
 // --config=nocuda build, each test SKIPS saying why. Small model (L=2, C=64, NH=4), odd T and vocabulary.
 #include <gtest/gtest.h>
 
@@ -68,7 +68,10 @@ constexpr int B = 3, T = 37;  // odd: no dimension is a multiple of anything con
 // compounding through the step like the bf16-vs-fp32 differences of gpt2_step_bf16_test (measured there: loss
 // 7e-4, gradients <1% in relative norm). The same bounds: first loss 0.02, gradients 5% per tensor in relative norm
 // (a wiring or indexing error gives O(1)), losses of 10 AdamW steps at lr 1e-3 within 0.03.
-void expect_gpu_matches_twins(const gpu_step::Bottlenecks& bn) {
+// (The flash kernel also rounds p and ds to bf16 as tensor-core operands where its twin keeps fp32: one more
+// 2^-8 per attention term, of the same size as the roundings above.)
+void expect_gpu_matches_twins(const gpu_step::Bottlenecks& bn,
+                              gpu_step::Attention attention = gpu_step::Attention::flash) {
   const auto cfg = small();
   const std::vector<int32_t> tokens = random_tokens(7 + bn.count, B * T, cfg.V);
   const std::vector<int32_t> targets = random_tokens(8 + bn.count, B * T, cfg.V);
@@ -76,8 +79,9 @@ void expect_gpu_matches_twins(const gpu_step::Bottlenecks& bn) {
   kernels::KernelContext cpu_ctx;
   cpu_ctx.num_threads = 2;
   {
-    Gpu gpu(gpu_ctx, cfg, B, T, bn);
-    Cpu cpu(cpu_ctx, cfg, B, T, bn);
+    Gpu gpu(gpu_ctx, cfg, B, T, bn, attention);
+    Cpu cpu(cpu_ctx, cfg, B, T, bn, attention);
+    std::printf("[ attention] %s\n", gpu_step::attention_name(attention));
     gpu.init_params(1337, 4.0);
     cpu.init_params(1337, 4.0);
     gpu.set_batch(tokens.data(), targets.data());
@@ -119,6 +123,13 @@ TEST(CudaGpt2StepBf16, MatchesTwins) {
   SKIP_WITHOUT_DEVICE();
 #ifdef RESBM_HAVE_CUDA
   expect_gpu_matches_twins(gpu_step::Bottlenecks{0, 1});
+#endif
+}
+
+TEST(CudaGpt2StepBf16, CublasAttentionMatchesTwins) {
+  SKIP_WITHOUT_DEVICE();
+#ifdef RESBM_HAVE_CUDA
+  expect_gpu_matches_twins(gpu_step::Bottlenecks{0, 1}, gpu_step::Attention::cublas);
 #endif
 }
 

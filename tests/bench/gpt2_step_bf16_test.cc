@@ -1,13 +1,14 @@
 // tests/bench/gpt2_step_bf16_test.cc: the bf16 mixed-precision training step of the GPU benchmark
 // (tools/bench/gpu_step/gpt2_step_bf16.h) run on the bf16 CPU twins, on a tiny GPT-2: against the fp32 step
-// (gpt2_step.h) from the same initial weights, run to run, and with ResBM bottlenecks (exact identity at ratio 1,
-// still training at ratio 4). CPU only.
+// (gpt2_step.h) from the same initial weights (with either attention: flash, the default, and cublas), run to run,
+// and with ResBM bottlenecks (exact identity at ratio 1, still training at ratio 4). CPU only.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/context.h"
@@ -68,12 +69,16 @@ std::vector<float> train(Step& model, const Batch& batch, int steps, float lr) {
   return losses;
 }
 
-TEST(Gpt2StepBf16, MatchesFp32Step) {
+// The bf16 step with the given attention against the fp32 step. The two attentions round at different points (cublas
+// stores bf16 probabilities; flash keeps them fp32 in its twin and rounds only out and dqkv), both well inside the
+// bounds below, which are set by the ~20-30 bf16 roundings in series of the whole step, not by attention's.
+void expect_matches_fp32_step(gpu_step::Attention attention) {
   const auto ctx = cpu_context();
   const auto cfg = tiny();
   const Batch batch = random_batch(kSeed + 1, cfg.V);
   Fp32Step fp32(ctx, cfg, B, T);
-  Bf16Step bf16(ctx, cfg, B, T);
+  Bf16Step bf16(ctx, cfg, B, T, {}, attention);
+  std::printf("[ attention] %s\n", gpu_step::attention_name(attention));
   // std_scale 4: weights ~0.08, so that attention, GELU and layernorm are all well away from linear and a wiring
   // error (a wrong buffer, a missing accumulation) moves the gradients by O(1), far above the rounding noise.
   fp32.init_params(kSeed, 4.0);
@@ -113,7 +118,7 @@ TEST(Gpt2StepBf16, MatchesFp32Step) {
   // gradient's scale, so gradient errors of a few % move the weights by a few % of lr per step; over 10 steps at
   // lr 1e-3 that shifts the loss by far less than the first loss's 0.02: bound 0.03 on every step.
   Fp32Step fp32_run(ctx, cfg, B, T);
-  Bf16Step bf16_run(ctx, cfg, B, T);
+  Bf16Step bf16_run(ctx, cfg, B, T, {}, attention);
   fp32_run.init_params(kSeed, 4.0);
   bf16_run.init_params(kSeed, 4.0);
   const std::vector<float> l32 = train(fp32_run, batch, 10, 1e-3f), l16 = train(bf16_run, batch, 10, 1e-3f);
@@ -122,6 +127,38 @@ TEST(Gpt2StepBf16, MatchesFp32Step) {
     EXPECT_NEAR(l16[i], l32[i], 0.03) << "step " << i + 1;
   }
   EXPECT_LT(l16.back(), l16.front() - 0.1) << "10 steps on one batch must lower the loss";
+}
+
+TEST(Gpt2StepBf16, MatchesFp32Step) { expect_matches_fp32_step(gpu_step::Attention::flash); }
+
+TEST(Gpt2StepBf16, MatchesFp32StepWithCublasAttention) { expect_matches_fp32_step(gpu_step::Attention::cublas); }
+
+// The two attentions compute the same function: the first loss and gradients of the two bf16 steps agree within the
+// bounds above (each is within them of the fp32 step; a buffer mix-up in either wiring gives O(1)).
+TEST(Gpt2StepBf16, FlashAndCublasAttentionAgree) {
+  const auto ctx = cpu_context();
+  const auto cfg = tiny();
+  const Batch batch = random_batch(kSeed + 4, cfg.V);
+  Bf16Step flash(ctx, cfg, B, T, {}, gpu_step::Attention::flash);
+  Bf16Step cublas(ctx, cfg, B, T, {}, gpu_step::Attention::cublas);
+  for (Bf16Step* m : {&flash, &cublas}) {
+    m->init_params(kSeed, 4.0);
+    m->set_batch(batch.tokens.data(), batch.targets.data());
+    m->forward(), m->backward();
+  }
+  std::printf("[ measured ] first loss flash %.6f cublas %.6f\n", flash.loss(), cublas.loss());
+  EXPECT_NEAR(flash.loss(), cublas.loss(), 0.02);
+  const double err = relative_error(flash.grads(), cublas.grads(), flash.num_parameters());
+  std::printf("[ measured ] all gradients, flash vs cublas: relative error %.4f\n", err);
+  EXPECT_LT(err, 0.05);
+  EXPECT_GT(err, 0.0) << "the two attentions round at different points: identical gradients mean one is not run";
+}
+
+TEST(Gpt2StepBf16, FlashAttentionRefusesHeadSizeNotMultipleOf16) {
+  auto cfg = tiny();
+  cfg.NH = 8;  // HS = 8
+  EXPECT_THROW(Bf16Step(cpu_context(), cfg, B, T, {}, gpu_step::Attention::flash), std::invalid_argument);
+  Bf16Step ok(cpu_context(), cfg, B, T, {}, gpu_step::Attention::cublas);  // cublas takes any head size
 }
 
 TEST(Gpt2StepBf16, RunsAreBitwiseIdentical) {

@@ -288,6 +288,18 @@ int main(int argc, char** argv) {
           [&] { kernels::cuda::attention_backward_bf16(*c, dqkv16, datt16, dy16, qkv16, att16, B, T, C, NH); },
           bwd_bytes, 8.0 * B * T * static_cast<double>(T) * C);
     }
+    // Flash attention (bf16_flash_attention.cu): no (T,T) tensor anywhere. Bytes that must move at least once: forward
+    // qkv in, out and lse (fp32) out; backward qkv, dout, out, lse in, dqkv read and written. FLOPs count the causal
+    // half only: forward 2 products of 2 B NH T^2 HS / 2 = 2 B T^2 C; backward the 5 products of FlashAttention-2
+    // (5 B T^2 C), not the 2 that its atomic-free dq pass recomputes.
+    float* lse = dev_alloc<float>(static_cast<size_t>(B) * NH * T);
+    const double lse_bytes = static_cast<double>(B) * NH * T * f;
+    add("flash_attention_forward_bf16", bnt,
+        [&] { kernels::cuda::flash_attention_forward_bf16(ctx, y16, lse, qkv16, B, T, C, NH); },
+        4 * NC * h + lse_bytes, 2.0 * B * T * static_cast<double>(T) * C);
+    add("flash_attention_backward_bf16", bnt,
+        [&] { kernels::cuda::flash_attention_backward_bf16(ctx, dqkv16, dy16, y16, lse, qkv16, B, T, C, NH); },
+        11 * NC * h + lse_bytes, 5.0 * B * T * static_cast<double>(T) * C);
     // In place: logits16 is overwritten with dlogits; rerunning on dlogits costs the same (no data-dependent path).
     add("softmax_xent_fused_bf16", "(" + std::to_string(N) + ",50304)",
         [&] {

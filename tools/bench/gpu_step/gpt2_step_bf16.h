@@ -19,6 +19,10 @@
 // just the encoder followed by the decoder. Their 12 tensors per boundary are trained like the rest and stored
 // after llm.c's 16, so the llm.c layout (and an llm.c model file) is unchanged.
 //
+// Attention, `attention`: flash (default) is the fused FlashAttention-2 kernel (flash_attention_*_bf16), which keeps
+// only the row log-sum-exp (L,B,NH,T) fp32; cublas is attention_*_bf16, cuBLAS GEMMs around a softmax kernel, which
+// stores the bf16 probabilities (L,B,NH,T,T) and needs as much scratch again for their gradient.
+//
 // Every buffer is allocated in the constructor; step() allocates nothing.
 #pragma once
 
@@ -51,11 +55,25 @@ namespace gpu_step {
   static constexpr auto* gelu_backward_bf16 = &ns::gelu_backward_bf16;                                \
   static constexpr auto* attention_forward_bf16 = &ns::attention_forward_bf16;                        \
   static constexpr auto* attention_backward_bf16 = &ns::attention_backward_bf16;                      \
+  static constexpr auto* flash_attention_forward_bf16 = &ns::flash_attention_forward_bf16;            \
+  static constexpr auto* flash_attention_backward_bf16 = &ns::flash_attention_backward_bf16;          \
   static constexpr auto* softmax_crossentropy_fused_bf16 = &ns::softmax_crossentropy_fused_bf16;      \
   static constexpr auto* add_bf16 = &ns::add_bf16;                                                    \
   static constexpr auto* fill_bf16 = &ns::fill_bf16;                                                  \
   static constexpr auto* slice_columns_forward_bf16 = &ns::slice_columns_forward_bf16;                \
   static constexpr auto* slice_columns_backward_bf16 = &ns::slice_columns_backward_bf16;
+
+// Which attention kernels the step runs (see the top of this file).
+enum class Attention { flash, cublas };
+
+inline const char* attention_name(Attention a) { return a == Attention::flash ? "flash" : "cublas"; }
+
+// "flash" or "cublas"; throws std::invalid_argument otherwise.
+inline Attention parse_attention(const std::string& name) {
+  if (name == "flash") return Attention::flash;
+  if (name == "cublas") return Attention::cublas;
+  throw std::invalid_argument("--attention " + name + ": must be flash or cublas");
+}
 
 // The ResBM bottlenecks of the benchmark: `count` boundaries (stages - 1), code width K = C / ratio.
 struct Bottlenecks {
@@ -80,7 +98,12 @@ inline std::vector<size_t> bottleneck_param_sizes(const Config& c, const Bottlen
 }
 
 // Throws std::invalid_argument naming what is wrong.
-inline void validate(const Config& c, const Bottlenecks& bn) {
+inline void validate(const Config& c, const Bottlenecks& bn, Attention attention = Attention::flash) {
+  const int HS = c.C / c.NH;
+  if (attention == Attention::flash && (c.C % c.NH != 0 || HS % 16 != 0 || HS > 128)) {
+    throw std::invalid_argument("--attention flash: the head size C/NH = " + std::to_string(HS) +
+                                " must be a multiple of 16 and at most 128 (use --attention cublas)");
+  }
   if (bn.count < 0 || bn.count >= c.L) {
     throw std::invalid_argument("--bottlenecks " + std::to_string(bn.count) + ": must be in [0, L-1] = [0, " +
                                 std::to_string(c.L - 1) + "] (every stage needs at least one block)");
@@ -98,9 +121,10 @@ class Gpt2StepBf16 : public StepBase<K> {
       Base::targets_, Base::tokens_;
 
  public:
-  Gpt2StepBf16(const kernels::KernelContext& ctx, const Config& cfg, int B, int T, const Bottlenecks& bn = {})
-      : Base(ctx, cfg, B, T), bn_(bn) {
-    validate(cfg, bn);
+  Gpt2StepBf16(const kernels::KernelContext& ctx, const Config& cfg, int B, int T, const Bottlenecks& bn = {},
+               Attention attention = Attention::flash)
+      : Base(ctx, cfg, B, T), bn_(bn), attention_(attention) {
+    validate(cfg, bn, attention);
     const size_t N = static_cast<size_t>(B) * T, C = cfg.C, L = cfg.L, NH = cfg.NH;
     const size_t Kw = code_width(cfg, bn), H = hidden_width(cfg, bn);
     // Stage s (of count+1) ends after block ((s+1) L / (count+1)) - 1.
@@ -126,7 +150,11 @@ class Gpt2StepBf16 : public StepBase<K> {
     ln1_ = halloc(L * N * C), ln1_stats_ = falloc(L * 2 * N);  // (L,B,T,C); fp32 (L, mean|rstd, B*T)
     qkv_ = halloc(L * N * 3 * C);                             // (L,B,T,3C)
     atty_ = halloc(L * N * C);                                // (L,B,T,C)
-    att_ = halloc(L * B * NH * T * T);                        // (L,B,NH,T,T)
+    if (attention == Attention::flash) {
+      lse_ = falloc(L * B * NH * T);                          // fp32 (L,B,NH,T)
+    } else {
+      att_ = halloc(L * B * NH * T * T);                      // (L,B,NH,T,T)
+    }
     residual2_ = halloc(L * N * C);                           // (L,B,T,C)
     ln2_ = halloc(L * N * C), ln2_stats_ = falloc(L * 2 * N);  // (L,B,T,C); fp32 (L,2,B*T)
     fch_ = halloc(L * N * 4 * C), fch_gelu_ = halloc(L * N * 4 * C);  // (L,B,T,4C)
@@ -138,7 +166,8 @@ class Gpt2StepBf16 : public StepBase<K> {
     // Backward scratch (bf16).
     d_residual_ = halloc(N * C), d_residual_alt_ = halloc(N * C), d_btc_ = halloc(N * C);  // (B,T,C)
     d_bt4c_a_ = halloc(N * 4 * C), d_bt4c_b_ = halloc(N * 4 * C);  // (B,T,4C); the bottlenecks' (B,T,H) too
-    d_bt3c_ = halloc(N * 3 * C), datt_ = halloc(B * NH * T * T);   // (B,T,3C); (B,NH,T,T)
+    d_bt3c_ = halloc(N * 3 * C);                                   // (B,T,3C)
+    if (attention == Attention::cublas) datt_ = halloc(B * NH * T * T);  // (B,NH,T,T)
     // Bottleneck activations, per boundary (bf16 unless noted), and their scratch.
     const size_t before = this->buffer_bytes();
     for (int b = 0; b < bn.count; b++) {
@@ -216,7 +245,12 @@ class Gpt2StepBf16 : public StepBase<K> {
     for (int l = 0; l < L; l++) {
       K::matmul_forward_bf16(ctx_, qkv_ + l * NC * 3, ln1_ + l * NC, p_[4] + l * 3 * C_ * C_, p_[5] + l * 3 * C_, N,
                              C, 3 * C);
-      K::attention_forward_bf16(ctx_, atty_ + l * NC, att_ + l * att_size(), qkv_ + l * NC * 3, B_, T_, C, NH);
+      if (attention_ == Attention::flash) {
+        K::flash_attention_forward_bf16(ctx_, atty_ + l * NC, lse_ + l * lse_size(), qkv_ + l * NC * 3, B_, T_, C,
+                                        NH);
+      } else {
+        K::attention_forward_bf16(ctx_, atty_ + l * NC, att_ + l * att_size(), qkv_ + l * NC * 3, B_, T_, C, NH);
+      }
       K::matmul_forward_bf16(ctx_, proj_, atty_ + l * NC, p_[6] + l * C_ * C_, p_[7] + l * C_, N, C, C);
       // residual2 = block input + attproj, fused with ln2.
       K::residual_layernorm_forward_bf16(ctx_, residual2_ + l * NC, ln2_ + l * NC, ln2_mean(l), ln2_rstd(l),
@@ -279,8 +313,13 @@ class Gpt2StepBf16 : public StepBase<K> {
       K::matmul_backward_bf16(ctx_, d_btc_, g_[6] + l * C_ * C_, g_[7] + l * C_, d_residual_, atty_ + l * NC,
                               p_[6] + l * C_ * C_, N, C, C);
       K::fill_bf16(ctx_, d_bt3c_, 0, NC * 3);
-      K::attention_backward_bf16(ctx_, d_bt3c_, datt_, d_btc_, qkv_ + l * NC * 3, att_ + l * att_size(), B_, T_, C,
-                                 NH);
+      if (attention_ == Attention::flash) {
+        K::flash_attention_backward_bf16(ctx_, d_bt3c_, d_btc_, atty_ + l * NC, lse_ + l * lse_size(),
+                                         qkv_ + l * NC * 3, B_, T_, C, NH);
+      } else {
+        K::attention_backward_bf16(ctx_, d_bt3c_, datt_, d_btc_, qkv_ + l * NC * 3, att_ + l * att_size(), B_, T_,
+                                   C, NH);
+      }
       K::fill_bf16(ctx_, d_btc_, 0, NC);
       K::matmul_backward_bf16(ctx_, d_btc_, g_[4] + l * 3 * C_ * C_, g_[5] + l * 3 * C_, d_bt3c_, ln1_ + l * NC,
                               p_[4] + l * 3 * C_ * C_, N, C, 3 * C);
@@ -293,6 +332,7 @@ class Gpt2StepBf16 : public StepBase<K> {
   }
 
   size_t num_parameters() const { return n_params_; }            // with the bottlenecks'
+  Attention attention() const { return attention_; }
   size_t num_gpt2_parameters() const { return n_gpt2_params_; }  // llm.c's 16 tensors
   size_t bottleneck_bytes() const { return bottleneck_bytes_; }  // of which the bottlenecks' (params + activations)
   const float* grads() const { return grads_; }                  // fp32 (num_parameters())
@@ -376,8 +416,10 @@ class Gpt2StepBf16 : public StepBase<K> {
   uint16_t* bp(int b, int t) const { return p_[16 + kBottleneckTensors * b + t]; }  // bf16 weights of boundary b
   float* bg(int b, int t) const { return g_[16 + kBottleneckTensors * b + t]; }     // their fp32 gradients
   size_t att_size() const { return static_cast<size_t>(B_) * c_.NH * T_ * T_; }
+  size_t lse_size() const { return static_cast<size_t>(B_) * c_.NH * T_; }
 
   Bottlenecks bn_;
+  Attention attention_;
   uint64_t seed_ = 0;
   size_t n_params_ = 0, n_gpt2_params_ = 0, bottleneck_bytes_ = 0;
   std::vector<int> boundary_after_;  // (L): the boundary that follows block l, or -1
@@ -386,10 +428,13 @@ class Gpt2StepBf16 : public StepBase<K> {
   uint16_t* params_;
   std::vector<uint16_t*> p_;
   std::vector<float*> g_;
-  uint16_t *encoded_, *ln1_, *qkv_, *atty_, *att_, *residual2_, *ln2_, *fch_, *fch_gelu_, *residual3_, *proj_;
+  uint16_t *encoded_, *ln1_, *qkv_, *atty_, *residual2_, *ln2_, *fch_, *fch_gelu_, *residual3_, *proj_;
+  uint16_t* att_ = nullptr;  // cublas: (L,B,NH,T,T) bf16 probabilities
+  float* lse_ = nullptr;     // flash: (L,B,NH,T) fp32 row log-sum-exp
   uint16_t *lnf_, *logits_;
   float *ln1_stats_, *ln2_stats_, *lnf_stats_, *losses_;
-  uint16_t *d_residual_, *d_residual_alt_, *d_btc_, *d_bt4c_a_, *d_bt4c_b_, *d_bt3c_, *datt_;
+  uint16_t *d_residual_, *d_residual_alt_, *d_btc_, *d_bt4c_a_, *d_bt4c_b_, *d_bt3c_;
+  uint16_t* datt_ = nullptr;  // cublas: (B,NH,T,T) scratch
   uint16_t *z_id_ = nullptr, *z_branch_ = nullptr, *d_k_a_ = nullptr, *d_k_b_ = nullptr;
 };
 

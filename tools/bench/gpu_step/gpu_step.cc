@@ -4,6 +4,8 @@
 //
 //   gpu_step [B] [T] [steps] [L C NH] [flags]      defaults 8 1024 10, GPT-2 124M (12 768 12)
 //     --dtype bf16|fp32      the step's precision (default bf16)
+//     --attention flash|cublas  bf16 attention: the fused flash kernel (default; keeps the row log-sum-exp) or
+//                            cuBLAS GEMMs + softmax (stores the (B,NH,T,T) probabilities)
 //     --bottlenecks N        N ResBM boundaries spread evenly between the L blocks (bf16 only; default 0)
 //     --ratio R              their code width K = C / R (default 32); hidden width max(K, C/4)
 //     --load FILE            llm.c's fp32 model file (gpt2_124M.bin, version 3): its weights and config (L, C, NH,
@@ -47,13 +49,15 @@ struct Options {
   gpu_step::Config cfg;
   bool bf16 = true, compare = false;
   gpu_step::Bottlenecks bn{0, 32};
+  gpu_step::Attention attention = gpu_step::Attention::flash;
+  bool attention_given = false;
   std::string load;
 };
 
 void usage_error(const std::string& what) {
   std::fprintf(stderr,
-               "gpu_step: %s\nusage: gpu_step [B] [T] [steps] [L C NH] [--dtype bf16|fp32] [--bottlenecks N] "
-               "[--ratio R] [--load llmc_model.bin] [--compare]\n",
+               "gpu_step: %s\nusage: gpu_step [B] [T] [steps] [L C NH] [--dtype bf16|fp32] [--attention flash|cublas] "
+               "[--bottlenecks N] [--ratio R] [--load llmc_model.bin] [--compare]\n",
                what.c_str());
   std::exit(2);
 }
@@ -83,6 +87,10 @@ Options parse(int argc, char** argv) {
     if (a == "--dtype") {
       if (std::strcmp(v, "bf16") != 0 && std::strcmp(v, "fp32") != 0) usage_error("--dtype: bf16 or fp32");
       o.bf16 = std::strcmp(v, "bf16") == 0;
+    } else if (a == "--attention") {
+      if (std::strcmp(v, "flash") != 0 && std::strcmp(v, "cublas") != 0) usage_error("--attention: flash or cublas");
+      o.attention = gpu_step::parse_attention(v);
+      o.attention_given = true;
     } else if (a == "--bottlenecks") {
       o.bn.count = parse_int(a, v);
     } else if (a == "--ratio") {
@@ -103,6 +111,7 @@ Options parse(int argc, char** argv) {
   if (o.B < 1 || o.T < 1 || o.steps < 1) usage_error("B, T and steps must be >= 1");
   if (!o.load.empty() && positional.size() == 6) usage_error("--load takes L C NH from the file: drop them");
   if (!o.bf16 && (o.bn.count > 0 || o.compare)) usage_error("bottlenecks and --compare run the bf16 step only");
+  if (!o.bf16 && o.attention_given) usage_error("--attention chooses the bf16 step's kernels (fp32 has one)");
   if (o.compare && o.bn.count == 0) usage_error("--compare needs --bottlenecks N >= 1 (what to compare against)");
   o.cfg.max_T = std::max(o.cfg.max_T, o.T);
   return o;
@@ -224,7 +233,7 @@ int main(int argc, char** argv) {
                     " (" + o.load + ")");
       }
     }
-    if (o.bn.count > 0) gpu_step::validate(o.cfg, o.bn);
+    if (o.bf16) gpu_step::validate(o.cfg, o.bn.count > 0 ? o.bn : gpu_step::Bottlenecks{}, o.attention);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_step: %s\n", e.what());
     return 2;
@@ -232,11 +241,14 @@ int main(int argc, char** argv) {
 
   cudaDeviceProp prop;
   CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  // The workspace (cuBLASLt's, and the bf16 attention's fp32 (B,NH,T,T) scores and their gradient) holds the whole
-  // batch's scores, so that attention runs as one batched GEMM rather than row by row. Not counted in the step's
-  // memory below: it exists before and after the step, as llm.c's cuBLAS workspace does.
-  const size_t scores_bytes = static_cast<size_t>(o.B) * o.cfg.NH * o.T * o.T * sizeof(float);
-  kernels::KernelContext ctx = kernels::cuda::make_cuda_context(std::max<size_t>(64ull << 20, scores_bytes));
+  // The workspace (cuBLASLt's, and the cuBLAS attention's fp32 (B,NH,T,T) scores and their gradient) holds the
+  // whole batch's scores, so that attention runs as one batched GEMM rather than row by row; flash attention needs
+  // only its backward's (B,NH,T) fp32 row dots. Not counted in the step's memory below: it exists before and after
+  // the step, as llm.c's cuBLAS workspace does.
+  const bool flash = o.bf16 && o.attention == gpu_step::Attention::flash;
+  const size_t attention_bytes =
+      static_cast<size_t>(o.B) * o.cfg.NH * o.T * (flash ? 1 : static_cast<size_t>(o.T)) * sizeof(float);
+  kernels::KernelContext ctx = kernels::cuda::make_cuda_context(std::max<size_t>(64ull << 20, attention_bytes));
 
   const size_t N = static_cast<size_t>(o.B) * o.T;
   std::vector<int32_t> tokens(N + 1);  // (B*T + 1): inputs, and the same shifted by one as targets
@@ -248,9 +260,11 @@ int main(int argc, char** argv) {
   const int K = gpu_step::code_width(o.cfg, o.bn), H = gpu_step::hidden_width(o.cfg, o.bn);
   const std::string bn_name = std::to_string(o.bn.count) + " bottleneck" + (o.bn.count == 1 ? "" : "s") + " r=" +
                               std::to_string(o.bn.ratio) + " K=" + std::to_string(K) + " H=" + std::to_string(H);
-  std::printf("gpu_step: %s, GPT-2 L=%d C=%d NH=%d V=%d (%.1fM params%s), B=%d T=%d, %s, %d timed steps\n",
+  std::printf("gpu_step: %s, GPT-2 L=%d C=%d NH=%d V=%d (%.1fM params%s), B=%d T=%d, attention %s, %s, %d timed "
+              "steps\n",
               prop.name, o.cfg.L, o.cfg.C, o.cfg.NH, o.cfg.V, gpu_step::num_params(o.cfg) / 1e6,
               o.load.empty() ? ", random init" : (", weights of " + o.load).c_str(), o.B, o.T,
+              o.bf16 ? gpu_step::attention_name(o.attention) : "fp32 cublas",
               o.compare ? ("bf16 vs bf16 + " + bn_name).c_str()
               : !o.bf16 ? "fp32"
               : o.bn.count > 0 ? ("bf16 + " + bn_name).c_str()
@@ -263,9 +277,11 @@ int main(int argc, char** argv) {
     rows.push_back(run<gpu_step::Gpt2Step<CudaKernels>>("fp32", o, ctx, llmc_params, tokens));
   } else {
     if (o.compare || o.bn.count == 0) {
-      rows.push_back(run<Bf16>("bf16", o, ctx, llmc_params, tokens, gpu_step::Bottlenecks{0, 1}));
+      rows.push_back(run<Bf16>("bf16", o, ctx, llmc_params, tokens, gpu_step::Bottlenecks{0, 1}, o.attention));
     }
-    if (o.bn.count > 0) rows.push_back(run<Bf16>("bf16 + " + bn_name, o, ctx, llmc_params, tokens, o.bn));
+    if (o.bn.count > 0) {
+      rows.push_back(run<Bf16>("bf16 + " + bn_name, o, ctx, llmc_params, tokens, o.bn, o.attention));
+    }
   }
   print_table(rows, o, peak_for(prop.name));
   if (o.compare) {
