@@ -18,7 +18,8 @@
 #                               tests, the kernel benchmark, the whole-step benchmark (GPT-2 124M bf16 at B=16..64,
 #                               tokens/s and MFU; fp32; the ResBM cost side by side), and last compute-sanitizer memcheck and
 #                               racecheck over the GPU tests (small cases, within what is left of a 540 s budget:
-#                               CHECK_BUDGET_S); prints one summary table at the end. Logs go
+#                               CHECK_BUDGET_S); prints one summary table at the end. CHECK_PARTS picks parts (tests,
+#                               bench, nccl, train, pipeline, sanitize) for a second call when one is not enough. Logs go
 #                               to /tmp/gpu_check; when $OUT is set (the device tool), two files come back in it:
 #                               summary.md (the table, the benchmark, the error figures) and logs.txt (every log).
 # Exit status: 0 when every step that ran passed (SKIP rows do not fail the run, and say why).
@@ -35,7 +36,8 @@ stage() {
   tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
   # The trainer is optional (its own owners may have it mid-edit): build it on its own.
   local have_train=0
-  local runfiles_tests=(//tests/train:train_device_test //tests/pipeline:pipeline_cuda_test)
+  local runfiles_tests=(//tests/train:train_device_test //tests/pipeline:pipeline_cuda_test
+                        //tests/pipeline:wire_layout_test)
   if tools/bazel build //train //train:pipeline "${runfiles_tests[@]}" 2>/dev/null; then have_train=1; fi
   rm -rf "$gpu_dir/bin" "$gpu_dir/lib" "$gpu_dir/lib.tar.gz"
   mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
@@ -151,40 +153,12 @@ bazel_like_test() {  # NAME [test arguments...]
   row "test $name" "$status" "$(gtest_counts "$log"), rc=$rc"
 }
 
-run_checks() {
-  local bin="$gpu_dir/bin"
-  # Everything must end inside one device call (600 s at most): the sanitizers get what is left until this mark.
-  local budget_end=$(( $(date +%s) + ${CHECK_BUDGET_S:-540} ))
-  [ -d "$bin" ] || { echo "check.sh run: no .gpu/bin: run 'tools/gpu/check.sh stage' on the build machine and carry .gpu" >&2; exit 1; }
-  # Libraries: ours first, then the toolkit's, then CUDA libraries that pip packages ship (nvidia-* wheels).
-  local pylibs
-  pylibs=$(python3 - <<'PY' 2>/dev/null
-import glob, os, site
-dirs = set()
-for root in site.getsitepackages():
-    for lib in glob.glob(os.path.join(root, "nvidia", "*", "lib")):
-        dirs.add(lib)
-print(":".join(sorted(dirs)))
-PY
-)
-  local libdir="$gpu_dir/lib"
-  if [ -f "$gpu_dir/lib.tar.gz" ]; then
-    libdir=/tmp/gpu_check_lib/lib
-    rm -rf /tmp/gpu_check_lib && mkdir -p /tmp/gpu_check_lib && tar -C /tmp/gpu_check_lib -xzf "$gpu_dir/lib.tar.gz"
-  fi
-  export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:${pylibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+# The parts of a run, in the order they run: CHECK_PARTS (comma-separated; default all) picks some, e.g. a second
+# device call with CHECK_PARTS=sanitize,pipeline when the first one's budget ran out.
+want() { [[ ",${CHECK_PARTS:-tests,bench,nccl,train,pipeline,sanitize}," == *",$1,"* ]]; }
 
-  nvidia-smi -L > "$out/nvidia-smi.txt" 2>&1
-  row "device" "$( [ $? = 0 ] && echo INFO || echo FAIL )" "$(head -1 "$out/nvidia-smi.txt"); commit $(cat "$gpu_dir/COMMIT" 2>/dev/null)"
-
-  # 1. every CUDA test (a test that SKIPS on a GPU machine is a failure here: it means it could not use the GPU)
-  local tests=()
-  for t in "$bin"/*_test; do
-    [ -x "$t" ] || continue
-    grep -qx "$(basename "$t")" "$gpu_dir/RUNFILES_TESTS" 2>/dev/null && continue  # run by bazel_like_test below
-    tests+=("$t")
-  done
+part_tests() {
+  # Every CUDA test (a test that SKIPS on a GPU machine is a failure here: it means it could not use the GPU)
   for t in "${tests[@]}"; do
     local name log rc counts status
     name=$(basename "$t")
@@ -199,8 +173,40 @@ PY
   done
   # The max relative errors the tests printed, for the record.
   grep -h '^\[ compare  \]' "$out"/test_*.log > "$out/compare_errors.txt" 2>/dev/null || true
+}
 
-  # 2. NCCL: the transport's refusal of a world size != stages, then a real exchange (or, on one GPU, the refusal of
+part_bench() {
+  # The kernel benchmark
+  if [ -x "$bin/gpu_kernels" ]; then
+    timeout 300 "$bin/gpu_kernels" 8 1024 20 > "$out/gpu_kernels.md" 2>&1
+    local rc=$?
+    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels, table below (rc=$rc)"
+  fi
+
+  # The whole-step GPT-2 124M (gpu_step, llm.c-style flat step): bf16 at B = 16, 32, 64 (T = 1024), fp32 at B = 8 for
+  # the record, and the ResBM cost side by side in one process (3 boundaries = 4 stages' worth, r = 32 and 128).
+  if [ -x "$bin/gpu_step" ]; then
+    local spec label
+    for spec in "16 1024 10" "32 1024 10" "64 1024 10" "8 1024 10 --dtype fp32" \
+                "16 1024 10 --compare --bottlenecks 3 --ratio 32" "16 1024 10 --compare --bottlenecks 3 --ratio 128"; do
+      label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
+      # shellcheck disable=SC2086
+      timeout 240 "$bin/gpu_step" $spec > "$out/gpu_step_$label.md" 2>&1
+      local rc=$?
+      row "bench gpu_step $spec" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
+          "$( (grep -m1 'ResBM cost' "$out/gpu_step_$label.md" || grep -A2 'step ms' "$out/gpu_step_$label.md" | tail -1) | cut -c1-220) (rc=$rc)"
+    done
+    if ls "$gpu_dir"/data/gpt2_124M.bin > /dev/null 2>&1; then  # llm.c's weights, when someone carried them
+      timeout 240 "$bin/gpu_step" 16 1024 10 --load "$gpu_dir/data/gpt2_124M.bin" > "$out/gpu_step_llmc.md" 2>&1
+      local rc=$?
+      row "bench gpu_step on llm.c weights" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
+          "$(grep -A2 'step ms' "$out/gpu_step_llmc.md" | tail -1 | cut -c1-200) (rc=$rc)"
+    fi
+  fi
+}
+
+part_nccl() {
+  # NCCL: the transport's refusal of a world size != stages, then a real exchange (or, on one GPU, the refusal of
   # two ranks on one GPU).
   local probe="$bin/nccl_probe"
   if [ ! -x "$probe" ]; then
@@ -235,8 +241,10 @@ PY
     row "nccl world size refusal" "$( [ $rc != 0 ] && grep -q 'MPI ranks' "$out/nccl_probe_np1.log" && echo PASS || echo FAIL )" \
         "rc=$rc: $(grep -m1 'MPI ranks' "$out/nccl_probe_np1.log" | cut -c1-150)"
   fi
+}
 
-  # 3. short training runs on CUDA, each twice (losses must be bitwise equal): the tiny preset in fp32 and in bf16
+part_train() {
+  # Short training runs on CUDA, each twice (losses must be bitwise equal): the tiny preset in fp32 and in bf16
   # (--dtype bf16: the matmuls on bf16 tensor cores), and GPT-2 124M (d12) at B=8, T=1024 in bf16.
   if [ ! -x "$bin/train" ]; then
     row "train (cuda)" SKIP "no trainer binary staged"
@@ -252,8 +260,13 @@ PY
   if [ -x "$bin/train_device_test" ] && [ -x "$bin/train" ]; then
     bazel_like_test train_device_test
   fi
+}
+
+part_pipeline() {
   # //train:pipeline --device cuda: one rank per stage. One GPU: two ranks share it over --transport mpi; NCCL
   # (which refuses two ranks on one GPU) needs two GPUs. Without mpirun only the local executor and the refusals run.
+  # The device wire path's byte layout (CUDA codec kernels == the host codec's bytes).
+  [ -x "$bin/wire_layout_test" ] && bazel_like_test wire_layout_test
   if [ -x "$bin/pipeline_cuda_test" ] && [ -x "$bin/pipeline" ]; then
     local ngpus
     ngpus=$(nvidia-smi -L 2>/dev/null | wc -l)
@@ -268,36 +281,10 @@ PY
       row "pipeline nccl 2 GPUs" SKIP "one GPU here: NCCL needs one GPU per rank"
     fi
   fi
+}
 
-  # 4. the kernel benchmark
-  if [ -x "$bin/gpu_kernels" ]; then
-    timeout 300 "$bin/gpu_kernels" 8 1024 20 > "$out/gpu_kernels.md" 2>&1
-    local rc=$?
-    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels, table below (rc=$rc)"
-  fi
-
-  # 5. whole-step GPT-2 124M (gpu_step, llm.c-style flat step): bf16 at B = 16, 32, 64 (T = 1024), fp32 at B = 8 for
-  # the record, and the ResBM cost side by side in one process (3 boundaries = 4 stages' worth, r = 32 and 128).
-  if [ -x "$bin/gpu_step" ]; then
-    local spec label
-    for spec in "16 1024 10" "32 1024 10" "64 1024 10" "8 1024 10 --dtype fp32" \
-                "16 1024 10 --compare --bottlenecks 3 --ratio 32" "16 1024 10 --compare --bottlenecks 3 --ratio 128"; do
-      label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
-      # shellcheck disable=SC2086
-      timeout 240 "$bin/gpu_step" $spec > "$out/gpu_step_$label.md" 2>&1
-      local rc=$?
-      row "bench gpu_step $spec" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
-          "$( (grep -m1 'ResBM cost' "$out/gpu_step_$label.md" || grep -A2 'step ms' "$out/gpu_step_$label.md" | tail -1) | cut -c1-220) (rc=$rc)"
-    done
-    if ls "$gpu_dir"/data/gpt2_124M.bin > /dev/null 2>&1; then  # llm.c's weights, when someone carried them
-      timeout 240 "$bin/gpu_step" 16 1024 10 --load "$gpu_dir/data/gpt2_124M.bin" > "$out/gpu_step_llmc.md" 2>&1
-      local rc=$?
-      row "bench gpu_step on llm.c weights" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
-          "$(grep -A2 'step ms' "$out/gpu_step_llmc.md" | tail -1 | cut -c1-200) (rc=$rc)"
-    fi
-  fi
-
-  # 6. compute-sanitizer over the GPU tests, last: it is the slow part. Small cases only (RESBM_TEST_SMALL=1) and a
+part_sanitize() {
+  # compute-sanitizer over the GPU tests, last: it is the slow part. Small cases only (RESBM_TEST_SMALL=1) and a
   # time budget, so that the whole check fits one 600 s device call; what the budget cuts is reported as SKIP.
   local sanitizer=""
   for c in compute-sanitizer /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
@@ -335,7 +322,48 @@ PY
       done
     done
   fi
+}
 
+run_checks() {
+  local bin="$gpu_dir/bin"
+  # Everything must end inside one device call (600 s at most): the sanitizers get what is left until this mark.
+  local budget_end=$(( $(date +%s) + ${CHECK_BUDGET_S:-540} ))
+  [ -d "$bin" ] || { echo "check.sh run: no .gpu/bin: run 'tools/gpu/check.sh stage' on the build machine and carry .gpu" >&2; exit 1; }
+  # Libraries: ours first, then the toolkit's, then CUDA libraries that pip packages ship (nvidia-* wheels).
+  local pylibs
+  pylibs=$(python3 - <<'PY' 2>/dev/null
+import glob, os, site
+dirs = set()
+for root in site.getsitepackages():
+    for lib in glob.glob(os.path.join(root, "nvidia", "*", "lib")):
+        dirs.add(lib)
+print(":".join(sorted(dirs)))
+PY
+)
+  local libdir="$gpu_dir/lib"
+  if [ -f "$gpu_dir/lib.tar.gz" ]; then
+    libdir=/tmp/gpu_check_lib/lib
+    rm -rf /tmp/gpu_check_lib && mkdir -p /tmp/gpu_check_lib && tar -C /tmp/gpu_check_lib -xzf "$gpu_dir/lib.tar.gz"
+  fi
+  export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:${pylibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+
+  nvidia-smi -L > "$out/nvidia-smi.txt" 2>&1
+  row "device" "$( [ $? = 0 ] && echo INFO || echo FAIL )" "$(head -1 "$out/nvidia-smi.txt"); commit $(cat "$gpu_dir/COMMIT" 2>/dev/null)"
+
+  # The test binaries (the sanitizers run over these too), except those run from a runfiles-like folder.
+  tests=()
+  for t in "$bin"/*_test; do
+    [ -x "$t" ] || continue
+    grep -qx "$(basename "$t")" "$gpu_dir/RUNFILES_TESTS" 2>/dev/null && continue  # run by bazel_like_test
+    tests+=("$t")
+  done
+  want tests && part_tests
+  want bench && part_bench
+  want nccl && part_nccl
+  want train && part_train
+  want pipeline && part_pipeline
+  want sanitize && part_sanitize
 
   {
     echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(head -1 "$out/nvidia-smi.txt")"
