@@ -69,9 +69,9 @@ void attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv /*(B,T,3C)
                              const uint16_t* qkv /*(B,T,3C)*/, const uint16_t* att /*(B,NH,T,T)*/, int B, int T,
                              int C, int NH);
 
-// Fused causal attention, FlashAttention-2 style (CUDA: kernels/cuda/bf16_flash_attention.cu): the same qkv layout, causal
-// mask and scale 1/sqrt(HS) as attention_forward_bf16, but the (T,T) probabilities are never stored. HS must be a
-// multiple of 16, at most 128; every pointer 16-byte aligned.
+// Fused causal attention, FlashAttention-2 style (CUDA: bf16_flash_attention.cu): the same qkv layout, causal mask
+// and scale 1/sqrt(HS) as attention_forward_bf16, but the (T,T) probabilities are never stored. HS must be a
+// multiple of 16, at most 128; every pointer 16-byte aligned (the CUDA kernel's limits; the twin takes any).
 // Forward: s = scale q.k (fp32 from widened bf16), lse = log(sum_{j<=t} e^{s_j}) over the causal row (fp32, written:
 // the backward recomputes p from it), p = e^{s - lse}, out = round(sum_j p_j v_j) summed in fp32. The twin keeps p
 // in fp32 (NOT rounded: the difference from attention_forward_bf16's rule); the CUDA kernel feeds the tensor cores

@@ -4,11 +4,10 @@
 // Backward, as embedding.cu: a stable radix sort (CUB) of (token, position) groups each token's positions in
 // ascending order, and one block per group adds the widened dout rows into dwte in that order, from dwte's current
 // value. The CPU twin walks positions in the same order, so dwte and dwpe match it bit for bit.
-#include <cub/device/device_radix_sort.cuh>
-
 #include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/bf16_vector.cuh"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/token_sort.cuh"
 
 namespace kernels::cuda {
 
@@ -41,10 +40,6 @@ __global__ void embedding_backward_wpe_kernel(float* dwpe, const uint16_t* dout,
     for (int b = 0; b < B; b++) acc += kernels::bf16::widen(dout[static_cast<size_t>(b) * T * C + i]);
     dwpe[i] = acc;
   }
-}
-
-__global__ void positions_kernel(int32_t* x, int n) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = i;
 }
 
 // One block per sorted slot; only the block at the start of a token's group works: it walks the group (positions
@@ -94,30 +89,18 @@ void embedding_backward_bf16(const KernelContext& ctx, float* dwte, float* dwpe,
   embedding_backward_wpe_kernel<<<grid_for(static_cast<size_t>(T) * C), 256, 0, stream>>>(dwpe, dout, B, T, C);
   CUDA_CHECK_LAUNCH();
 
-  // Workspace: positions, sorted tokens, sorted positions (256-byte aligned slices), then CUB's temporary storage.
-  size_t cub_bytes = 0;
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, tokens, static_cast<int32_t*>(nullptr),
-                                             static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), n,
-                                             0, 32, stream));
-  const size_t slice = (static_cast<size_t>(n) + 63) / 64 * 64;
-  char* ws = static_cast<char*>(
-      workspace_or_die(ctx, 3 * slice * sizeof(int32_t) + cub_bytes, "cuda::embedding_backward_bf16"));
-  int32_t* positions = reinterpret_cast<int32_t*>(ws);
-  int32_t* sorted_tokens = positions + slice;
-  int32_t* sorted_pos = sorted_tokens + slice;
-  positions_kernel<<<grid_for(n), 256, 0, stream>>>(positions, n);
-  CUDA_CHECK_LAUNCH();
-  // Stable LSD radix sort over all 32 bits: equal tokens keep their positions in ascending order.
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sorted_pos + slice, cub_bytes, tokens, sorted_tokens, positions,
-                                             sorted_pos, n, 0, 32, stream));
+  // Each token's positions, grouped and ascending (token_sort.cuh; scratch in the workspace).
+  const SortedTokens sorted = sort_tokens_stably(ctx, tokens, n, "cuda::embedding_backward_bf16");
   const int P = pack_width(C, {dwte, dout});
   const int lanes = (C / P + 31) / 32 * 32;  // threads to cover one row's packs, a whole number of warps
   const int threads = lanes < 256 ? lanes : 256;
   const unsigned int blocks = n < 65535 ? n : 65535;
   if (P == kPack) {
-    embedding_backward_wte_kernel<kPack><<<blocks, threads, 0, stream>>>(dwte, dout, sorted_tokens, sorted_pos, n, C);
+    embedding_backward_wte_kernel<kPack><<<blocks, threads, 0, stream>>>(dwte, dout, sorted.tokens, sorted.positions,
+                                                                         n, C);
   } else {
-    embedding_backward_wte_kernel<1><<<blocks, threads, 0, stream>>>(dwte, dout, sorted_tokens, sorted_pos, n, C);
+    embedding_backward_wte_kernel<1><<<blocks, threads, 0, stream>>>(dwte, dout, sorted.tokens, sorted.positions, n,
+                                                                     C);
   }
   CUDA_CHECK_LAUNCH();
 }

@@ -95,7 +95,7 @@ __device__ void load_tile(__nv_bfloat16* tile, const uint16_t* src, size_t ld_gl
   }
 }
 
-// Loads 64 fp32 values per-row values (lse or D) of rows [row0, row0 + 64); rows >= T get 0 (masked anyway).
+// Loads the 64 per-row fp32 values (lse or D) of rows [row0, row0 + 64); rows >= T get 0 (masked anyway).
 __device__ void load_row_values(float* dst, const float* src, int row0, int T) {
   for (int r = threadIdx.x; r < kTile; r += kThreads) dst[r] = row0 + r < T ? src[row0 + r] : 0.0f;
 }

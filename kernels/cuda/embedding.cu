@@ -4,10 +4,9 @@
 // positions of each token in ascending order; one block per group then adds its rows to dwte in that order, starting
 // from dwte's current value. That is exactly the CPU twin's order of additions (it walks positions in order), so the
 // result matches the CPU bit for bit and never depends on scheduling.
-#include <cub/device/device_radix_sort.cuh>
-
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/kernels.cuh"
+#include "kernels/cuda/token_sort.cuh"
 
 namespace kernels::cuda {
 
@@ -34,10 +33,6 @@ __global__ void embedding_backward_wpe_kernel(float* dwpe, const float* dout, in
     for (int b = 0; b < B; b++) acc += dout[static_cast<size_t>(b) * T * C + i];
     dwpe[i] = acc;
   }
-}
-
-__global__ void iota_kernel(int32_t* x, int n) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] = i;
 }
 
 // One block per sorted slot; only the block at the start of a token's group works: it walks the group (positions
@@ -76,26 +71,11 @@ void embedding_backward(const KernelContext& ctx, float* dwte, float* dwpe, cons
   embedding_backward_wpe_kernel<<<grid_for(static_cast<size_t>(T) * C), 256, 0, stream>>>(dwpe, dout, B, T, C);
   CUDA_CHECK_LAUNCH();
 
-  // Scratch layout in the workspace: positions in, sorted tokens, sorted positions, then CUB's temporary storage.
-  size_t cub_bytes = 0;
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, cub_bytes, tokens, static_cast<int32_t*>(nullptr),
-                                             static_cast<const int32_t*>(nullptr), static_cast<int32_t*>(nullptr), n,
-                                             0, 32, stream));
-  const size_t ints = (static_cast<size_t>(n) + 63) / 64 * 64;  // 256-byte aligned slices
-  const size_t bytes = 3 * ints * sizeof(int32_t) + cub_bytes;
-  char* scratch = static_cast<char*>(workspace_or_die(ctx, bytes, "cuda::embedding_backward"));
-  int32_t* pos = reinterpret_cast<int32_t*>(scratch);
-  int32_t* sorted_tokens = pos + ints;
-  int32_t* sorted_pos = sorted_tokens + ints;
-  void* cub_tmp = sorted_pos + ints;
-  iota_kernel<<<grid_for(n), 256, 0, stream>>>(pos, n);
-  CUDA_CHECK_LAUNCH();
-  // Stable LSD radix sort over all 32 bits (the vocabulary size is not a parameter here): ties keep position order.
-  CUDA_CHECK(cub::DeviceRadixSort::SortPairs(cub_tmp, cub_bytes, tokens, sorted_tokens, pos, sorted_pos, n, 0, 32,
-                                             stream));
+  // Each token's positions, grouped and ascending (token_sort.cuh; scratch in the workspace).
+  const SortedTokens sorted = sort_tokens_stably(ctx, tokens, n, "cuda::embedding_backward");
   const unsigned int blocks = n < 65535 ? n : 65535;
   const int threads = C < 256 ? ((C + 31) / 32) * 32 : 256;
-  embedding_backward_wte_kernel<<<blocks, threads, 0, stream>>>(dwte, dout, sorted_tokens, sorted_pos, n, C);
+  embedding_backward_wte_kernel<<<blocks, threads, 0, stream>>>(dwte, dout, sorted.tokens, sorted.positions, n, C);
   CUDA_CHECK_LAUNCH();
 }
 

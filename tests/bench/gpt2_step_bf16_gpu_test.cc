@@ -1,7 +1,8 @@
 // tests/bench/gpt2_step_bf16_gpu_test.cc: the bf16 training step (tools/bench/gpu_step/gpt2_step_bf16.h) on the GPU
 // against the same step on the bf16 CPU twins, with and without a ResBM bottleneck, with flash (default) and cublas
-// attention: first loss, every parameter gradient, 10 AdamW steps of losses; and two GPU runs bitwise equal. Tagged "gpu": without a device, or in a
-// --config=nocuda build, each test SKIPS saying why. Small model (L=2, C=64, NH=4), odd T and vocabulary.
+// attention: first loss, every parameter gradient, 10 AdamW steps of losses; and two GPU runs bitwise equal. Tagged
+// "gpu": without a device, or in a --config=nocuda build, each test SKIPS saying why. Small model (L=2, C=64,
+// NH=4), odd T and vocabulary.
 #include <gtest/gtest.h>
 
 #include <cmath>
