@@ -8,6 +8,8 @@
 // --executor local runs every stage in this one process instead (the reference executor).
 // --device cuda puts each stage on its rank's GPU (the node-local rank modulo the GPUs); --transport nccl (its
 // default) sends codes GPU to GPU and needs one GPU per stage, --transport mpi lets stages share a GPU.
+// --real-link-mbps R puts each rank in a network namespace of its own, joined to the others by a real link that tc
+// shapes to R Mbit/s (tools/netlink/netlink.sh, built into the binary; root), MPI over TCP only.
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -60,7 +62,10 @@ int main(int argc, char** argv) {
     }
     train::validate(options, resbm::gpt2_preset(options.preset));
     // Once, in the command the user ran (not in each rank): no GPU is one line, and no ranks are started.
-    if (!train::launched_by_mpirun()) train::require_devices(options);
+    if (!train::launched_by_mpirun()) {
+      train::require_devices(options);
+      train::require_real_link(options.real_link);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pipeline: %s\n", e.what());
     return 2;
@@ -69,7 +74,7 @@ int main(int argc, char** argv) {
     const int hw = static_cast<int>(std::thread::hardware_concurrency());
     const int threads = options.threads > 0 ? options.threads : std::max(1, hw / options.pipeline.stages);
     return train::exec_mpirun(options.pipeline.stages, options.hostfile,
-                              std::vector<std::string>(argv + 1, argv + argc), threads);
+                              std::vector<std::string>(argv + 1, argv + argc), threads, options.real_link);
   }
   if (train::launched_by_mpirun()) install_sigterm_message();
   try {

@@ -89,6 +89,11 @@ const std::map<std::string, Flag>& flag_table() {
       {"link-mbps", {"emulated link rate per boundary and direction, Mbit/s (default 0: no emulation)",
                      [](O& o, auto& v) { o.link.mbps = std::stod(v); }}},
       {"link-latency-ms", {"emulated one-way link latency, ms (default 0)", [](O& o, auto& v) { o.link.latency_ms = std::stod(v); }}},
+      {"real-link-mbps", {"real link rate per stage, Mbit/s: each rank in a network namespace of its own, its egress "
+                          "shaped by tc, MPI over TCP only (root; tools/netlink/netlink.sh; default 0: none)",
+                          [](O& o, auto& v) { o.real_link.mbps = std::stod(v); }}},
+      {"real-link-latency-ms", {"one-way delay of the real link, ms (tc netem, where the kernel has it; default 0)",
+                                [](O& o, auto& v) { o.real_link.latency_ms = std::stod(v); }}},
   };
   return table;
 }
@@ -101,7 +106,9 @@ std::string pipeline_usage() {
       "Pipeline-parallel GPT-2 training with ResBM bottlenecks at the stage boundaries. With --executor mpi (the\n"
       "default) the command re-launches itself under mpirun with one rank per stage; --executor local runs all\n"
       "stages in this process (the reference; same losses, bit for bit). --device cuda trains each stage on its\n"
-      "rank's GPU; its default --transport nccl needs one GPU per stage, --transport mpi lets stages share one.\n\n";
+      "rank's GPU; its default --transport nccl needs one GPU per stage, --transport mpi lets stages share one.\n"
+      "--real-link-mbps R runs each rank in a network namespace of its own behind a real link that tc shapes to R\n"
+      "Mbit/s (root); --link-mbps R emulates such a link inside the transport instead.\n\n";
   for (const auto& [name, flag] : flag_table()) {
     char line[256];
     std::snprintf(line, sizeof(line), "  --%-20s %s\n", name.c_str(), flag.help);
@@ -164,6 +171,22 @@ void validate(const PipelineRunOptions& o, const resbm::GPT2Config& config) {
   require(o.link.latency_ms >= 0 && o.link.mbps >= 0, "--link-mbps and --link-latency-ms must be >= 0");
   require(o.executor == "mpi" || (o.link.mbps == 0 && o.link.latency_ms == 0),
           "the link emulator needs --executor mpi (stages in separate processes overlap compute and transfer)");
+  const RealLink& real = o.real_link;
+  require(real.mbps >= 0 && real.latency_ms >= 0, "--real-link-mbps and --real-link-latency-ms must be >= 0");
+  require(real.latency_ms == 0 || real.mbps > 0,
+          "--real-link-latency-ms needs --real-link-mbps (the delay is added to the shaped link)");
+  if (real.mbps > 0) {
+    require(o.link.mbps == 0 && o.link.latency_ms == 0,
+            "--real-link-mbps cannot be combined with --link-mbps or --link-latency-ms: a run measures either the "
+            "real link or the emulated one (tools/bench/link_bench runs both, side by side)");
+    require(o.hostfile.empty(),
+            "--real-link-mbps joins ranks on this machine in network namespaces; with --hostfile the ranks are on "
+            "other hosts, and the network between them is the real link already");
+    require(o.executor == "mpi", "--real-link-mbps needs --executor mpi (the link joins the stages' processes)");
+    require(transport_of(o) == "mpi",
+            "--real-link-mbps shapes MPI's TCP traffic; NCCL moves GPU memory over its own transports, which the "
+            "shaped link does not see: use --transport mpi");
+  }
   engine::pipeline::partition_layers(config.num_layers, o.pipeline.stages, o.pipeline.boundaries);
   resbm::validate_bottleneck(o.bottleneck, config.channels);
 }

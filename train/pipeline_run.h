@@ -12,6 +12,7 @@
 #include "engine/pipeline/pipeline.h"
 #include "resbm/bottleneck.h"
 #include "resbm/gpt2.h"
+#include "train/pipeline_launch.h"
 
 namespace train {
 
@@ -39,7 +40,8 @@ struct PipelineRunOptions {
   std::string pid_dir;              // each process writes DIR/stage<s>.pid (tests and tools that signal a stage)
   engine::pipeline::PipelineConfig pipeline;
   resbm::BottleneckConfig bottleneck;
-  engine::comm::LinkConfig link;
+  engine::comm::LinkConfig link;    // the emulated link (--link-mbps), inside the transport
+  RealLink real_link;               // a real link between network namespaces (--real-link-mbps), outside it
 };
 
 // Per-step figures returned to callers (the benchmark).
