@@ -4,6 +4,11 @@
 //   bazel-bin/tools/bench/link_bench [--presets tiny,d12] [--stages 4] [--mbps 100] [--latency-ms 0] [--steps 4]
 //                                    [--untie-head 0|1]
 //
+// With --real-link-mbps R (root) the table is instead emulated and real links side by side, at the same rate: per
+// bottleneck, the compute-only step, the step over the emulated link, the step over a real link (each rank in a
+// network namespace of its own, its egress shaped by tc to R Mbit/s, MPI over TCP only: tools/netlink/netlink.sh,
+// see train/pipeline_launch.h), and the bytes a step puts on the wire.
+//
 // Each case runs as its own mpirun job (one rank per stage, this same binary as the worker). A step's time is the
 // median over the steps after the first (warm-up). The link emulator delays the boundary codes (one wire per
 // boundary and direction) and the tied wte gradient exchange between the first and the last stage (one wire per
@@ -17,6 +22,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +40,14 @@ struct Case {
   std::string label, bottleneck;
   int ratio;
   bool throttled;
+};
+
+// What the worker of one case reports (rank 0's figures).
+struct CaseResult {
+  bool ok = false;
+  int status = 0;  // the job's wait status, when it failed
+  double seconds = 0, ratio = 0;
+  unsigned long long fwd = 0, bwd = 0, tied = 0;
 };
 
 // Worker: run the pipeline, rank 0 writes "median_s fwd_bytes bwd_bytes ratio tied_bytes" to the result file.
@@ -72,9 +86,93 @@ std::string flag(int argc, char** argv, const std::string& name, const std::stri
   return fallback;
 }
 
+// Runs one case as an mpirun job of `stages` ranks (over a real link when real_link.mbps > 0) and reads what its
+// rank 0 wrote. `args` are the pipeline's flags; `result` names the result file.
+CaseResult run_case(int stages, std::vector<std::string> args, const std::string& result,
+                    const train::RealLink& real_link) {
+  args.insert(args.end(), {"--bench-result", result});
+  const pid_t pid = fork();
+  if (pid == 0) _exit(train::exec_mpirun(stages, "", args, 1, real_link));
+  CaseResult r;
+  waitpid(pid, &r.status, 0);
+  std::ifstream in(result);
+  r.ok = static_cast<bool>(in >> r.seconds >> r.fwd >> r.bwd >> r.ratio >> r.tied);
+  std::remove(result.c_str());
+  return r;
+}
+
+// The pipeline flags of one case: preset p, `stages`, bottleneck and ratio; the emulated link when mbps > 0.
+std::vector<std::string> case_args(const Preset& p, int stages, const std::string& bottleneck, int ratio,
+                                   const std::string& steps, const std::string& untie, double mbps,
+                                   const std::string& latency) {
+  std::vector<std::string> args = {"--preset", p.name, "--stages", std::to_string(stages), "--micro-batches",
+                                   std::to_string(p.micro_batches), "--batch", std::to_string(p.batch),
+                                   "--seq-len", std::to_string(p.seq_len), "--steps", steps, "--bottleneck",
+                                   bottleneck, "--ratio", std::to_string(ratio), "--quiet", "1",
+                                   "--comm-timeout-s", "600", "--threads", "1", "--untie-head", untie};
+  if (mbps > 0) args.insert(args.end(), {"--link-mbps", std::to_string(mbps), "--link-latency-ms", latency});
+  return args;
+}
+
+// A step's time for a table cell: milliseconds, or why there is none.
+std::string step_ms(const CaseResult& r) {
+  char cell[64];
+  if (r.ok) {
+    std::snprintf(cell, sizeof(cell), "%.1f", r.seconds * 1e3);
+  } else {
+    std::snprintf(cell, sizeof(cell), "failed (status %d)", r.status);
+  }
+  return cell;
+}
+
+// --real-link-mbps: per preset and bottleneck (none, resbm r=128), compute only, emulated link and real link at the
+// same rate and delay, one row each bottleneck.
+int side_by_side(const std::vector<Preset>& presets, int stages, double mbps, const std::string& latency,
+                 const std::string& steps, const std::string& untie, const std::string& tmp) {
+  const train::RealLink real{mbps, std::atof(latency.c_str())};
+  try {
+    train::require_real_link(real);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "link_bench: %s\n", e.what());
+    return 2;
+  }
+  std::printf("link_bench: S=%d stages as MPI ranks on one machine, GPipe, AdamW, head %s; emulated and real links "
+              "side by side at %g Mbit/s, delay %s ms per message\n"
+              "  emulated: the link emulator inside the transport (one wire per boundary and direction, and one per "
+              "direction\n"
+              "            of the tied exchange)\n"
+              "  real:     each rank in a network namespace of its own, its egress shaped by tc tbf (netem for the "
+              "delay),\n"
+              "            MPI over TCP only; a stage's forward and backward messages share its one egress\n"
+              "bytes/step: the codes forward and backward over all boundaries, and the tied wte gradient (both "
+              "directions)\n\n",
+              stages, untie == "1" ? "untied (--untie-head 1: no tied exchange)" : "tied", mbps, latency.c_str());
+  std::printf("| preset | B x T x M | bottleneck | compute only, step ms | emulated link, step ms | real link, step ms "
+              "| fwd bytes/step | bwd bytes/step | tied bytes/step |\n"
+              "|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+  const std::vector<Case> bottlenecks = {{"none", "none", 1, false}, {"resbm r=128", "resbm", 128, false}};
+  for (const Preset& p : presets) {
+    for (const Case& c : bottlenecks) {
+      const std::string base = tmp + "." + p.name + "." + c.bottleneck;
+      const CaseResult compute =
+          run_case(stages, case_args(p, stages, c.bottleneck, c.ratio, steps, untie, 0, "0"), base + ".compute", {});
+      const CaseResult emulated = run_case(
+          stages, case_args(p, stages, c.bottleneck, c.ratio, steps, untie, mbps, latency), base + ".emulated", {});
+      const CaseResult over_real =
+          run_case(stages, case_args(p, stages, c.bottleneck, c.ratio, steps, untie, 0, "0"), base + ".real", real);
+      const CaseResult& bytes = over_real.ok ? over_real : emulated;
+      std::printf("| %s | %d x %d x %d | %s | %s | %s | %s | %llu | %llu | %llu |\n", p.name.c_str(), p.batch,
+                  p.seq_len, p.micro_batches, c.label.c_str(), step_ms(compute).c_str(), step_ms(emulated).c_str(),
+                  step_ms(over_real).c_str(), bytes.fwd, bytes.bwd, bytes.tied);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
 const char* kUsage =
     "usage: link_bench [--presets tiny,d12] [--stages 4] [--mbps 100] [--latency-ms 0] [--steps 4]\n"
-    "                  [--untie-head 0|1]\n"
+    "                  [--untie-head 0|1] [--real-link-mbps R [--real-link-latency-ms D]]\n"
     "\n"
     "Step time of pipeline-parallel training (S stages as MPI ranks on this machine, GPipe, AdamW) with and\n"
     "without an emulated slow link, bottleneck `none` against `resbm` r=128. The emulated link delays both the\n"
@@ -82,7 +180,11 @@ const char* kUsage =
     "and stage S-1 (one wire per direction of its own). The output splits each step's wire time into codes and\n"
     "tied embedding. d12 is slow on a CPU (minutes per case); `--presets tiny` is quick.\n"
     "--untie-head 1 runs every case with the last stage's LM head untied from wte (its own lm_head.weight): no\n"
-    "tied exchange, so the tied columns read 0.\n";
+    "tied exchange, so the tied columns read 0.\n"
+    "--real-link-mbps R (root): emulated and real links side by side at R Mbit/s (and D ms of delay, which needs\n"
+    "tc netem in the kernel): compute only, emulated link, real link (ranks in network namespaces, egress shaped\n"
+    "by tc, MPI over TCP; tools/netlink/netlink.sh) and bytes per step, for none and resbm r=128. --mbps and\n"
+    "--latency-ms are not used then. `--presets tiny --stages 2 --untie-head 1 --real-link-mbps 50` is quick.\n";
 
 }  // namespace
 
@@ -106,12 +208,20 @@ int main(int argc, char** argv) {
   }
   // Batches that fit this machine (24 GiB, 2 cores) with 4 ranks: tiny at B=4 T=64, d12 at B=1 T=256; M=4.
   const std::vector<Preset> all = {{"tiny", 4, 64, 4}, {"d12", 1, 256, 4}};
+  const std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/link_bench." +
+                          std::to_string(getpid());
+  const double real_mbps = std::atof(flag(argc, argv, "real-link-mbps", "0").c_str());
+  if (real_mbps > 0) {
+    std::vector<Preset> chosen;
+    for (const Preset& p : all) {
+      if (presets.find(p.name) != std::string::npos) chosen.push_back(p);
+    }
+    return side_by_side(chosen, stages, real_mbps, flag(argc, argv, "real-link-latency-ms", "0"), steps, untie, tmp);
+  }
   const std::vector<Case> cases = {{"none, compute only", "none", 1, false},
                                    {"resbm r=128, compute only", "resbm", 128, false},
                                    {"none, link", "none", 1, true},
                                    {"resbm r=128, link", "resbm", 128, true}};
-  const std::string tmp = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/link_bench." +
-                          std::to_string(getpid());
   const double latency_s = std::atof(latency.c_str()) * 1e-3;
   std::printf("link_bench: S=%d stages as MPI ranks on one machine, link %.0f Mbit/s latency %s ms per wire "
               "(emulated), GPipe, AdamW, head %s\n",
@@ -131,27 +241,15 @@ int main(int argc, char** argv) {
     if (presets.find(p.name) == std::string::npos) continue;
     for (const Case& c : cases) {
       const std::string result = tmp + "." + p.name + "." + c.bottleneck + (c.throttled ? ".link" : ".compute");
-      std::vector<std::string> args = {"--preset", p.name, "--stages", std::to_string(stages), "--micro-batches",
-                                       std::to_string(p.micro_batches), "--batch", std::to_string(p.batch),
-                                       "--seq-len", std::to_string(p.seq_len), "--steps", steps, "--bottleneck",
-                                       c.bottleneck, "--ratio", std::to_string(c.ratio), "--quiet", "1",
-                                       "--comm-timeout-s", "600", "--threads", "1", "--untie-head", untie,
-                                       "--bench-result", result};
-      if (c.throttled) {
-        args.insert(args.end(), {"--link-mbps", std::to_string(mbps), "--link-latency-ms", latency});
-      }
-      const pid_t pid = fork();
-      if (pid == 0) _exit(train::exec_mpirun(stages, "", args, 1));
-      int status = 0;
-      waitpid(pid, &status, 0);
-      std::ifstream in(result);
-      double seconds = 0, ratio = 0;
-      unsigned long long fwd = 0, bwd = 0, tied = 0;
-      if (!(in >> seconds >> fwd >> bwd >> ratio >> tied)) {
-        std::printf("| %s | | %s | failed (status %d) | | | | | | |\n", p.name.c_str(), c.label.c_str(), status);
+      const CaseResult r = run_case(
+          stages, case_args(p, stages, c.bottleneck, c.ratio, steps, untie, c.throttled ? mbps : 0, latency), result,
+          {});
+      if (!r.ok) {
+        std::printf("| %s | | %s | %s | | | | | | |\n", p.name.c_str(), c.label.c_str(), step_ms(r).c_str());
         continue;
       }
-      std::remove(result.c_str());
+      const double seconds = r.seconds, ratio = r.ratio;
+      const unsigned long long fwd = r.fwd, tied = r.tied;
       const double rate = mbps * 1e6;
       const double codes_s = mbps > 0 ? 8.0 * static_cast<double>(fwd) / std::max(1, stages - 1) / rate : 0.0;
       const double tied_s = mbps > 0 ? 8.0 * static_cast<double>(tied) / 2.0 / rate : 0.0;
