@@ -4,7 +4,8 @@
 //     without it (the link changes timing only), and take at least the time the tied wte exchange needs at 50
 //     Mbit/s (so the bytes did cross the shaped link); the namespaces are gone afterwards;
 //   - a run stopped with SIGTERM (as `timeout` stops it) removes its namespaces too;
-//   - the combinations that cannot work are refused in one line before anything starts.
+//   - what cannot work is refused in one line: a delay where the kernel has no netem, an unprivileged container
+//     (no namespaces), and, before anything starts, the flag combinations that make no sense.
 // The runs need root and a kernel that lets root create network namespaces (not an unprivileged container); without
 // them they are skipped, saying why. Every command is bounded by `timeout`.
 #include <sys/wait.h>
@@ -102,8 +103,9 @@ class RealLink : public ::testing::Test {
       shell("bash " + runfile("tools/netlink/netlink.sh") + " down " + name, "cleanup", 20);
     }
   }
-  Outcome pipeline(const std::string& args, const std::string& tag, int limit_s) {
-    Outcome r = shell(runfile("train/pipeline") + " " + args, tag, limit_s);
+  // Runs the pipeline binary with args; with prefixed, `args` is the whole command (the binary behind a wrapper).
+  Outcome pipeline(const std::string& args, const std::string& tag, int limit_s, bool prefixed = false) {
+    Outcome r = shell(prefixed ? args : runfile("train/pipeline") + " " + args, tag, limit_s);
     const std::string name = run_name(r.output);
     if (!name.empty()) names_.push_back(name);
     return r;
@@ -158,6 +160,20 @@ TEST_F(RealLink, DelayWithoutNetemIsRefused) {
   const std::string name = run_name(r.output);
   ASSERT_FALSE(name.empty()) << r.output;
   EXPECT_EQ(namespaces_of(name), "") << "namespaces left after the refusal";
+}
+
+// An unprivileged container, as `unshare --user --map-root-user` makes one: root inside (so the launcher's own
+// check passes), but without the host's privileges, so `ip netns add` fails: netlink.sh says so in one line.
+TEST_F(RealLink, UnprivilegedContainerIsRefused) {
+  if (std::system("timeout 10 unshare --user --map-root-user true > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "unshare --user is not available here: the unprivileged case is NOT tested";
+  }
+  const Outcome r = pipeline("unshare --user --map-root-user " + runfile("train/pipeline") + " " + kTinyRun +
+                                 " --real-link-mbps 50",
+                             "unprivileged", 30, /*prefixed=*/true);
+  EXPECT_EQ(r.rc, 2) << r.output;
+  EXPECT_NE(r.output.find("netlink.sh: cannot create network namespace"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("an unprivileged container"), std::string::npos) << r.output;
 }
 
 // Refused in the command the user ran, before anything starts: no root needed to check these.
