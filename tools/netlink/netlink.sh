@@ -63,8 +63,8 @@ add_namespace() {
 
 # Shapes the egress of device $2 in namespace $1: tbf at $3 Mbit/s, behind netem delay $4 ms when $4 > 0.
 # burst: the bytes that may leave back to back at line speed. Small (3000 B, two full frames; or 1 ms at the rate
-# when that is more, so that fast links do not spend a timer per frame) so that even a small message pays its
-# transmission time, as it would on a real link. The queue holds a second of traffic (at least 1 MB), so that a
+# when that is more, so that fast links do not spend a timer per frame) so that all of a message but its first
+# burst is paced at the rate, as on a real link. The queue holds a second of traffic (at least 1 MB), so that a
 # sender outrunning the link waits in the queue (TCP's own flow control) instead of losing packets.
 shape() {
   local ns=$1 dev=$2 mbps=$3 ms=$4 burst limit err
