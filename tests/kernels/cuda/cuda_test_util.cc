@@ -1,13 +1,18 @@
 // tests/kernels/cuda/cuda_test_util.cc: device detection, the CUDA context, seeds and comparisons for the tests.
+// Built a second time with RESBM_TEST_HOST_DEVICE (cuda_test_util_host in BUILD) for the kernels run on the CPU by
+// cuda_emulation.h: then "device" memory is host memory, the context's workspace too, and the device is available.
 #include "tests/kernels/cuda/cuda_test_util.h"
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include <omp.h>
 
 #include "kernels/cuda/bf16_rounding.h"
+#ifndef RESBM_TEST_HOST_DEVICE
 #include "kernels/cuda/cuda_context.h"
+#endif
 
 #ifdef RESBM_HAVE_CUDA
 #include "kernels/cuda/cuda_check.h"
@@ -25,7 +30,10 @@ constexpr size_t kWorkspaceBytes = 64ull << 20;
 }  // namespace
 
 bool cuda_device_available(std::string* why) {
-#ifdef RESBM_HAVE_CUDA
+#if defined(RESBM_TEST_HOST_DEVICE)
+  (void)why;
+  return true;
+#elif defined(RESBM_HAVE_CUDA)
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
@@ -44,6 +52,14 @@ bool cuda_device_available(std::string* why) {
 #endif
 }
 
+#ifdef RESBM_TEST_HOST_DEVICE
+CudaContext::CudaContext() {
+  ctx_.cuda_workspace = std::malloc(kWorkspaceBytes);
+  ctx_.cuda_workspace_bytes = kWorkspaceBytes;
+}
+
+CudaContext::~CudaContext() { std::free(ctx_.cuda_workspace); }
+#else
 CudaContext::CudaContext() : ctx_(kernels::cuda::make_cuda_context(kWorkspaceBytes)) {}
 
 CudaContext::~CudaContext() {
@@ -51,9 +67,10 @@ CudaContext::~CudaContext() {
   kernels::cuda::destroy_cuda_context(ctx_);
 #endif
 }
+#endif
 
 void CudaContext::sync() const {
-#ifdef RESBM_HAVE_CUDA
+#if defined(RESBM_HAVE_CUDA) && !defined(RESBM_TEST_HOST_DEVICE)
   CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream)));
 #endif
 }
@@ -65,7 +82,9 @@ kernels::KernelContext cpu_context() {
 }
 
 void* device_alloc(size_t bytes) {
-#ifdef RESBM_HAVE_CUDA
+#if defined(RESBM_TEST_HOST_DEVICE)
+  return std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);  // cudaMalloc's alignment, never 0 bytes
+#elif defined(RESBM_HAVE_CUDA)
   void* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
   return p;
@@ -76,7 +95,9 @@ void* device_alloc(size_t bytes) {
 }
 
 void device_free(void* p) {
-#ifdef RESBM_HAVE_CUDA
+#if defined(RESBM_TEST_HOST_DEVICE)
+  std::free(p);
+#elif defined(RESBM_HAVE_CUDA)
   CUDA_CHECK(cudaFree(p));
 #else
   (void)p;
@@ -86,7 +107,9 @@ void device_free(void* p) {
 // Synchronous copies: they also order the test's host code after the kernels queued on the context's stream, since
 // cudaMemcpy waits for the legacy default stream, which waits for blocking streams (cudaStreamCreate's default).
 void to_device(void* dst, const void* src, size_t bytes) {
-#ifdef RESBM_HAVE_CUDA
+#if defined(RESBM_TEST_HOST_DEVICE)
+  std::memcpy(dst, src, bytes);
+#elif defined(RESBM_HAVE_CUDA)
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 #else
@@ -96,7 +119,9 @@ void to_device(void* dst, const void* src, size_t bytes) {
 }
 
 void to_host(void* dst, const void* src, size_t bytes) {
-#ifdef RESBM_HAVE_CUDA
+#if defined(RESBM_TEST_HOST_DEVICE)
+  std::memcpy(dst, src, bytes);
+#elif defined(RESBM_HAVE_CUDA)
   CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 #else
