@@ -28,6 +28,10 @@
 // and fp32 rows by 4, so that WMMA's 16 rows of a fragment start in different banks.
 //
 // Workspace: the backward's D = rowsum(dout * out), B*NH*T fp32 (3 MiB at B = 64, NH = 12, T = 1024).
+//
+// Tests: tests/kernels/cuda/bf16_flash_attention_test.cc (on a GPU, against the CPU twin), and the same comparison
+// with this file's source run on the CPU by tests/kernels/cuda/cuda_emulation.h (bf16_flash_attention_emulated_test),
+// which rewrites the kernel launches: keep each launch on one line, and the shared memory declared as below.
 #include <cuda_bf16.h>
 #include <mma.h>
 
