@@ -25,6 +25,22 @@ namespace train {
 
 namespace {
 
+// The run header's link: emulated (--link-mbps), real (--real-link-mbps: namespaces joined by tc-shaped veths), or
+// none (this machine's own network and shared memory).
+std::string link_description(const PipelineRunOptions& o) {
+  char buf[160];
+  if (o.real_link.mbps > 0) {
+    std::snprintf(buf, sizeof(buf), "real %g Mbit/s (network namespaces, tc tbf)%s", o.real_link.mbps,
+                  o.real_link.latency_ms > 0 ? (" + " + std::to_string(o.real_link.latency_ms) + " ms").c_str() : "");
+    return buf;
+  }
+  if (o.link.mbps > 0) {
+    std::snprintf(buf, sizeof(buf), "emulated %g Mbit/s", o.link.mbps);
+    return buf;
+  }
+  return "unthrottled";
+}
+
 // The step's tokens: M micro-batches of (B,T), from the shards or from a synthetic stream, in a BatchBuffer (which,
 // with --device cuda, copies them to the GPU: the stages read their tokens where their parameters live).
 class Batches {
@@ -188,7 +204,7 @@ int run_pipeline(const PipelineRunOptions& o, std::vector<PipelineStepRecord>* r
                 o.preset.c_str(), resbm::describe_config(config).c_str(), S, o.pipeline.micro_batches,
                 pipeline::schedule_name(o.pipeline.schedule), o.batch, o.seq_len,
                 resbm::describe_bottleneck(o.bottleneck, config.channels).c_str(), threads,
-                o.link.mbps > 0 ? (std::to_string(o.link.mbps) + " Mbit/s").c_str() : "unthrottled");
+                link_description(o).c_str());
     const std::string dtype = o.dtype == "bf16" ? "dtype bf16 (matmul operands rounded to bf16, fp32 accumulation)"
                                                 : "dtype fp32";
     std::printf("%s, %s\n",

@@ -183,11 +183,12 @@ part_bench() {
     row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels, table below (rc=$rc)"
   fi
 
-  # The whole-step GPT-2 124M (gpu_step, llm.c-style flat step): bf16 at B = 16, 32, 64 (T = 1024), fp32 at B = 8 for
-  # the record, and the ResBM cost side by side in one process (3 boundaries = 4 stages' worth, r = 32 and 128).
+  # The whole-step GPT-2 124M (gpu_step, llm.c-style flat step): bf16 at B = 16, 32, 64 (T = 1024; flash attention,
+  # and at B = 64 also the cuBLAS + softmax attention), fp32 at B = 8 for the record, and the ResBM cost side by side
+  # in one process (3 boundaries = 4 stages' worth, r = 32 and 128).
   if [ -x "$bin/gpu_step" ]; then
     local spec label
-    for spec in "16 1024 10" "32 1024 10" "64 1024 10" "8 1024 10 --dtype fp32" \
+    for spec in "16 1024 10" "32 1024 10" "64 1024 10" "64 1024 10 --attention cublas" "8 1024 10 --dtype fp32" \
                 "16 1024 10 --compare --bottlenecks 3 --ratio 32" "16 1024 10 --compare --bottlenecks 3 --ratio 128"; do
       label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
       # shellcheck disable=SC2086
