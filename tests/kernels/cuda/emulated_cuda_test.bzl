@@ -1,0 +1,59 @@
+"""emulated_cuda_test: a CUDA kernel file's own source run on the CPU by cuda_emulation.h, against the CPU twins with
+the GPU test's own bounds (the GPU test source, filtered to the kernels that file implements)."""
+
+load("@rules_cc//cc:defs.bzl", "cc_test")
+
+# The rewrite of a .cu file or device header into plain C++ over cuda_emulation.h (included first): the CUDA
+# headers become the emulation's, the device headers their rewritten copies (emulated_cuda_headers in BUILD), cuBLAS's declarations a
+# stub that aborts (emulated_blas.h), launches `k<<<cfg>>>(` become `emulated_launch(emulated_config(cfg),
+# [=](auto... a) { k(a...); }, ` (a lambda: the kernel's template arguments are deduced from the call, as in CUDA)
+# and `__shared__ T name[n];` a reference into the block's shared memory. A launch must sit on one line up to its
+# `>>>(`; the command fails if any launch, __shared__ or CUDA header is left.
+EMULATE_CUDA_SED = (
+    "sed -E " +
+    "-e '1i #include \"tests/kernels/cuda/cuda_emulation.h\"  // emulated_cuda_test.bzl: rewritten for the CPU' " +
+    "-e 's%#include <(cuda_runtime|cuda_bf16)\\.h>%#include \"tests/kernels/cuda/cuda_emulation.h\"%' " +
+    "-e '/#include (<mma\\.h>|\"kernels\\/cuda\\/cuda_check\\.h\")/d' " +
+    "-e 's%#include \"kernels/cuda/(common|bf16_vector|column_sum|adamw)\\.cuh\"%" +
+    "#include \"tests/kernels/cuda/emulated/\\1.h\"%' " +
+    "-e 's%#include \"kernels/cuda/blas\\.h\"%#include \"tests/kernels/cuda/emulated_blas.h\"%' " +
+    "-e 's/extern __shared__ __align__\\(128\\) char smem\\[\\];/char* smem = emulated_shared_memory();/' " +
+    "-e 's/__shared__ ([A-Za-z_][A-Za-z_0-9:]*) ([A-Za-z_][A-Za-z_0-9]*)\\[([^]]*)\\];/" +
+    "auto\\& \\2 = emulated_static_shared<\\1[\\3]>();/' " +
+    "-e 's/([A-Za-z_][A-Za-z_0-9]*(<[^<>]*>)?)<<<([^>]*)>>>\\(/" +
+    "emulated_launch(emulated_config(\\3), [=](auto... a) { \\1(a...); }, /'"
+)
+
+# Fails the rule when the rewrite missed something (a launch split across lines, an unusual __shared__).
+EMULATE_CUDA_CHECK = "! grep -n '<<<\\|>>>\\|__shared__\\|cuda_runtime\\|cuda_check\\|cublas\\|<mma.h>'"
+
+def emulated_cuda_test(name, cu, test_src, gtest_filter, size = "small", deps = []):
+    """The kernels of //kernels/cuda:<cu> emulated on the CPU, tested by test_src's tests named by gtest_filter.
+
+    The tests run with RESBM_TEST_SMALL=1 (their small, odd cases: every CUDA thread is an OS thread) and
+    cuda_test_util_host (host memory stands in for device memory). deps: what test_src needs besides the CPU
+    kernels, gtest and the CUDA declarations (kernels.cuh, bf16.cuh).
+    """
+    src = name + "_src"
+    native.genrule(
+        name = src,
+        testonly = True,
+        srcs = ["//kernels/cuda:" + cu],
+        outs = [name + "_" + cu.replace(".cu", ".cc")],
+        cmd = EMULATE_CUDA_SED + " $< > $@ && " + EMULATE_CUDA_CHECK + " $@",
+    )
+    cc_test(
+        name = name,
+        size = size,
+        srcs = [test_src, ":" + src],
+        args = ["--gtest_filter=" + gtest_filter],
+        copts = ["-Wno-unknown-pragmas"],  # the kernels' #pragma unroll
+        env = {"RESBM_TEST_SMALL": "1"},
+        deps = [
+            ":cuda_test_util_host",
+            ":emulated_cuda_headers",
+            "//kernels/cpu:kernels",
+            "//kernels/cuda:bf16_declarations",
+            "//third_party:gtest_main",
+        ] + deps,
+    )
