@@ -97,6 +97,14 @@ void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
                                                     sizeof(align_c)));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
                                                     sizeof(align_c)));
+  if (g.c_type == GemmType::bf16) {
+    // A bf16 output is the fp32 accumulation rounded once (bf16.cuh). The default mask also allows split-K schemes
+    // that add the partial products in the output type (INPLACE, OUTPUT_TYPE): several bf16 roundings. Only
+    // unsplit kernels (NONE, value 0) or partials kept in fp32 (COMPUTE_TYPE) then.
+    const uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
+                                                      sizeof(reductions)));
+  }
   cublasLtMatmulHeuristicResult_t result;
   int found = 0;
   CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found));
