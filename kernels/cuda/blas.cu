@@ -32,6 +32,10 @@ cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
   }
   cublasHandle_t handle = static_cast<cublasHandle_t>(ctx.cublas_handle);
   CUBLAS_CHECK(cublasSetStream(handle, stream_of(ctx)));
+  // CUBLAS_DEFAULT_MATH alone lets split-K GEMMs reduce their partials in the output type: for the bf16 outputs of
+  // bf16_attention.cu (out, dv, dq, dk) that is several bf16 roundings instead of one. No TF32 either way.
+  CUBLAS_CHECK(cublasSetMathMode(
+      handle, static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)));
   return handle;
 }
 
