@@ -111,12 +111,17 @@ void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
   }
   cublasLtMatmulHeuristicResult_t result;
   int found = 0;
-  CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found));
-  if (found == 0) {
+  // No algorithm comes back either as found == 0 or as CUBLAS_STATUS_NOT_SUPPORTED: both get the shape and the hint.
+  const cublasStatus_t heuristic =
+      cublasLtMatmulAlgoGetHeuristic(handle, desc, la, lb, lc, lc, pref, 1, &result, &found);
+  if (heuristic != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(heuristic);
+  if (heuristic == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) {
     std::fprintf(stderr,
-                 "%s: cuBLASLt has no algorithm for m=%d n=%d k=%d (lda %d ldb %d ldc %d, bias %d, gelu %d).\n"
+                 "%s: cuBLASLt has no algorithm for m=%d n=%d k=%d (lda %d ldb %d ldc %d, bias %d, gelu %d, "
+                 "a/b/c bf16 %d/%d/%d).\n"
                  "  hint: the GELU epilogue needs ldc divisible by 8; otherwise try a larger workspace.\n",
-                 who, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.bias != nullptr, g.gelu);
+                 who, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.bias != nullptr, g.gelu, g.a_type == GemmType::bf16,
+                 g.b_type == GemmType::bf16, g.c_type == GemmType::bf16);
     std::abort();
   }
   CUBLAS_CHECK(cublasLtMatmul(handle, desc, &g.alpha, g.a, la, g.b, lb, &g.beta, g.c, lc, g.c, lc, &result.algo,
