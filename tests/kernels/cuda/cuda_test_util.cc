@@ -53,9 +53,11 @@ bool cuda_device_available(std::string* why) {
 }
 
 #ifdef RESBM_TEST_HOST_DEVICE
+// The workspace filled with 0xFF bytes (NaN as fp32, fp64 and bf16): scratch read before it is written shows.
 CudaContext::CudaContext() {
   ctx_.cuda_workspace = std::malloc(kWorkspaceBytes);
   ctx_.cuda_workspace_bytes = kWorkspaceBytes;
+  std::memset(ctx_.cuda_workspace, 0xFF, kWorkspaceBytes);
 }
 
 CudaContext::~CudaContext() { std::free(ctx_.cuda_workspace); }
@@ -81,9 +83,23 @@ kernels::KernelContext cpu_context() {
   return ctx;
 }
 
+#ifdef RESBM_TEST_HOST_DEVICE
+// Host "device" memory for the emulated kernels: cudaMalloc's 256-byte alignment, with guard zones of 0xFF bytes
+// (NaN as fp32, fp64 and bf16) on both sides, checked when the buffer is freed: a kernel that writes out of bounds
+// fails the test there, and one that reads out of bounds reads NaN. Layout: [guard 256 | size | buffer | guard].
+namespace {
+constexpr size_t kGuardBytes = 256;
+unsigned char* guarded_base(void* p) { return static_cast<unsigned char*>(p) - kGuardBytes; }
+}  // namespace
+#endif
+
 void* device_alloc(size_t bytes) {
 #if defined(RESBM_TEST_HOST_DEVICE)
-  return std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);  // cudaMalloc's alignment, never 0 bytes
+  const size_t total = kGuardBytes + (bytes + 255) / 256 * 256 + kGuardBytes;
+  unsigned char* base = static_cast<unsigned char*>(std::aligned_alloc(256, total));
+  std::memset(base, 0xFF, total);
+  std::memcpy(base, &bytes, sizeof(bytes));  // the size, inside the front guard (which is checked past it)
+  return base + kGuardBytes;
 #elif defined(RESBM_HAVE_CUDA)
   void* p = nullptr;
   CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
@@ -96,7 +112,20 @@ void* device_alloc(size_t bytes) {
 
 void device_free(void* p) {
 #if defined(RESBM_TEST_HOST_DEVICE)
-  std::free(p);
+  unsigned char* base = guarded_base(p);
+  size_t bytes;
+  std::memcpy(&bytes, base, sizeof(bytes));
+  const size_t total = kGuardBytes + (bytes + 255) / 256 * 256 + kGuardBytes;
+  for (size_t i = sizeof(bytes); i < total; i++) {
+    if (i == kGuardBytes) i += bytes;  // skip the buffer itself
+    if (i < total && base[i] != 0xFF) {
+      const long offset = static_cast<long>(i) - static_cast<long>(kGuardBytes);
+      ADD_FAILURE() << "a kernel wrote out of bounds of a " << bytes << "-byte device buffer, at byte offset "
+                    << offset << " (guard byte changed to " << +base[i] << ")";
+      break;
+    }
+  }
+  std::free(base);
 #elif defined(RESBM_HAVE_CUDA)
   CUDA_CHECK(cudaFree(p));
 #else
