@@ -122,6 +122,9 @@ struct Peak {
 };
 
 Peak peak_for(const std::string& name) {
+  // The PCIe and NVL boards ("NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200 NVL") run lower clocks and power
+  // (about 756 and 835 TFLOP/s bf16 dense): the SXM peak would understate their MFU. Unknown ("?") rather than wrong.
+  if (name.find("PCIe") != std::string::npos || name.find("NVL") != std::string::npos) return {0.0, 0.0};
   if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return {989.4e12, 66.9e12};
   if (name.find("A100") != std::string::npos) return {312e12, 19.5e12};
   return {0.0, 0.0};
