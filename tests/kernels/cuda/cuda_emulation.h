@@ -6,33 +6,37 @@
 // `emulated_launch(emulated_config(grid, block, smem, stream), [=](auto... a) { k(a...); }, args)`, and every
 // `__shared__ T name[n];` becomes `auto& name = emulated_static_shared<T[n]>();`.
 //
-// The model: blocks run one after the other (x fastest, then y, then z); each thread of a block is an OS thread;
-// __syncthreads and __syncwarp are barriers (a thread that returns leaves them, as on sm_70+, where exited threads
-// no longer count); a shuffle exchanges values through per-warp slots. WMMA fragments hold the whole 16x16 tile in
-// every lane, so a warp-collective load, product or store is computed by each lane on its own (the real fragment
-// layout is opaque to the kernel anyway); loads and stores of accumulators are also warp barriers, as on the
-// hardware where the warp executes them together. Products sum in k order in fp32, bf16 operands widened exactly:
-// the hardware's order differs, which the test's bounds allow for. All of a block's shared memory, dynamic and
-// static (__shared__ arrays, allocated from the top of the same 256 KiB), is filled with 0xFF bytes (NaN as fp32,
-// fp64 and bf16) before each block, so that a read of a value never written shows.
+// The model: blocks run one after the other (x fastest, then y, then z); each thread of a block is a fiber
+// (ucontext) on the test's own OS thread, and runs until it waits at a barrier (__syncthreads; __syncwarp, which
+// shuffles and WMMA accumulator loads and stores also are) or exits. A thread that exits leaves the barriers, as on
+// sm_70+ where exited threads no longer count. The schedule is deterministic and adversarial: when a barrier opens,
+// the threads it releases run next, so the first warp runs as far ahead as it can (to the next __syncthreads)
+// before the next warp starts, and within a warp lane 0 runs to the next __syncwarp before lane 1. Blocks and
+// launches alternate between ascending and descending thread order, so a missing barrier shows whichever side of
+// it the reader is on: the reader runs before the writer and reads poison or a stale value (the tests' bitwise
+// reruns see the two orders disagree). A barrier that not every live thread reaches is a deadlock, reported (with
+// where each thread waits) instead of hanging. WMMA fragments hold the whole 16x16 tile in every lane, so a
+// warp-collective load, product or store is computed by each lane on its own (the real fragment layout is opaque to
+// the kernel anyway). Products sum in k order in fp32, bf16 operands widened exactly: the hardware's order differs,
+// which the test's bounds allow for. All of a block's shared memory, dynamic and static (__shared__ arrays,
+// allocated from the top of the same 256 KiB), is filled with 0xFF bytes (NaN as fp32, fp64 and bf16) before each
+// block, so that a read of a value never written shows.
 //
 // What this cannot show: timing, bank conflicts, register or shared-memory limits, memory coalescing, alignment
-// faults of vector accesses (float4 / 16-byte packs are plain loads here), races that the hardware would expose but
-// these OS threads happen not to, and the GPU's arithmetic: the host compiler does not contract a*b+c into FMAs and
-// expf/tanhf/sqrtf are glibc's, not CUDA's (the tests' bounds cover both). Threads of a warp do not run in lockstep:
-// code that relies on implicit warp synchrony without __syncwarp would fail here (as it may on sm_70+).
+// faults of vector accesses (float4 / 16-byte packs are plain loads here); races between barriers that need true
+// concurrency (two threads' non-atomic read-modify-writes of one address never interleave here: a lost update does
+// not happen, though the two orders may round differently); a missing __syncwarp right after a WMMA store (every
+// lane stores the whole tile itself); and the GPU's arithmetic: the host compiler does not contract a*b+c into
+// FMAs, and expf/tanhf/sqrtf are glibc's, not CUDA's (the tests' bounds cover both).
 #pragma once
 
 #include <cmath>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -99,57 +103,32 @@ cudaError_t cudaFuncSetAttribute(Kernel, int, int) {
 
 namespace cuda_emulation {
 
-// A reusable barrier for n threads. A thread that exits leaves it (retire), as exited threads stop counting at
-// __syncthreads on the hardware: so an early `return` of some threads does not hang the rest.
-class Barrier {
- public:
-  explicit Barrier(int n) : n_(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const long generation = generation_;
-    if (++waiting_ == n_) {
-      release();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != generation; });
-    }
-  }
-  void retire() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    if (--n_ > 0 && waiting_ == n_) release();
-  }
-
- private:
-  void release() {
-    waiting_ = 0;
-    generation_++;
-    cv_.notify_all();
-  }
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  int n_, waiting_ = 0;
-  long generation_ = 0;
-};
-
 constexpr size_t kSharedBytes = 256 * 1024;  // more than an H100/H200 block may have (227 KiB)
 constexpr int kMaxWarps = 32;
 
+// __syncthreads (the block's) or __syncwarp (a warp's): the calling thread waits until every thread of the group
+// that has not exited arrives (cuda_emulation.cc).
+void barrier_wait(int group);  // group: 0..kMaxWarps-1 a warp, kMaxWarps the block
+constexpr int kBlockGroup = kMaxWarps;
+
 struct BlockState {
-  Barrier* block_barrier = nullptr;
-  Barrier* warp_barrier[kMaxWarps] = {};
   uint64_t shuffle[kMaxWarps][32] = {};  // one 8-byte slot per lane: float, int, double
-  dim3 grid_dim, block_dim;
+  dim3 grid_dim, block_dim, block_idx;
   size_t dynamic_bytes = 0;  // the launch's dynamic shared memory, at the bottom of `shared`
   alignas(128) char shared[kSharedBytes];
 };
-BlockState& block_state();  // one block runs at a time (cuda_emulation.cc)
-dim3& thread_idx();         // this OS thread's threadIdx
-dim3& block_idx();          // and blockIdx
-size_t& static_shared_top();  // this OS thread's next __shared__ array ends here (from the top of `shared`)
+BlockState& block_state();    // the block that runs now (one at a time)
+dim3& thread_idx();           // the running thread's threadIdx
+size_t& static_shared_top();  // where the running thread's next __shared__ array ends (from the top of `shared`)
+
+// Runs one block: `threads` fibers calling body(arg), scheduled as described in the header comment; `reverse`
+// picks the order. Aborts on a deadlock (threads waiting at a barrier that no running thread can reach).
+void run_block(int threads, bool reverse, void (*body)(void*), void* arg);
 
 }  // namespace cuda_emulation
 
 #define threadIdx (::cuda_emulation::thread_idx())
-#define blockIdx (::cuda_emulation::block_idx())
+#define blockIdx (::cuda_emulation::block_state().block_idx)
 #define blockDim (::cuda_emulation::block_state().block_dim)
 #define gridDim (::cuda_emulation::block_state().grid_dim)
 
@@ -169,8 +148,8 @@ Array& emulated_static_shared() {
   return *reinterpret_cast<Array*>(block_state().shared + top);
 }
 
-inline void __syncthreads() { cuda_emulation::block_state().block_barrier->wait(); }
-inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emulation::block_state().warp_barrier[threadIdx.x / 32]->wait(); }
+inline void __syncthreads() { cuda_emulation::barrier_wait(cuda_emulation::kBlockGroup); }
+inline void __syncwarp(unsigned = 0xffffffffu) { cuda_emulation::barrier_wait(threadIdx.x / 32); }
 
 // Shuffles: every lane of the warp must take part (full masks only, which is all the kernels use).
 namespace cuda_emulation {
@@ -293,16 +272,17 @@ inline EmulatedConfig emulated_config(dim3 grid, dim3 block, size_t shared_bytes
   return {grid, block, shared_bytes};
 }
 
-// kernel<<<config>>>(args...): every block in turn (x fastest), its threads as OS threads. `kernel` is called with
-// the arguments (a lambda around the kernel's name, so that its template arguments are deduced from them, as in
-// CUDA). Like a CUDA launch, the arguments are copied.
+// kernel<<<config>>>(args...): every block in turn (x fastest), its threads as fibers. `kernel` is called with the
+// arguments (a lambda around the kernel's name, so that its template arguments are deduced from them, as in CUDA).
+// Like a CUDA launch, the arguments are copied. Successive blocks, and successive launches of a kernel, alternate
+// between ascending and descending thread order (so a rerun of the kernel sees the other order in every block).
 template <typename Kernel, typename... Args>
 void emulated_launch(const EmulatedConfig& config, Kernel kernel, Args... args) {
   using namespace cuda_emulation;
   const dim3 grid = config.grid, block = config.block;
-  const int threads = static_cast<int>(block.x), warps = (threads + 31) / 32;
-  if (config.shared_bytes > kSharedBytes || block.y != 1 || block.z != 1 || warps > kMaxWarps || threads % 32 != 0 ||
-      threads == 0) {
+  const int threads = static_cast<int>(block.x);
+  if (config.shared_bytes > kSharedBytes || block.y != 1 || block.z != 1 || threads > 32 * kMaxWarps ||
+      threads % 32 != 0 || threads == 0) {
     std::fprintf(stderr, "emulated_launch: unsupported block (%u x %u x %u threads, %zu bytes of shared memory)\n",
                  block.x, block.y, block.z, config.shared_bytes);
     std::abort();
@@ -312,32 +292,21 @@ void emulated_launch(const EmulatedConfig& config, Kernel kernel, Args... args) 
                  grid.z);
     std::abort();
   }
+  static unsigned launches = 0;
+  const unsigned launch = launches++;
   BlockState& state = block_state();
   state.grid_dim = grid;
   state.block_dim = block;
   state.dynamic_bytes = config.shared_bytes;
+  auto body = [&] { kernel(args...); };
+  auto run = [](void* f) { (*static_cast<decltype(body)*>(f))(); };
+  unsigned long long b = 0;
   for (unsigned bz = 0; bz < grid.z; bz++) {
     for (unsigned by = 0; by < grid.y; by++) {
-      for (unsigned bx = 0; bx < grid.x; bx++) {
+      for (unsigned bx = 0; bx < grid.x; bx++, b++) {
         std::memset(state.shared, 0xFF, kSharedBytes);
-        Barrier block_barrier(threads);
-        std::vector<std::unique_ptr<Barrier>> warp_barriers;
-        for (int w = 0; w < warps; w++) warp_barriers.push_back(std::make_unique<Barrier>(32));
-        state.block_barrier = &block_barrier;
-        for (int w = 0; w < warps; w++) state.warp_barrier[w] = warp_barriers[w].get();
-        std::vector<std::thread> pool;
-        pool.reserve(threads);
-        for (int t = 0; t < threads; t++) {
-          pool.emplace_back([=, &state] {
-            thread_idx() = dim3(t);
-            block_idx() = dim3(bx, by, bz);
-            static_shared_top() = kSharedBytes;
-            kernel(args...);
-            state.warp_barrier[t / 32]->retire();
-            state.block_barrier->retire();
-          });
-        }
-        for (std::thread& th : pool) th.join();
+        state.block_idx = dim3(bx, by, bz);
+        run_block(threads, (launch + b) % 2 == 1, run, &body);
       }
     }
   }

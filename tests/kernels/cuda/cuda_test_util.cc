@@ -84,11 +84,14 @@ kernels::KernelContext cpu_context() {
 }
 
 #ifdef RESBM_TEST_HOST_DEVICE
-// Host "device" memory for the emulated kernels: cudaMalloc's 256-byte alignment, with guard zones of 0xFF bytes
-// (NaN as fp32, fp64 and bf16) on both sides, checked when the buffer is freed: a kernel that writes out of bounds
-// fails the test there, and one that reads out of bounds reads NaN. Layout: [guard 256 | size | buffer | guard].
+// Host "device" memory for the emulated kernels: cudaMalloc's 256-byte alignment, with guard zones on both sides,
+// checked when the buffer is freed: a kernel that writes out of bounds fails the test there, and one that reads out
+// of bounds reads NaN. The guard is 0x7FA5 repeated: a signalling NaN as bf16 and fp32 (huge as fp64), which
+// arithmetic does not pass on unchanged (it quiets it), so even a NaN computed from a guard and written back to one
+// shows. Layout: [guard 256 (the size at its start) | buffer, rounded up to 256 | guard 256].
 namespace {
 constexpr size_t kGuardBytes = 256;
+unsigned char guard_byte(size_t i) { return i % 2 == 0 ? 0xA5 : 0x7F; }
 unsigned char* guarded_base(void* p) { return static_cast<unsigned char*>(p) - kGuardBytes; }
 }  // namespace
 #endif
@@ -97,7 +100,7 @@ void* device_alloc(size_t bytes) {
 #if defined(RESBM_TEST_HOST_DEVICE)
   const size_t total = kGuardBytes + (bytes + 255) / 256 * 256 + kGuardBytes;
   unsigned char* base = static_cast<unsigned char*>(std::aligned_alloc(256, total));
-  std::memset(base, 0xFF, total);
+  for (size_t i = 0; i < total; i++) base[i] = guard_byte(i);
   std::memcpy(base, &bytes, sizeof(bytes));  // the size, inside the front guard (which is checked past it)
   return base + kGuardBytes;
 #elif defined(RESBM_HAVE_CUDA)
@@ -118,7 +121,7 @@ void device_free(void* p) {
   const size_t total = kGuardBytes + (bytes + 255) / 256 * 256 + kGuardBytes;
   for (size_t i = sizeof(bytes); i < total; i++) {
     if (i == kGuardBytes) i += bytes;  // skip the buffer itself
-    if (i < total && base[i] != 0xFF) {
+    if (i < total && base[i] != guard_byte(i)) {
       const long offset = static_cast<long>(i) - static_cast<long>(kGuardBytes);
       ADD_FAILURE() << "a kernel wrote out of bounds of a " << bytes << "-byte device buffer, at byte offset "
                     << offset << " (guard byte changed to " << +base[i] << ")";

@@ -10,7 +10,6 @@ load("@rules_cc//cc:defs.bzl", "cc_test")
 # and `__shared__ T name[n];` a reference into the block's shared memory. A launch must sit on one line up to its
 # `>>>(`; the command fails if any launch, __shared__ or CUDA header is left.
 EMULATE_CUDA_SED = (
-    "sed -E " +
     "-e '1i #include \"tests/kernels/cuda/cuda_emulation.h\"  // emulated_cuda_test.bzl: rewritten for the CPU' " +
     "-e 's%#include <(cuda_runtime|cuda_bf16)\\.h>%#include \"tests/kernels/cuda/cuda_emulation.h\"%' " +
     "-e '/#include (<mma\\.h>|\"kernels\\/cuda\\/cuda_check\\.h\")/d' " +
@@ -23,6 +22,15 @@ EMULATE_CUDA_SED = (
     "-e 's/([A-Za-z_][A-Za-z_0-9]*(<[^<>]*>)?)<<<([^>]*)>>>\\(/" +
     "emulated_launch(emulated_config(\\3), [=](auto... a) { \\1(a...); }, /'"
 )
+
+# Mutation checks by hand: a file name ("layernorm.cu", "common.cuh") -> sed -E expressions applied to that source
+# before the rewrite, e.g. {"layernorm.cu": "-e 's/min\\(N, r0/min(N - 1, r0/'"}, to plant a bug and see the
+# emulated test catch it (tests/kernels/cuda/README.md lists those tried). Empty in the repository.
+PLANTED_BUGS = {}
+
+def emulate_cuda_cmd(source):
+    """The genrule command that rewrites `source` (a file name in //kernels/cuda) from $< into $@ and checks it."""
+    return "sed -E " + PLANTED_BUGS.get(source, "") + " " + EMULATE_CUDA_SED + " $< > $@ && " + EMULATE_CUDA_CHECK + " $@"
 
 # Fails the rule when the rewrite missed something (a launch split across lines, an unusual __shared__).
 EMULATE_CUDA_CHECK = "! grep -n '<<<\\|>>>\\|__shared__\\|cuda_runtime\\|cuda_check\\|cublas\\|<mma.h>'"
@@ -40,7 +48,7 @@ def emulated_cuda_test(name, cu, test_src, gtest_filter, size = "small", deps = 
         testonly = True,
         srcs = ["//kernels/cuda:" + cu],
         outs = [name + "_" + cu.replace(".cu", ".cc")],
-        cmd = EMULATE_CUDA_SED + " $< > $@ && " + EMULATE_CUDA_CHECK + " $@",
+        cmd = emulate_cuda_cmd(cu),
     )
     cc_test(
         name = name,
