@@ -1,6 +1,7 @@
 // tests/kernels/cuda/codes_adamw_test.cc: CUDA vs CPU for the wire codes (int8 per-row, bf16; bit-exact) and
 // AdamW, with fresh seeds, odd sizes, poisoned outputs and bitwise reruns.
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernels/cpu/kernels.h"
@@ -40,10 +41,14 @@ TEST(CudaCodes, Bf16BitExactIncludingSpecials) {
   const auto cpu = cpu_context();
   for (size_t n : cases<size_t>({1, 37, 1000003}, 2)) {
     std::vector<float> x = rng.floats(n, -1e4f, 1e4f);
+    // A NaN whose payload is in the low 16 bits only (0x7F800001): rounding its bits as a number would give inf.
+    const uint32_t low_nan_bits = 0x7F800001u;
+    float low_nan;
+    std::memcpy(&low_nan, &low_nan_bits, sizeof(low_nan));
     const float specials[] = {0.0f, -0.0f, std::numeric_limits<float>::infinity(),
                               -std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(),
                               1.00390625f /* a tie: 1 + 2^-8 */, 1.01171875f /* tie, rounds up to even */,
-                              std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::max()};
+                              std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::max(), low_nan};
     for (size_t i = 0; i < n && i < sizeof(specials) / sizeof(float); i++) x[i] = specials[i];
     Twin<float> xt(x), back(Twin<float>::nans(n));
     Twin<uint16_t> codes(std::vector<uint16_t>(n, 0xFFFFu));

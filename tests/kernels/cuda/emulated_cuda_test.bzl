@@ -35,12 +35,13 @@ def emulate_cuda_cmd(source):
 # Fails the rule when the rewrite missed something (a launch split across lines, an unusual __shared__).
 EMULATE_CUDA_CHECK = "! grep -n '<<<\\|>>>\\|__shared__\\|cuda_runtime\\|cuda_check\\|cublas\\|<mma.h>'"
 
-def emulated_cuda_test(name, cu, test_src, gtest_filter, size = "small", deps = []):
+def emulated_cuda_test(name, cu, test_src, gtest_filter, small_cases = False, size = "small", deps = []):
     """The kernels of //kernels/cuda:<cu> emulated on the CPU, tested by test_src's tests named by gtest_filter.
 
-    The tests run with RESBM_TEST_SMALL=1 (their small, odd cases: every CUDA thread is an OS thread) and
-    cuda_test_util_host (host memory stands in for device memory). deps: what test_src needs besides the CPU
-    kernels, gtest and the CUDA declarations (kernels.cuh, bf16.cuh).
+    The tests run with cuda_test_util_host (host memory stands in for device memory, with guard zones), all their
+    cases (the large ones reach the grid-stride rounds and multi-chunk reductions), or with small_cases their small,
+    odd ones only (RESBM_TEST_SMALL=1), where the large ones would take minutes. deps: what test_src needs besides
+    the CPU kernels, gtest and the CUDA declarations (kernels.cuh, bf16.cuh).
     """
     src = name + "_src"
     native.genrule(
@@ -56,7 +57,7 @@ def emulated_cuda_test(name, cu, test_src, gtest_filter, size = "small", deps = 
         srcs = [test_src, ":" + src],
         args = ["--gtest_filter=" + gtest_filter],
         copts = ["-Wno-unknown-pragmas"],  # the kernels' #pragma unroll
-        env = {"RESBM_TEST_SMALL": "1"},
+        env = {"RESBM_TEST_SMALL": "1"} if small_cases else {},
         deps = [
             ":cuda_test_util_host",
             ":emulated_cuda_headers",
