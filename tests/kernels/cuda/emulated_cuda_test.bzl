@@ -4,22 +4,25 @@ the GPU test's own bounds (the GPU test source, filtered to the kernels that fil
 load("@rules_cc//cc:defs.bzl", "cc_test")
 
 # The rewrite of a .cu file or device header into plain C++ over cuda_emulation.h (included first): the CUDA
-# headers become the emulation's, the device headers their rewritten copies (emulated_cuda_headers in BUILD), cuBLAS's declarations a
-# stub that aborts (emulated_blas.h), launches `k<<<cfg>>>(` become `emulated_launch(emulated_config(cfg),
-# [=](auto... a) { k(a...); }, ` (a lambda: the kernel's template arguments are deduced from the call, as in CUDA)
-# and `__shared__ T name[n];` a reference into the block's shared memory. A launch must sit on one line up to its
-# `>>>(`; the command fails if any launch, __shared__ or CUDA header is left.
+# headers become the emulation's, the device headers their rewritten copies (emulated_cuda_headers in BUILD), cuBLAS
+# a host reference (emulated_blas.h), CUB's sort a host sort (emulated_cub.h), launches `k<<<cfg>>>(` become
+# `emulated_launch(emulated_config(cfg), [=](auto... a) { k(a...); }, ` (a lambda: the kernel's template arguments
+# are deduced from the call, as in CUDA; a launch whose `>>>` is on a later line is joined first) and
+# `__shared__ T name[n];` a reference into the block's shared memory. The kernel's name must be on the line of its
+# `<<<`; the command fails if any launch, __shared__ or CUDA header is left.
 EMULATE_CUDA_SED = (
+    "-e '/<<</{' -e ':join' -e '/>>>/!{N;s/\\n[[:space:]]*/ /;b join' -e '}' -e '}' " +
     "-e '1i #include \"tests/kernels/cuda/cuda_emulation.h\"  // emulated_cuda_test.bzl: rewritten for the CPU' " +
     "-e 's%#include <(cuda_runtime|cuda_bf16)\\.h>%#include \"tests/kernels/cuda/cuda_emulation.h\"%' " +
+    "-e 's%#include <cub/device/device_radix_sort\\.cuh>%#include \"tests/kernels/cuda/emulated_cub.h\"%' " +
     "-e '/#include (<mma\\.h>|\"kernels\\/cuda\\/cuda_check\\.h\")/d' " +
-    "-e 's%#include \"kernels/cuda/(common|bf16_vector|column_sum|adamw)\\.cuh\"%" +
+    "-e 's%#include \"kernels/cuda/(common|bf16_vector|column_sum|adamw|token_sort)\\.cuh\"%" +
     "#include \"tests/kernels/cuda/emulated/\\1.h\"%' " +
     "-e 's%#include \"kernels/cuda/blas\\.h\"%#include \"tests/kernels/cuda/emulated_blas.h\"%' " +
     "-e 's/extern __shared__ __align__\\(128\\) char smem\\[\\];/char* smem = emulated_shared_memory();/' " +
     "-e 's/__shared__ ([A-Za-z_][A-Za-z_0-9:]*) ([A-Za-z_][A-Za-z_0-9]*)\\[([^]]*)\\];/" +
     "auto\\& \\2 = emulated_static_shared<\\1[\\3]>();/' " +
-    "-e 's/([A-Za-z_][A-Za-z_0-9]*(<[^<>]*>)?)<<<([^>]*)>>>\\(/" +
+    "-e 's/([A-Za-z_][A-Za-z_0-9]*(<[^<>]*>)?)<<<(.*)>>>\\(/" +
     "emulated_launch(emulated_config(\\3), [=](auto... a) { \\1(a...); }, /'"
 )
 
@@ -33,7 +36,7 @@ def emulate_cuda_cmd(source):
     return "sed -E " + PLANTED_BUGS.get(source, "") + " " + EMULATE_CUDA_SED + " $< > $@ && " + EMULATE_CUDA_CHECK + " $@"
 
 # Fails the rule when the rewrite missed something (a launch split across lines, an unusual __shared__).
-EMULATE_CUDA_CHECK = "! grep -n '<<<\\|>>>\\|__shared__\\|cuda_runtime\\|cuda_check\\|cublas\\|<mma.h>'"
+EMULATE_CUDA_CHECK = "! grep -n '<<<\\|>>>\\|__shared__\\|cuda_runtime\\|cuda_check\\|cublas\\|<mma.h>\\|<cub/'"
 
 def emulated_cuda_test(name, cu, test_src, gtest_filter, small_cases = False, size = "small", deps = []):
     """The kernels of //kernels/cuda:<cu> emulated on the CPU, tested by test_src's tests named by gtest_filter.

@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/kernels.h"
 #include "kernels/cuda/gemm_plans.h"
+#include "tests/kernels/cuda/reference_gemm.h"
 
 namespace {
 
@@ -29,31 +30,9 @@ struct Buffers {
   }
 };
 
-// C_i = alpha op(A_i) op(B_i) + beta C_i (+ bias), column-major, accumulated in double. beta == 0 ignores C's old
-// contents, as cuBLAS does (so NaN poison in C is allowed).
+// reference_gemm.h's GEMM, every element access checked against the buffers.
 void reference_gemm(const GemmDesc& g, const Buffers& buffers) {
-  for (int i = 0; i < g.batch; i++) {
-    const float* A = static_cast<const float*>(g.a) + i * g.stride_a;
-    const float* B = static_cast<const float*>(g.b) + i * g.stride_b;
-    float* C = static_cast<float*>(g.c) + i * g.stride_c;
-    for (int col = 0; col < g.n; col++) {
-      for (int row = 0; row < g.m; row++) {
-        double acc = 0.0;
-        for (int p = 0; p < g.k; p++) {
-          const float* a = g.trans_a ? &A[p + static_cast<size_t>(row) * g.lda] : &A[row + static_cast<size_t>(p) * g.lda];
-          const float* b = g.trans_b ? &B[col + static_cast<size_t>(p) * g.ldb] : &B[p + static_cast<size_t>(col) * g.ldb];
-          buffers.check(a, "A");
-          buffers.check(b, "B");
-          acc += static_cast<double>(*a) * *b;
-        }
-        float* c = &C[row + static_cast<size_t>(col) * g.ldc];
-        buffers.check(c, "C");
-        double v = g.alpha * acc + (g.beta != 0.0f ? g.beta * static_cast<double>(*c) : 0.0);
-        if (g.bias != nullptr) v += static_cast<const float*>(g.bias)[row];
-        *c = static_cast<float>(v);
-      }
-    }
-  }
+  resbm_test::reference_gemm(g, [&](const float* p, const char* what) { buffers.check(p, what); });
 }
 
 std::vector<float> randoms(std::mt19937_64& gen, size_t n) {
