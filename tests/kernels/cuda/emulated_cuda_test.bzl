@@ -28,7 +28,28 @@ EMULATE_CUDA_SED = (
 
 # Mutation checks by hand: a file name ("layernorm.cu", "common.cuh") -> sed -E expressions applied to that source
 # before the rewrite, e.g. {"layernorm.cu": "-e 's/min\\(N, r0/min(N - 1, r0/'"}, to plant a bug and see the
-# emulated test catch it (tests/kernels/cuda/README.md lists those tried). Empty in the repository.
+# emulated test catch it. Empty in the repository. Tried (November 2026), caught unless marked:
+#   adamw.cu        grid-stride bound i <= n (guard zone written)
+#   bf16.cu         stochastic rounding bound n - 1; AdamW bf16 stride blockDim.x instead of gridDim.x * blockDim.x
+#   bf16_crossentropy.cu  padded-column mask col <= V; the target's logit read from the next column
+#   bf16_elementwise.cu   slice pack index not scaled by P; map kernel one pack short
+#   bf16_embedding.cu     wte backward column stride blockDim.x instead of blockDim.x * P
+#   bf16_layernorm.cu     row guard row > N (guard zone written); one chunk of dweight partials fewer launched
+#   codes.cu        int8 absmax not reduced over the warp; bf16 NaN test removed (caught through the low-payload NaN
+#                   codes_adamw_test now has: a quiet NaN rounds to the same bits either way)
+#   crossentropy.cu forward mask j <= V; MISSED: backward mask j > V (equivalent: padded probabilities are 0)
+#   elementwise.cu  GRID_STRIDE bound i <= n (guard zone written); slice row stride K instead of C
+#   embedding.cu    group-start test removed; group end one short at the end of the sorted tokens
+#   layernorm.cu    variance not reduced over the warp; the dweight/dbias partials' last row dropped
+#   reductions.cu   the last partial dropped
+#   attention.cu    softmax diagonal masked (s < t); backward dot product not reduced over the warp
+#   common.cuh      block_sum/block_max's second __syncthreads removed: caught by bf16_crossentropy (block_max then
+#                   block_sum on one array; the fp32 files use two arrays or one call: no race to see);
+#                   block_sum reading lane <= num_warps: caught by reductions, crossentropy
+#   column_sum.cuh  finish skips the first chunk;  bf16_vector.cuh  fp32 store_pack stores x[6] in lane 7
+#   bf16_flash_attention.cu  either __syncthreads around the K/V tile load removed; causal mask key < row in the
+#                   tile max; MISSED: the __syncwarp after the score tile's WMMA store removed (every lane stores
+#                   the whole tile here: see cuda_emulation.h)
 PLANTED_BUGS = {}
 
 def emulate_cuda_cmd(source):
