@@ -1,33 +1,35 @@
 // tests/kernels/cuda/cuda_emulation.h: just enough of CUDA to run a kernel's source on the CPU, so that its indexing,
 // masking, tiling and synchronisation are tested on machines without a GPU. Used by the *_emulated tests
 // (tests/kernels/cuda/BUILD, emulated_cuda_test in emulated_cuda_test.bzl): a sed script rewrites a .cu file and the
-// device headers it includes (common.cuh, bf16_vector.cuh, column_sum.cuh, adamw.cuh): the CUDA headers become this
-// one, every launch `k<<<grid, block, smem, stream>>>(args)` becomes
-// `emulated_launch(emulated_config(grid, block, smem, stream), [=](auto... a) { k(a...); }, args)`, and every
-// `__shared__ T name[n];` becomes `auto& name = emulated_static_shared<T[n]>();`.
+// device headers it includes (common.cuh, bf16_vector.cuh, column_sum.cuh, adamw.cuh, token_sort.cuh): the CUDA headers
+// become this one, every launch `k<<<grid, block, smem, stream>>>(args)` becomes `emulated_launch(emulated_config(grid,
+// block, smem, stream), [=](auto... a) { k(a...); }, args)`, and every `__shared__ T name[n];` becomes `auto& name =
+// emulated_static_shared<T[n]>();`.
 //
-// The model: blocks run one after the other (x fastest, then y, then z); each thread of a block is a fiber
-// (ucontext) on the test's own OS thread, and runs until it waits at a barrier (__syncthreads; __syncwarp, which
-// shuffles and WMMA accumulator loads and stores also are) or exits. A thread that exits leaves the barriers, as on
-// sm_70+ where exited threads no longer count. The schedule is deterministic and adversarial: when a barrier opens,
-// the threads it releases run next, so the first warp runs as far ahead as it can (to the next __syncthreads)
-// before the next warp starts, and within a warp lane 0 runs to the next __syncwarp before lane 1. Blocks and
-// launches alternate between ascending and descending thread order, so a missing barrier shows whichever side of
-// it the reader is on: the reader runs before the writer and reads poison or a stale value (the tests' bitwise
-// reruns see the two orders disagree). A barrier that not every live thread reaches is a deadlock, reported (with
-// where each thread waits) instead of hanging. WMMA fragments hold the whole 16x16 tile in every lane, so a
-// warp-collective load, product or store is computed by each lane on its own (the real fragment layout is opaque to
-// the kernel anyway). Products sum in k order in fp32, bf16 operands widened exactly: the hardware's order differs,
-// which the test's bounds allow for. All of a block's shared memory, dynamic and static (__shared__ arrays,
+// The model: blocks run one after the other (x fastest, then y, then z); each thread of a block is a fiber (ucontext)
+// on the test's own OS thread, and runs until it waits at a barrier (__syncthreads; __syncwarp, which shuffles and WMMA
+// products also are) or exits. A thread that exits leaves the barriers, as on sm_70+ where exited threads no longer
+// count. The schedule is deterministic and adversarial: when a barrier opens, the threads it releases run next, so the
+// first warp runs as far ahead as it can (to the next __syncthreads) before the next warp starts, and within a warp
+// lane 0 runs to the next __syncwarp before lane 1. Blocks and launches alternate between ascending and descending
+// thread order, so a missing barrier shows whichever side of it the reader is on: the reader runs before the writer and
+// reads poison or a stale value (the tests' bitwise reruns see the two orders disagree). A barrier that not every live
+// thread reaches is a deadlock, reported (with where each thread waits) instead of hanging.
+//
+// WMMA fragments hold the whole 16x16 tile in every lane, so a warp-collective load or product is computed by each lane
+// on its own (the real fragment layout is opaque to the kernel anyway). Only the product is a warp barrier (it
+// exchanges the lanes' fragments); loads and stores are not, and a store writes only the lane's own eighth of the tile:
+// reading another lane's part, or overwriting memory other lanes still read, needs the kernel's own __syncwarp, as the
+// CUDA memory model requires. Products sum in k order in fp32, bf16 operands widened exactly: the hardware's order
+// differs, which the test's bounds allow for. All of a block's shared memory, dynamic and static (__shared__ arrays,
 // allocated from the top of the same 256 KiB), is filled with 0xFF bytes (NaN as fp32, fp64 and bf16) before each
 // block, so that a read of a value never written shows.
 //
-// What this cannot show: timing, bank conflicts, register or shared-memory limits, memory coalescing, alignment
-// faults of vector accesses (float4 / 16-byte packs are plain loads here); races between barriers that need true
-// concurrency (two threads' non-atomic read-modify-writes of one address never interleave here: a lost update does
-// not happen, though the two orders may round differently); a missing __syncwarp right after a WMMA store (every
-// lane stores the whole tile itself); and the GPU's arithmetic: the host compiler does not contract a*b+c into
-// FMAs, and expf/tanhf/sqrtf are glibc's, not CUDA's (the tests' bounds cover both).
+// What this cannot show: timing, bank conflicts, register or shared-memory limits, memory coalescing, alignment faults
+// of vector accesses (float4 / 16-byte packs are plain loads here); races between barriers that need true concurrency
+// (two threads' non-atomic read-modify-writes of one address never interleave here: a lost update does not happen,
+// though the two orders may round differently); and the GPU's arithmetic: the host compiler does not contract a*b+c
+// into FMAs, and expf/tanhf/sqrtf are glibc's, not CUDA's (the tests' bounds cover both).
 #pragma once
 
 #include <cmath>
@@ -229,20 +231,17 @@ void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, Layout>& f, const
 
 inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float>& f, const float* p, unsigned ld, layout_t) {
   check_operand(p, ld, 4);
-  __syncwarp();  // the warp loads together: no lane may see another lane's later store
   for (int r = 0; r < 16; r++) {
     for (int c = 0; c < 16; c++) f.x[r * 16 + c] = p[r * ld + c];
   }
-  __syncwarp();
 }
 
+// Each lane stores its own eighth of the tile (elements r*16 + c = lane mod 32, as the hardware spreads an
+// accumulator over the lanes), with no barrier: another lane's part may be read only after a __syncwarp, and a
+// store may overwrite what other lanes have not read yet unless one precedes it.
 inline void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, float>& f, unsigned ld, layout_t) {
   check_operand(p, ld, 4);
-  __syncwarp();
-  for (int r = 0; r < 16; r++) {
-    for (int c = 0; c < 16; c++) p[r * ld + c] = f.x[r * 16 + c];
-  }
-  __syncwarp();
+  for (int e = threadIdx.x % 32; e < 256; e += 32) p[(e / 16) * ld + e % 16] = f.x[e];
 }
 
 template <typename LayoutA, typename LayoutB>
@@ -250,6 +249,7 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float>& d,
               const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LayoutA>& a,
               const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LayoutB>& b,
               const fragment<accumulator, 16, 16, 16, float>& c) {
+  __syncwarp();  // the product exchanges the lanes' fragments: the warp executes it together
   float out[256];
   for (int m = 0; m < 16; m++) {
     for (int n = 0; n < 16; n++) {

@@ -47,14 +47,16 @@ EMULATE_CUDA_SED = (
 #                   block_sum on one array; the fp32 files use two arrays or one call: no race to see);
 #                   block_sum reading lane <= num_warps: caught by reductions, crossentropy
 #   column_sum.cuh  finish skips the first chunk;  bf16_vector.cuh  fp32 store_pack stores x[6] in lane 7
-#   bf16_flash_attention.cu  either __syncthreads around the K/V tile load removed; causal mask key < row in the
-#                   tile max; MISSED: the __syncwarp after the score tile's WMMA store removed (every lane stores
-#                   the whole tile here: see cuda_emulation.h)
+#   bf16_flash_attention.cu  either __syncthreads around the K/V tile load; causal mask key < row in the tile max;
+#                   any one of the __syncwarps after a WMMA store or after the lanes write P / rescale O (lines 181,
+#                   205, 261, 346, 355, 402, 410); MISSED alone but caught together: accumulate_rows' leading and
+#                   trailing __syncwarp (each covers for the other across calls)
 PLANTED_BUGS = {}
 
 def emulate_cuda_cmd(source):
     """The genrule command that rewrites `source` (a file name in //kernels/cuda) from $< into $@ and checks it."""
-    return "sed -E " + PLANTED_BUGS.get(source, "") + " " + EMULATE_CUDA_SED + " $< > $@ && " + EMULATE_CUDA_CHECK + " $@"
+    planted = PLANTED_BUGS.get(source, "")
+    return "sed -E " + planted + " " + EMULATE_CUDA_SED + " $< > $@ && " + EMULATE_CUDA_CHECK + " $@"
 
 # Fails the rule when the rewrite missed something (a launch split across lines, an unusual __shared__).
 EMULATE_CUDA_CHECK = "! grep -n '<<<\\|>>>\\|__shared__\\|cuda_runtime\\|cuda_check\\|cublas\\|<mma.h>\\|<cub/'"

@@ -21,8 +21,9 @@ void reference_gemm(const kernels::cuda::GemmDesc& g, Check check) {
       for (int row = 0; row < g.m; row++) {
         double acc = 0.0;
         for (int p = 0; p < g.k; p++) {
-          const float* a = g.trans_a ? &A[p + static_cast<size_t>(row) * g.lda] : &A[row + static_cast<size_t>(p) * g.lda];
-          const float* b = g.trans_b ? &B[col + static_cast<size_t>(p) * g.ldb] : &B[p + static_cast<size_t>(col) * g.ldb];
+          const size_t r = row, q = p, j = col;
+          const float* a = g.trans_a ? &A[q + r * g.lda] : &A[r + q * g.lda];
+          const float* b = g.trans_b ? &B[j + q * g.ldb] : &B[q + j * g.ldb];
           check(a, "A");
           check(b, "B");
           acc += static_cast<double>(*a) * *b;
