@@ -148,7 +148,7 @@ void run_block(int threads, bool reverse, void (*body)(void*), void* arg) {
       if (f.waiting_at == kBlockGroup) {
         std::fprintf(stderr, "  thread %d waits at __syncthreads\n", t);
       } else {
-        std::fprintf(stderr, "  thread %d waits at __syncwarp (or a shuffle / WMMA access) of warp %d\n", t,
+        std::fprintf(stderr, "  thread %d waits at __syncwarp (or a shuffle / WMMA product) of warp %d\n", t,
                      f.waiting_at);
       }
     }
