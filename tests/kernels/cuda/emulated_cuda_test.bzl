@@ -47,7 +47,8 @@ EMULATE_CUDA_SED = (
 #                   block_sum on one array; the fp32 files use two arrays or one call: no race to see);
 #                   block_sum reading lane <= num_warps: caught by reductions, crossentropy; only lane 0 at
 #                   block_sum's first __syncthreads: reported as a deadlock (where each thread waits), no hang
-#   column_sum.cuh  finish skips the first chunk;  bf16_vector.cuh  fp32 store_pack stores x[6] in lane 7
+#   column_sum.cuh  finish skips the first chunk (bf16_layernorm); partials drop each chunk's last row (matmul)
+#   matmul.cu       dbias summed over N - 1 rows;  bf16_vector.cuh  fp32 store_pack stores x[6] in lane 7
 #   bf16_flash_attention.cu  either __syncthreads around the K/V tile load; causal mask key < row in the tile max;
 #                   any one of the __syncwarps after a WMMA store or after the lanes write P / rescale O (lines 181,
 #                   205, 261, 346, 355, 402, 410); MISSED alone but caught together: accumulate_rows' leading and
