@@ -39,6 +39,22 @@ ResbmLayout parse_resbm_layout(const std::string& name) {
   throw std::invalid_argument("unknown --resbm-layout '" + name + "': expected module or fused");
 }
 
+Reinjection parse_reinjection(const std::string& name) {
+  if (name == "off") return Reinjection::off;
+  if (name == "zeros") return Reinjection::zeros;
+  if (name == "copy") return Reinjection::copy;
+  throw std::invalid_argument("unknown --reinject-tokens '" + name + "': expected off, zeros or copy");
+}
+
+const char* reinjection_name(Reinjection reinject) {
+  switch (reinject) {
+    case Reinjection::off: return "off";
+    case Reinjection::zeros: return "zeros";
+    case Reinjection::copy: return "copy";
+  }
+  return "?";
+}
+
 const char* bottleneck_kind_name(BottleneckKind kind) {
   switch (kind) {
     case BottleneckKind::none: return "none";
@@ -107,6 +123,11 @@ void validate_bottleneck(const BottleneckConfig& config, int C) {
     }
   }
   if (config.hidden < 0) throw std::invalid_argument("--bottleneck-hidden must be >= 0 (0: default)");
+  if (config.reinject != Reinjection::off && config.kind == BottleneckKind::resbm &&
+      config.layout == ResbmLayout::fused) {
+    throw std::invalid_argument("--reinject-tokens adds to the decoded stream x', which the fused layout never forms "
+                                "(its decoder lives inside the next block's attention): use --resbm-layout module");
+  }
 }
 
 int code_width(const BottleneckConfig& config, int C) {
@@ -136,6 +157,7 @@ std::string describe_bottleneck(const BottleneckConfig& config, int C) {
     s += std::string(" layout=") + resbm_layout_name(config.layout) + " H=" + std::to_string(hidden_width(config, C));
   }
   s += std::string(" code=") + engine::comm::wire_dtype_name(wire_dtype(config));
+  if (config.reinject != Reinjection::off) s += std::string(" reinject=") + reinjection_name(config.reinject);
   return s;
 }
 

@@ -40,6 +40,12 @@ namespace resbm {
 enum class BottleneckKind : uint8_t { none, resbm, linear, ae, quant };
 enum class IdentityPath : uint8_t { slice, orthogonal, learned };
 enum class ResbmLayout : uint8_t { module, fused };
+// Token re-injection (beyond the paper, measured): every stage after the first adds an embedding of the input token
+// ids to its decoded stream x'. Token ids are known on every stage and cost no link bytes, so the code need only
+// carry context. The last stage uses the head's weight it already holds (the tied wte copy, or lm_head.weight when
+// untied): no new parameters. A middle stage has a table of its own, "reinject.<s>.weight" (Vp, C), starting at
+// zeros or as a copy of wte's initial values.
+enum class Reinjection : uint8_t { off, zeros, copy };
 
 struct BottleneckConfig {
   BottleneckKind kind = BottleneckKind::resbm;
@@ -52,11 +58,14 @@ struct BottleneckConfig {
   ResbmLayout layout = ResbmLayout::module;
   int hidden = 0;                               // H of f_enc / f_dec; 0: max(K, C / 4)
   engine::comm::WireDType code_dtype = engine::comm::WireDType::f32;  // quant forces i8
+  Reinjection reinject = Reinjection::off;      // --reinject-tokens
 };
 
 BottleneckKind parse_bottleneck_kind(const std::string& name);  // "none", "resbm", "linear", "ae", "quant"
 IdentityPath parse_identity_path(const std::string& name);      // "slice", "orthogonal", "learned"
 ResbmLayout parse_resbm_layout(const std::string& name);        // "module", "fused"
+Reinjection parse_reinjection(const std::string& name);         // "off", "zeros", "copy"
+const char* reinjection_name(Reinjection reinject);
 const char* bottleneck_kind_name(BottleneckKind kind);
 const char* identity_path_name(IdentityPath identity);
 const char* resbm_layout_name(ResbmLayout layout);
