@@ -1,10 +1,8 @@
 // train/stage_logits.h: StageLogits, next-token logits through the pipeline's stage models, for sampling.
 //
-// The stages' forward() ends in the loss on the last stage, and sampling needs the logits. So the first S-1 stages
-// run their own forward() (their output is the code), the code crosses a simulated wire (encode + decode in the
-// stage's wire dtype, as in training), and the last stage is rebuilt from public pieces: its bottleneck decoder
-// (declared into shadow stores and refreshed by name from the stage's stores before each use), its blocks, ln_f and
-// the tied head, all looked up by parameter name in the stage's store. Forward only, batch 1, its own Graph.
+// The first S-1 stages run their own forward() (their output is the code), the code crosses a simulated wire
+// (encode + decode in the stage's wire dtype, as in training), and the last stage runs StageModel::logits(): the
+// same code as its training forward, ending in the logits instead of the loss. Forward only, batch 1, its own Graph.
 #pragma once
 
 #include <memory>
@@ -28,8 +26,6 @@ class StageLogits {
   const float* next_token_logits(const int32_t* context, int len);
 
  private:
-  void refresh_shadow();  // copy the last stage's current decoder parameters into the shadow stores
-  engine::Var last_stage_logits(const engine::Var& input);
   // The simulated wire: encode z (1,len,K) and decode into a new (1,len,K) var, through host memory on the GPU.
   engine::Var wire_round_trip(const engine::Var& z, engine::comm::WireDType dtype, int len);
 
@@ -38,12 +34,6 @@ class StageLogits {
   const kernels::KernelContext& ctx_;
   int T_;
   std::unique_ptr<engine::Graph> graph_;
-  engine::ParamStore shadow_trained_, shadow_fixed_;
-  std::unique_ptr<resbm::BottleneckDecoder> decoder_;
-  std::vector<resbm::BlockParams> blocks_;     // indices into the last stage's store
-  resbm::FinalNormParams final_norm_;
-  resbm::EmbeddingParams embed_;               // S == 1 only
-  int wte_ = -1;
   std::vector<int32_t> tokens_;                // (1, len) scratch
   std::vector<uint8_t> wire_;                  // encoded code scratch
   std::vector<float> logits_;                  // (Vp) result

@@ -37,11 +37,13 @@ void print_sample(const RunConfig& c, Backend& backend, const data::Tokenizer* t
   options.top_k = c.flags.top_k;
   options.seed = c.flags.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step);
   options.max_context = c.T;
-  const std::vector<int32_t> prompt = encode_prompt(tokenizer, c.flags.prompt);
+  const bool byte_tokens = c.flags.tokenizer == "bytes";
+  if (byte_tokens) options.start_token = '\n';
+  const std::vector<int32_t> prompt = encode_prompt(tokenizer, byte_tokens, c.flags.prompt);
   const std::vector<int32_t> ids = generate(backend, prompt, c.model.vocab_size, options);
   std::printf("---- sample at step %lld (temperature %g, top-k %d) ----\n%s%s\n----\n",
               static_cast<long long>(step), c.flags.temperature, c.flags.top_k, c.flags.prompt.c_str(),
-              decode_tokens(tokenizer, ids).c_str());
+              decode_tokens(tokenizer, byte_tokens, ids).c_str());
   std::fflush(stdout);
 }
 
@@ -93,6 +95,7 @@ int run_training(RunConfig c) {
   if (f.resume) {
     const std::string path = latest_checkpoint(c);
     start_step = load_training_checkpoint(path, c, *backend, &loader);
+    backend->set_step(start_step);
     std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(start_step));
   }
   if (!f.resume && !list_checkpoints(c.checkpoint_dir).empty()) {
