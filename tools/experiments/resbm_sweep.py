@@ -133,6 +133,15 @@ def d12_gpu_grid():
 
 
 GRIDS = {"cpu": cpu_grid, "d12-gpu": d12_gpu_grid}
+SETUP = {
+    "cpu": "Setup (grid `cpu`, 2 CPU cores): byte-level tinyshakespeare (vocabulary 256: the compute is in the blocks,\n"
+           "where the bottleneck sits), L = 4 blocks, NH = 4, T = 128, B = 8 (1,024 tokens per step), 1,000 steps\n"
+           "(1.02M tokens, about one epoch), AdamW lr 3e-3, 50 warmup steps, cosine decay to 10%, weight decay 0.1,\n"
+           "clip 1.0, shuffled batches, an untied head (the codes are all that crosses a boundary), the local executor\n"
+           "(bitwise the losses of one process per stage), validation on 64 x 1,024 = 65,536 held-out tokens.",
+    "d12-gpu": "Setup (grid `d12-gpu`, one GPU): GPT-2 124M on GPT-2 BPE tinyshakespeare, bf16, 2,000 steps of\n"
+               "16 x 1,024 tokens, AdamW lr 6e-4, 100 warmup steps, cosine to 10%, an untied head, S = 2.",
+}
 
 # ---------------------------------------------------------------------------------------------------------------
 # Logs
@@ -183,9 +192,20 @@ def do_run(args, runs):
     if not os.path.exists(TRAIN):
         sys.exit(f"error: {TRAIN} is missing: build it first with `tools/bazel build //train`")
     os.makedirs(LOGS, exist_ok=True)
+    # A private copy of the binary, so that a rebuild during a long sweep cannot mix two engines within one run;
+    # each log gets a sidecar naming the commit it was trained with.
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    binary = os.path.join(WORK, "bin", "train-" + commit)
+    os.makedirs(os.path.dirname(binary), exist_ok=True)
+    if not os.path.exists(binary):
+        shutil.copyfile(TRAIN, binary + ".tmp")
+        os.chmod(binary + ".tmp", 0o755)
+        os.replace(binary + ".tmp", binary)
     pattern = re.compile(args.only) if args.only else None
     start = time.time()
-    todo = [r for r in runs if (pattern is None or pattern.search(r["name"]))]
+    # Seed 1 of every cell first, then the other seeds: a sweep stopped half way still covers every row.
+    todo = sorted((r for r in runs if (pattern is None or pattern.search(r["name"]))), key=lambda r: r["seed"])
     for run in todo:
         log = os.path.join(LOGS, run["name"] + ".jsonl")
         if complete(log, run):
@@ -194,7 +214,7 @@ def do_run(args, runs):
             print(f"budget of {args.budget_minutes} minutes spent; run again to continue", file=sys.stderr)
             return
         out = os.path.join(WORK, run["name"])
-        cmd = [TRAIN] + run["flags"] + ["--out-dir", out]
+        cmd = [binary] + run["flags"] + ["--out-dir", out]
         if os.path.isdir(os.path.join(out, "checkpoints")) and os.listdir(os.path.join(out, "checkpoints")):
             cmd.append("--resume")
         print(f"== {run['name']}: {' '.join(command(run)[1:])}", file=sys.stderr, flush=True)
@@ -205,6 +225,11 @@ def do_run(args, runs):
         produced = os.path.join(out, "log.jsonl")
         if not complete(produced, run):
             sys.exit(f"error: {run['name']} finished without its last step and validation loss in {produced}")
+        with open(log + ".meta.tmp", "w") as f:
+            json.dump({"commit": commit, "seconds": round(time.time() - t0), "host_cpus": os.cpu_count(),
+                       "resumed": "--resume" in cmd}, f)
+            f.write("\n")
+        os.replace(log + ".meta.tmp", log[:-len(".jsonl")] + ".meta.json")
         shutil.copyfile(produced, log + ".tmp")
         os.replace(log + ".tmp", log)
         print(f"   done in {time.time() - t0:.0f} s -> {os.path.relpath(log, ROOT)}", file=sys.stderr, flush=True)
@@ -288,9 +313,13 @@ def do_report(args, runs):
     out("(each log's first line holds the run's full configuration). Rerun a row: its command below, or")
     out("`python3 tools/experiments/resbm_sweep.py run --only '<name>'` (resumable; `list` prints every name).")
     out("")
-    out(__doc__.split("The grid `cpu`")[1].split("The grid `d12-gpu`")[0].replace("\n", " ").strip().join(
-        ["Setup: the grid `cpu`", ""]))
+    out(SETUP[args.grid])
     out("")
+    reading = os.path.join(DOCS, "resbm_experiments", f"reading_{args.grid}.md")
+    if os.path.exists(reading):  # the plain statements of what the table shows, written by hand from it
+        with open(reading) as f:
+            out(f.read().rstrip("\n"))
+        out("")
     out("Columns: train loss = mean of the last 50 steps; val = validation loss at the last step (65,536 tokens);")
     out("gap = val minus `none`'s val on the same seed (same initialisation of shared weights, same batches), mean ±")
     out("standard error over the seeds (— with one seed); codes B/tok = bytes of codes and code gradients on the")
@@ -348,6 +377,7 @@ def do_report(args, runs):
                 f"{s0['bytes_codes']:.1f} | {s0['bytes_other']:.1f} | {s0['ratio']:.1f} | {s0['ms']:.0f} | "
                 f"{reach_cell} |")
         out("")
+    decoder_fix_section(out)
     if missing:
         out(f"Not run yet ({len(missing)}): " + ", ".join(missing) + ".")
         out("")
@@ -365,6 +395,42 @@ def do_report(args, runs):
     os.replace(path + ".tmp", path)
     print(f"wrote {os.path.relpath(path, ROOT)} ({len(runs) - len(missing)} of {len(runs)} runs)")
     plot(runs, rows)
+
+
+DECODER_FIX = os.path.join(DOCS, "resbm_experiments", "decoder_fix")
+
+
+def decoder_fix_section(out):
+    """The decoder fix measured against the old form: the same run (the earlier convergence configuration: tiny
+    preset with GPT-2 BPE, C = 128, S = 2, 300 steps of 512 tokens, AdamW lr 1e-3 constant, seed 1337) built from the
+    commit before the fix (d0fe578) and after it. Logs in docs/resbm_experiments/decoder_fix/ (that trainer's format:
+    {"step", "val_loss"} lines)."""
+    pairs = []
+    for kind in ("ae", "resbm"):
+        vals = {}
+        for form in ("old", "fixed"):
+            path = os.path.join(DECODER_FIX, f"{kind}_r128_{form}.jsonl")
+            if os.path.exists(path):
+                with open(path) as f:
+                    evals = [json.loads(line) for line in f if '"val_loss"' in line]
+                if evals:
+                    vals[form] = evals[-1]["val_loss"]
+        if len(vals) == 2:
+            pairs.append((kind, vals["old"], vals["fixed"]))
+    if not pairs:
+        return
+    out("## The decoder fix against the old form")
+    out("")
+    out("The old decoder normalised the code (a LayerNorm over its K channels; at K = 1 its branch was a constant).")
+    out("One pair per kind, the earlier convergence configuration (tiny preset, GPT-2 BPE, C = 128, S = 2, K = 1,")
+    out("300 steps of 512 tokens, AdamW lr 1e-3 constant, seed 1337), built at d0fe578 (old) and after the fix;")
+    out("one seed each, so differences below ~0.05 are within noise at this size.")
+    out("")
+    out("| kind, r = 128 (K = 1) | val loss, old decoder | val loss, fixed decoder | change |")
+    out("|---|---:|---:|---:|")
+    for kind, old, new in pairs:
+        out(f"| {kind} | {old:.4f} | {new:.4f} | {new - old:+.4f} |")
+    out("")
 
 
 def plot(runs, rows):
