@@ -37,23 +37,24 @@ inline float round_to_bf16(float x) {
   return x;
 }
 
-// ctx.gemm_scratch carved into consecutive rounded operand copies, each at a multiple of 64 bytes from the start
-// (whole cache lines per copy); aborts with the sizes when the context's scratch is smaller than this matmul needs
-// (DeviceContext sizes it for the model's largest matmul, with room for the padding).
+// ctx.gemm_scratch carved into consecutive rounded operand copies; aborts with the sizes when the context's scratch
+// is smaller than this matmul needs (DeviceContext sizes it for the model's largest matmul, with room to spare).
+// Where the room allows, each copy starts at a multiple of 64 bytes (whole cache lines for the GEMM's loads).
 class Bf16Operands {
  public:
   // sizes: the element counts of the copies this matmul makes (0 for a copy it skips).
   Bf16Operands(const KernelContext& ctx, bool native, std::initializer_list<size_t> sizes, const char* who)
       : ctx_(ctx), native_(native) {
-    size_t bytes = 0;
-    for (size_t n : sizes) bytes += padded_bytes(n);
-    require_gemm_scratch(ctx, bytes, who);
+    size_t packed = 0, padded = 0;
+    for (size_t n : sizes) packed += n * element_bytes(), padded += (n * element_bytes() + 63) / 64 * 64;
+    pad_ = padded <= ctx.gemm_scratch_bytes;
+    require_gemm_scratch(ctx, pad_ ? padded : packed, who);
   }
   GemmOperands type() const { return native_ ? GemmOperands::bf16 : GemmOperands::f32; }
   // A rounded copy of x (n elements) in the next free part of the scratch: bf16 when native, else fp32.
   const void* round(const float* x, size_t n) {
     char* dst = static_cast<char*>(ctx_.gemm_scratch) + used_;
-    used_ += padded_bytes(n);
+    used_ += pad_ ? (n * element_bytes() + 63) / 64 * 64 : n * element_bytes();
     if (native_) {
       float_to_bf16(ctx_, reinterpret_cast<uint16_t*>(dst), x, n);
     } else {
@@ -65,10 +66,11 @@ class Bf16Operands {
   }
 
  private:
-  size_t padded_bytes(size_t n) const { return (n * (native_ ? 2 : 4) + 63) / 64 * 64; }
+  size_t element_bytes() const { return native_ ? 2 : 4; }
 
   const KernelContext& ctx_;
   bool native_;
+  bool pad_ = false;
   size_t used_ = 0;
 };
 
