@@ -11,7 +11,9 @@
 #include <omp.h>
 
 #include <cmath>
+#include <functional>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/gemm_plans.h"
@@ -43,24 +45,36 @@ void expect_within(const std::vector<float>& got, const std::vector<double>& exa
 
 const float kPoison = std::numeric_limits<float>::quiet_NaN();
 
+// The float64 reference of C (M,N) = start + sum_k a(i,k) b(k,j), and each element's bound from sum|a b| + |start|.
+struct Reference {
+  std::vector<double> exact, tol;
+};
+Reference reference(int M, int N, int K, const std::function<double(int, int)>& a,
+                    const std::function<double(int, int)>& b, const std::function<double(int, int)>& start) {
+  Reference r{std::vector<double>(size_t(M) * N), std::vector<double>(size_t(M) * N)};
+  for (int i = 0; i < M; i++) {
+    for (int j = 0; j < N; j++) {
+      double acc = start(i, j), abs_sum = std::fabs(acc);
+      for (int k = 0; k < K; k++) {
+        const double p = a(i, k) * b(k, j);
+        acc += p, abs_sum += std::fabs(p);
+      }
+      r.exact[size_t(i) * N + j] = acc;
+      r.tol[size_t(i) * N + j] = bound(abs_sum, K);
+    }
+  }
+  return r;
+}
+
 // out (N,OC) = x (N,C) @ w^T + b
 void check_forward(int N, int C, int OC, bool with_bias, const KernelContext& ctx, const char* what) {
   const auto x = randn(N * C, 101), w = randn(OC * C, 102), b = randn(OC, 103);
   std::vector<float> out(N * OC, kPoison);
   matmul_forward(ctx, out.data(), x.data(), w.data(), with_bias ? b.data() : nullptr, N, C, OC);
-  std::vector<double> exact(N * OC), tol(N * OC);
-  for (int n = 0; n < N; n++) {
-    for (int o = 0; o < OC; o++) {
-      double acc = with_bias ? b[o] : 0.0, abs_sum = with_bias ? std::fabs(b[o]) : 0.0;
-      for (int c = 0; c < C; c++) {
-        const double p = static_cast<double>(x[n * C + c]) * w[o * C + c];
-        acc += p, abs_sum += std::fabs(p);
-      }
-      exact[n * OC + o] = acc;
-      tol[n * OC + o] = bound(abs_sum, C);
-    }
-  }
-  expect_within(out, exact, tol, what);
+  const Reference r = reference(
+      N, OC, C, [&](int n, int c) { return double(x[n * C + c]); }, [&](int c, int o) { return double(w[o * C + c]); },
+      [&](int, int o) { return with_bias ? double(b[o]) : 0.0; });
+  expect_within(out, r.exact, r.tol, what);
 }
 
 // dinp (N,C) += dout @ w; dweight (OC,C) += dout^T @ x; dbias (OC) += column sums of dout; all from nonzero starts.
@@ -70,38 +84,24 @@ void check_backward(int N, int C, int OC, bool with_dinp, bool with_bias, const 
   std::vector<float> dx = dx0, dw = dw0, db = db0;
   matmul_backward(ctx, with_dinp ? dx.data() : nullptr, dw.data(), with_bias ? db.data() : nullptr, dout.data(),
                   x.data(), w.data(), N, C, OC);
-  std::vector<double> ex(N * C), tx(N * C), ew(OC * C), tw(OC * C), eb(OC), tb(OC);
-  for (int n = 0; n < N; n++) {
-    for (int c = 0; c < C; c++) {
-      double acc = dx0[n * C + c], abs_sum = std::fabs(dx0[n * C + c]);
-      for (int o = 0; o < OC; o++) {
-        const double p = static_cast<double>(dout[n * OC + o]) * w[o * C + c];
-        acc += p, abs_sum += std::fabs(p);
-      }
-      ex[n * C + c] = acc, tx[n * C + c] = bound(abs_sum, OC);
-    }
-  }
-  for (int o = 0; o < OC; o++) {
-    for (int c = 0; c < C; c++) {
-      double acc = dw0[o * C + c], abs_sum = std::fabs(dw0[o * C + c]);
-      for (int n = 0; n < N; n++) {
-        const double p = static_cast<double>(dout[n * OC + o]) * x[n * C + c];
-        acc += p, abs_sum += std::fabs(p);
-      }
-      ew[o * C + c] = acc, tw[o * C + c] = bound(abs_sum, N);
-    }
-    double acc = db0[o], abs_sum = std::fabs(db0[o]);
-    for (int n = 0; n < N; n++) acc += dout[n * OC + o], abs_sum += std::fabs(dout[n * OC + o]);
-    eb[o] = acc, tb[o] = bound(abs_sum, N);
-  }
-  expect_within(dw, ew, tw, (std::string(what) + " dweight").c_str());
+  // dinp = dout (N,OC) @ w (OC,C); dweight = dout^T (OC,N) @ x (N,C); dbias = ones (1,N) @ dout (N,OC).
+  const Reference rx = reference(
+      N, C, OC, [&](int n, int o) { return double(dout[n * OC + o]); },
+      [&](int o, int c) { return double(w[o * C + c]); }, [&](int n, int c) { return double(dx0[n * C + c]); });
+  const Reference rw = reference(
+      OC, C, N, [&](int o, int n) { return double(dout[n * OC + o]); },
+      [&](int n, int c) { return double(x[n * C + c]); }, [&](int o, int c) { return double(dw0[o * C + c]); });
+  const Reference rb = reference(
+      1, OC, N, [](int, int) { return 1.0; }, [&](int n, int o) { return double(dout[n * OC + o]); },
+      [&](int, int o) { return double(db0[o]); });
+  expect_within(dw, rw.exact, rw.tol, (std::string(what) + " dweight").c_str());
   if (with_dinp) {
-    expect_within(dx, ex, tx, (std::string(what) + " dinp").c_str());
+    expect_within(dx, rx.exact, rx.tol, (std::string(what) + " dinp").c_str());
   } else {
     EXPECT_EQ(dx, dx0) << what << ": dinp is null, nothing may be written";
   }
   if (with_bias) {
-    expect_within(db, eb, tb, (std::string(what) + " dbias").c_str());
+    expect_within(db, rb.exact, rb.tol, (std::string(what) + " dbias").c_str());
   } else {
     EXPECT_EQ(db, db0) << what;
   }
@@ -147,22 +147,14 @@ TEST(CpuMatmul, GemmAllTransposesAlphaBeta) {
         std::vector<float> c = beta == 0.0f ? std::vector<float>(M * N, kPoison) : c0;
         const float alpha = 0.625f;
         gemm(context(), c.data(), a.data(), b.data(), M, N, K, ta, tb, alpha, beta);
-        std::vector<double> exact(M * N), tol(M * N);
-        for (int i = 0; i < M; i++) {
-          for (int j = 0; j < N; j++) {
-            double acc = 0.0, abs_sum = 0.0;
-            for (int k = 0; k < K; k++) {
-              const double p = static_cast<double>(ta ? a[k * M + i] : a[i * K + k]) * (tb ? b[j * K + k] : b[k * N + j]);
-              acc += p, abs_sum += std::fabs(p);
-            }
-            const double start = beta == 0.0f ? 0.0 : static_cast<double>(beta) * c0[i * N + j];
-            exact[i * N + j] = alpha * acc + start;
-            tol[i * N + j] = bound(alpha * abs_sum + std::fabs(start), K + 2);
-          }
-        }
+        // alpha op(A) op(B) + beta C0 as one reference product: alpha folded into A, beta C0 as the start.
+        const Reference r = reference(
+            M, N, K, [&](int i, int k) { return alpha * double(ta ? a[k * M + i] : a[i * K + k]); },
+            [&](int k, int j) { return double(tb ? b[j * K + k] : b[k * N + j]); },
+            [&](int i, int j) { return beta == 0.0f ? 0.0 : double(beta) * c0[i * N + j]; });
         const std::string what = std::string("gemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " beta " +
                                  std::to_string(beta);
-        expect_within(c, exact, tol, what.c_str());
+        expect_within(c, r.exact, r.tol, what.c_str());
       }
     }
   }
