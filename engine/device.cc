@@ -1,7 +1,7 @@
-// engine/device.cc: DeviceContext (CPU thread counts; CUDA stream and BLAS handles) and host <-> device copies.
+// engine/device.cc: DeviceContext (CPU threads and GEMM plans; CUDA stream and BLAS handles) and host <-> device
+// copies.
 #include "engine/device.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <sched.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 #include <string>
 
 #include "engine/check.h"
+#include "kernels/cpu/gemm_plans.h"
 
 #ifdef RESBM_HAVE_CUDA
 #include <cublasLt.h>
@@ -45,37 +46,6 @@ constexpr size_t kCublasLtWorkspaceBytes = 64ull << 20;  // cuBLASLt and the ker
 
 }  // namespace
 
-// OpenBLAS's DYNAMIC_ARCH entry points (weak: absent from single-architecture builds, then nothing is changed).
-extern "C" {
-__attribute__((weak)) void gotoblas_dynamic_init(void);
-__attribute__((weak)) void gotoblas_dynamic_quit(void);
-__attribute__((weak)) char* openblas_get_corename(void);
-}
-
-const char* blas_core_name() {
-  return openblas_get_corename != nullptr ? openblas_get_corename() : "unknown";
-}
-
-void select_blas_kernels() {
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's choice stands
-  if (gotoblas_dynamic_init == nullptr || gotoblas_dynamic_quit == nullptr || openblas_get_corename == nullptr) return;
-  const std::string detected = openblas_get_corename();
-  // Only replace the generic fallbacks OpenBLAS picks for CPUs newer than it knows; a recognised core stays.
-  if (detected != "Prescott" && detected != "Core2" && detected != "Nehalem" && detected != "Unknown") return;
-  const char* core = nullptr;
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512cd")) {
-    core = "SkylakeX";
-  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    core = "Haswell";
-  }
-  if (core == nullptr) return;
-  setenv("OPENBLAS_CORETYPE", core, 0);
-  gotoblas_dynamic_quit();  // forget the detected kernel table...
-  gotoblas_dynamic_init();  // ...and load the one OPENBLAS_CORETYPE names
-}
-
 int default_num_threads() {
   if (const char* env = std::getenv("OMP_NUM_THREADS")) {
     const int n = std::atoi(env);
@@ -89,6 +59,11 @@ int default_num_threads() {
   return omp_get_num_procs();
 }
 
+std::string cpu_gemm_description(const kernels::KernelContext& ctx) {
+  if (ctx.cpu_gemm_plans == nullptr) return "no CPU GEMM plans in this context";
+  return kernels::cpu::describe_cpu_gemms(*static_cast<const kernels::cpu::GemmPlans*>(ctx.cpu_gemm_plans));
+}
+
 bool openmp_wait_policy_set() {
   return std::getenv("OMP_WAIT_POLICY") != nullptr || std::getenv("GOMP_SPINCOUNT") != nullptr;
 }
@@ -97,15 +72,17 @@ void reexec_with_passive_openmp(char** argv) {
   if (openmp_wait_policy_set() || argv == nullptr || argv[0] == nullptr) return;
   setenv("OMP_WAIT_POLICY", "PASSIVE", 0);  // set before exec: the new image sees it and does not exec again
   execv("/proc/self/exe", argv);
-  // exec failed (no /proc?): carry on with libgomp's defaults; DeviceContext then keeps OpenMP loops on 1 thread.
+  // exec failed (no /proc?): carry on with libgomp's defaults (idle workers spin for a while after each region).
 }
 
 DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
   const int threads = num_threads > 0 ? num_threads : default_num_threads();
-  ctx_.num_threads = openmp_wait_policy_set() ? threads : 1;
-  select_blas_kernels();
-  // OpenBLAS runs its own pthreads; the kernels never call it from inside an OpenMP region (kernels/cpu/matmul.cc).
-  openblas_set_num_threads(threads);
+  // The OpenMP loops and the oneDNN GEMMs share these threads (one libgomp team: kernels/cpu/gemm_plans.h).
+  ctx_.num_threads = threads;
+  if (device == Device::cpu) {
+    cpu_gemm_plans_ = std::make_unique<kernels::cpu::GemmPlans>();
+    ctx_.cpu_gemm_plans = cpu_gemm_plans_.get();
+  }
   if (device == Device::cuda) {
 #ifdef RESBM_HAVE_CUDA
     cudaStream_t stream;
@@ -140,8 +117,9 @@ void DeviceContext::enable_bf16_gemms(size_t max_gemm_elements) {
     no_cuda("DeviceContext::enable_bf16_gemms");
 #endif
   } else {
-    ctx_.gemm_scratch_bytes = elements * sizeof(float);
-    ctx_.gemm_scratch = std::malloc(ctx_.gemm_scratch_bytes);
+    // fp32 copies where the CPU has no bf16 (bf16 copies need half); 64-byte aligned for the GEMM's loads.
+    ctx_.gemm_scratch_bytes = (elements * sizeof(float) + 63) / 64 * 64;
+    ctx_.gemm_scratch = std::aligned_alloc(64, ctx_.gemm_scratch_bytes);
     if (ctx_.gemm_scratch == nullptr) {
       std::fprintf(stderr, "DeviceContext: cannot allocate %zu bytes for the bf16 GEMM operands\n",
                    ctx_.gemm_scratch_bytes);

@@ -2,19 +2,26 @@
 // host <-> device copies.
 #pragma once
 
+#include <memory>
+#include <string>
+
 #include "engine/tensor.h"
 #include "kernels/context.h"
+
+namespace kernels::cpu {
+class GemmPlans;
+}
 
 namespace engine {
 
 // Threads for the CPU kernels: OMP_NUM_THREADS when set, else the cores this process may run on.
 int default_num_threads();
 
-// Whether OpenMP's idle threads sleep rather than spin: OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. Under libgomp's
-// default an idle worker spins for milliseconds after every OpenMP loop, on the core that the next sgemm (run by
-// OpenBLAS's own threads) needs: measured here, a 256x768x768 sgemm right after a loop took 11.7 ms instead of
-// 2.1 ms, and a GPT-2 124M step was ~1.5-2x slower. libgomp reads these variables once, when it is loaded, so a
-// program must get them from its environment (see reexec_with_passive_openmp).
+// Whether OpenMP's idle threads sleep rather than spin: OMP_WAIT_POLICY or GOMP_SPINCOUNT is set. libgomp reads
+// these variables once, when it is loaded, so a program must get them from its environment (see
+// reexec_with_passive_openmp). Passive workers leave the cores to other processes between parallel regions (the
+// pipeline's ranks share the machine's cores); the GEMMs run on the same team (oneDNN), so nothing of our own
+// competes with a spinning worker.
 bool openmp_wait_policy_set();
 
 // For main(), first thing: when neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT is set, sets OMP_WAIT_POLICY=PASSIVE
@@ -22,18 +29,15 @@ bool openmp_wait_policy_set();
 // normally when nothing needs doing or the exec fails. Call before MPI_Init and before starting threads.
 void reexec_with_passive_openmp(char** argv);
 
-// OpenBLAS (DYNAMIC_ARCH builds) falls back to its SSE3 "Prescott" kernels on CPUs newer than it knows (0.3.21 on
-// Sapphire/Emerald Rapids), which makes sgemm about 5x slower. This picks the AVX-512 (SkylakeX) or AVX2 (Haswell)
-// kernels instead when the CPU has them, unless OPENBLAS_CORETYPE is set. DeviceContext calls it; idempotent.
-// Not thread-safe against BLAS calls running elsewhere: make the first DeviceContext before starting threads.
-void select_blas_kernels();
-const char* blas_core_name();  // the OpenBLAS kernel set in use, e.g. "SkylakeX" (for run tables)
+// One line for run tables: the CPU GEMM library (oneDNN's version and ISA) and what --dtype bf16 does on this CPU
+// (bf16 operands in hardware, or operands rounded to bf16 for an fp32 GEMM).
+std::string cpu_gemm_description(const kernels::KernelContext& ctx);
 
 class DeviceContext {
  public:
-  // CPU: OpenBLAS gets num_threads (0 = default_num_threads()). The OpenMP loops get as many when the OpenMP wait
-  // policy is set (openmp_wait_policy_set()), else 1: spinning workers would slow every sgemm more than the loops
-  // gain. Results are the same bits for any thread count.
+  // CPU: num_threads (0 = default_num_threads()) OpenMP threads for the loops and the oneDNN GEMMs, and the GEMM
+  // plans (oneDNN primitives cached per shape). Reruns at the same thread count give the same bits; the GEMMs'
+  // summation order (and so their last bits) may change with the thread count.
   // CUDA: a stream, cuBLAS and cuBLASLt handles and a cuBLASLt workspace on the current GPU.
   explicit DeviceContext(Device device, int num_threads = 0);
   ~DeviceContext();
@@ -54,6 +58,7 @@ class DeviceContext {
 
   Device device_;
   kernels::KernelContext ctx_;
+  std::unique_ptr<kernels::cpu::GemmPlans> cpu_gemm_plans_;  // CPU only; ctx_.cpu_gemm_plans points here
 };
 
 // Explicit copies between host memory and a tensor on any device (src.nbytes() / dst.nbytes() bytes). On CUDA they

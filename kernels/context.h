@@ -11,20 +11,22 @@ namespace kernels {
 // The precision of matmul_forward / matmul_backward (the linear layers and the LM head). bf16 is PyTorch autocast's
 // rule for linear layers: each GEMM rounds its operands to bf16 (round to nearest even) and multiplies them with
 // fp32 accumulation (tensor cores on the GPU); results, parameters (the fp32 masters), optimizer state, layernorm,
-// softmax, attention, reductions and losses stay fp32. The CPU kernels compute the same numbers (operands rounded,
-// sgemm on the rounded values): slower, but it lets the bf16 path be tested and compared without a GPU.
+// softmax, attention, reductions and losses stay fp32. The CPU kernels compute the same numbers: bf16 operands
+// through oneDNN where the CPU multiplies bf16 in hardware (avx512_bf16, AMX), else the operands rounded and kept
+// as fp32 for an fp32 GEMM (kernels/cpu/gemm_plans.h), so the bf16 path is tested and compared without a GPU.
 enum class GemmPrecision : uint8_t { fp32, bf16 };
 
 // Scratch elements a bf16 matmul of these sizes needs for its rounded operands: the forward rounds inp (N,C) and
 // weight (OC,C); the backward dout (N,OC) with weight, then with inp: at most N*C + OC*C + N*OC at once.
-// Bytes: 2 per element on the GPU (bf16), 4 on the CPU (rounded values kept as fp32 for sgemm).
+// Bytes: 2 per element on the GPU (bf16), 4 on the CPU (rounded values kept as fp32 where the CPU has no bf16).
 inline size_t bf16_gemm_scratch_elements(size_t N, size_t C, size_t OC) { return N * C + OC * C + N * OC; }
 
-// What a kernel needs beyond its arguments. The CPU kernels use only num_threads; the CUDA kernels use the stream,
-// the cuBLASLt handle and the workspace. Built once per process (engine/device.h) and passed by reference, so that
-// no kernel touches global mutable state. The pointers are opaque here so that this header needs no CUDA headers.
+// What a kernel needs beyond its arguments. The CPU kernels use num_threads and the GEMM plans; the CUDA kernels use
+// the stream, the cuBLASLt handle and the workspace. Built once per process (engine/device.h) and passed by
+// reference, so that no kernel touches global mutable state. The pointers are opaque here so that this header needs
+// no CUDA or oneDNN headers.
 struct KernelContext {
-  int num_threads = 1;                    // CPU: threads for the OpenMP loops (OpenBLAS: engine/device.h)
+  int num_threads = 1;                    // CPU: threads for the OpenMP loops and the oneDNN GEMMs
   void* cuda_stream = nullptr;            // cudaStream_t
   void* cublaslt_handle = nullptr;        // cublasLtHandle_t
   void* cublas_handle = nullptr;          // cublasHandle_t (batched GEMMs in attention)
@@ -33,6 +35,7 @@ struct KernelContext {
   GemmPrecision gemm_precision = GemmPrecision::fp32;
   void* gemm_scratch = nullptr;           // bf16 GEMMs: rounded operands (device memory on CUDA, host on the CPU)
   size_t gemm_scratch_bytes = 0;          // sized once for the largest matmul (engine::DeviceContext)
+  void* cpu_gemm_plans = nullptr;         // kernels::cpu::GemmPlans* (cached oneDNN matmuls), owned by DeviceContext
 };
 
 // Aborts with the sizes when ctx's GEMM scratch is smaller than a bf16 matmul needs (DeviceContext sizes it for the

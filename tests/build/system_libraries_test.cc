@@ -1,5 +1,7 @@
-// Checks that the build links the libraries it names: OpenBLAS (not the reference BLAS), OpenMPI and PCRE2.
+// Checks that the build links the libraries it names: oneDNN (with the OpenMP runtime), OpenBLAS (not the reference
+// BLAS), OpenMPI and PCRE2.
 #include <cblas.h>
+#include <dnnl.h>
 #include <mpi.h>
 #include <pcre2.h>
 
@@ -20,6 +22,13 @@ TEST(SystemLibraries, LinksOpenBlas) {
   EXPECT_FLOAT_EQ(c[1], 22);
   EXPECT_FLOAT_EQ(c[2], 43);
   EXPECT_FLOAT_EQ(c[3], 50);
+}
+
+// kernels/cpu/gemm_plans.cc runs oneDNN on the caller's OpenMP team: a TBB or sequential build would break that.
+TEST(SystemLibraries, LinksOneDnnWithTheOpenMpRuntime) {
+  const dnnl_version_t* v = dnnl_version();
+  EXPECT_GE(v->major, 2);
+  EXPECT_EQ(v->cpu_runtime, static_cast<unsigned>(DNNL_RUNTIME_OMP)) << "oneDNN's CPU runtime is not OpenMP";
 }
 
 TEST(SystemLibraries, LinksOpenMpiHeaders) {

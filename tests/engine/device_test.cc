@@ -1,4 +1,4 @@
-// DeviceContext: thread counts, OpenBLAS kernel choice, host copies; CUDA without CUDA is a clear error.
+// DeviceContext: thread counts, the CPU GEMM plans, host copies; CUDA without CUDA is a clear error.
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -13,27 +13,18 @@ namespace {
 TEST(DeviceContext, CpuThreads) {
   DeviceContext dc(Device::cpu, 3);
   EXPECT_EQ(dc.device(), Device::cpu);
-  // OpenMP loops run multi-threaded only when the wait policy keeps idle workers from spinning.
-  EXPECT_EQ(dc.ctx().num_threads, openmp_wait_policy_set() ? 3 : 1);
+  // The OpenMP loops and the oneDNN GEMMs share the threads asked for, whatever the wait policy.
+  EXPECT_EQ(dc.ctx().num_threads, 3);
   EXPECT_GE(default_num_threads(), 1);
   dc.synchronize();  // nothing to wait for on the CPU
 }
 
-TEST(DeviceContext, OpenBlasUsesVectorKernelsOnVectorCpus) {
-  DeviceContext dc(Device::cpu);
-  const std::string core = blas_core_name();
-  if (core == "unknown") GTEST_SKIP() << "this OpenBLAS does not report its kernels";
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr && std::string(std::getenv("OPENBLAS_CORETYPE")) == core &&
-      core == "Prescott") {
-    GTEST_SKIP() << "OPENBLAS_CORETYPE=Prescott asked for by the user";
-  }
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    // The SSE3 fallback makes every sgemm ~5x slower (engine/device.h).
-    EXPECT_NE(core, "Prescott");
-    EXPECT_NE(core, "Core2");
-    EXPECT_NE(core, "Nehalem");
-  }
+TEST(DeviceContext, CpuContextHasGemmPlans) {
+  DeviceContext dc(Device::cpu, 1);
+  EXPECT_NE(dc.ctx().cpu_gemm_plans, nullptr);
+  const std::string line = cpu_gemm_description(dc.ctx());
+  EXPECT_NE(line.find("oneDNN"), std::string::npos) << line;
+  EXPECT_NE(line.find("bf16 GEMMs: "), std::string::npos) << line;
 }
 
 TEST(DeviceContext, HostCopies) {

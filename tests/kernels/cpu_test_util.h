@@ -8,12 +8,17 @@
 
 #include "gtest/gtest.h"
 #include "kernels/context.h"
+#include "kernels/cpu/gemm_plans.h"
 
 namespace kernels::cpu::testing {
 
+// A context like engine::DeviceContext's: `threads` OpenMP threads and a cache of GEMM primitives (one per test
+// binary, as one per process in the engine).
 inline KernelContext context(int threads = 2) {
+  static GemmPlans plans;
   KernelContext ctx;
   ctx.num_threads = threads;
+  ctx.cpu_gemm_plans = &plans;
   return ctx;
 }
 

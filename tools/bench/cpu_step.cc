@@ -1,13 +1,15 @@
 // tools/bench/cpu_step.cc: CPU training-step benchmark of GPT-2 (forward + backward + AdamW), with a phase split.
 //
-//   bazel-bin/tools/bench/cpu_step                       # tiny and d12 (GPT-2 124M) at B=4, T=64
-//   bazel-bin/tools/bench/cpu_step --preset d12 --B 4 --T 64 --warmup 2 --steps 5 --threads 2
+//   bazel-bin/tools/bench/cpu_step                       # tiny and d12 (GPT-2 124M) at B=4, T=64, fp32 and bf16
+//   bazel-bin/tools/bench/cpu_step --preset d12 --B 4 --T 64 --warmup 2 --steps 5 --threads 2 --dtype fp32,bf16
 //
-// Prints, per preset: ms per step (and its forward / backward / AdamW parts), tokens/s, and the achieved GFLOP/s
-// of the step's matmul work next to what a bare OpenBLAS sgemm of GPT-2's shapes reaches on this machine: the
-// gap between the two is the time spent outside the GEMMs (attention, layernorm, softmax, the optimizer).
+// Prints, per preset and dtype: ms per step (and its forward / backward / AdamW parts), tokens/s, and the achieved
+// GFLOP/s of the step's matmul work next to what a bare GEMM of GPT-2's shapes reaches on this machine with the
+// library and operand type the engine uses (oneDNN, kernels/cpu/gemm_plans.h): the gap between the two is the time
+// spent outside the GEMMs (attention, layernorm, softmax, the optimizer; for bf16 also the operand rounding).
 // On a shared machine, run it alone (other processes on the same 2 cores change the figures several-fold).
 #include <algorithm>
+#include <memory>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +22,7 @@
 #include "engine/device.h"
 #include "engine/memory.h"
 #include "engine/optim/adamw.h"
+#include "kernels/cpu/gemm_plans.h"
 #include "kernels/cpu/kernels.h"
 #include "resbm/gpt2.h"
 
@@ -33,6 +36,7 @@ double ms_since(Clock::time_point t0) {
 
 struct Options {
   std::vector<std::string> presets = {"tiny", "d12"};
+  std::vector<std::string> dtypes = {"fp32", "bf16"};
   int B = 4, T = 64, warmup = 2, steps = 5, threads = 0;
   bool kernels = false;  // also time each CPU kernel at the preset's shapes (where the step's time goes)
 };
@@ -41,8 +45,9 @@ struct Options {
   std::fprintf(stderr,
                "cpu_step: %s\n"
                "usage: cpu_step [--preset NAME[,NAME...]] [--B 4] [--T 64] [--warmup 2] [--steps 5] [--threads N]\n"
-               "                [--kernels 1]\n"
+               "                [--dtype fp32,bf16] [--kernels 1]\n"
                "  presets: tiny, d12, d24, d36, d48 (default tiny,d12); threads 0 = all cores\n"
+               "  --dtype: the matmul precision(s), as train's --dtype (bf16: autocast, bf16 operands, fp32 sums)\n"
                "  --kernels 1: also time every CPU kernel at the preset's shapes, per step (the breakdown)\n",
                why);
   std::exit(2);
@@ -61,14 +66,23 @@ Options parse(int argc, char** argv) {
       if (*end != '\0' || v < 0) usage(("bad value '" + value + "' for " + flag).c_str());
       return static_cast<int>(v);
     };
-    if (flag == "--preset") {
-      o.presets.clear();
+    auto list = [&]() {
+      std::vector<std::string> items;
       size_t start = 0;
       while (start <= value.size()) {
         const size_t comma = value.find(',', start);
-        o.presets.push_back(value.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        items.push_back(value.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
         if (comma == std::string::npos) break;
         start = comma + 1;
+      }
+      return items;
+    };
+    if (flag == "--preset") {
+      o.presets = list();
+    } else if (flag == "--dtype") {
+      o.dtypes = list();
+      for (const std::string& d : o.dtypes) {
+        if (d != "fp32" && d != "bf16") usage(("unknown dtype '" + d + "'").c_str());
       }
     } else if (flag == "--B") {
       o.B = number();
@@ -99,18 +113,30 @@ double step_gflop(const resbm::GPT2Config& c, int B, int T) {
   return 3.0 * (2.0 * N * weights + attention) / 1e9;
 }
 
-// GFLOP/s of OpenBLAS sgemm on the forward matmul shapes of GPT-2 at (C, N): the practical ceiling.
-double sgemm_gflops(const kernels::KernelContext& ctx, int C, int N) {
-  std::vector<float> a(size_t(N) * 4 * C, 0.5f), w(size_t(4) * C * C, 0.25f), out(size_t(N) * 4 * C);
-  const int reps = 5;
-  kernels::cpu::matmul_forward(ctx, out.data(), a.data(), w.data(), nullptr, N, C, 4 * C);  // warm up
-  const auto t0 = Clock::now();
-  for (int r = 0; r < reps; ++r) {
-    kernels::cpu::matmul_forward(ctx, out.data(), a.data(), w.data(), nullptr, N, C, 4 * C);  // fc
-    kernels::cpu::matmul_forward(ctx, out.data(), a.data(), w.data(), nullptr, N, 4 * C, C);  // fc_proj
+// GFLOP/s of a bare GEMM (the engine's GemmPlans, operands already in `operands`) on GPT-2's fc and fc_proj shapes
+// at (C, N): the practical ceiling of the step's matmuls. No rounding and no bias: the GEMM alone.
+double gemm_ceiling_gflops(const kernels::KernelContext& ctx, kernels::cpu::GemmOperands operands, int C, int N) {
+  auto& plans = *static_cast<kernels::cpu::GemmPlans*>(ctx.cpu_gemm_plans);
+  const size_t elem = operands == kernels::cpu::GemmOperands::bf16 ? 2 : 4;
+  std::vector<char> a(size_t(N) * 4 * C * elem, 0), w(size_t(4) * C * C * elem, 0);
+  for (size_t i = 0; i + 1 < a.size(); i += 2) a[i + 1] = 0x3c;  // small normal values either way
+  for (size_t i = 0; i + 1 < w.size(); i += 2) w[i + 1] = 0x3c;
+  std::vector<float> out(size_t(N) * 4 * C);
+  kernels::cpu::GemmShape fc = kernels::cpu::dense_gemm(N, 4 * C, C, false, true);
+  kernels::cpu::GemmShape proj = kernels::cpu::dense_gemm(N, C, 4 * C, false, true);
+  fc.operands = proj.operands = operands;
+  auto both = [&] {
+    plans.run(fc, a.data(), w.data(), nullptr, out.data(), ctx.num_threads);
+    plans.run(proj, a.data(), w.data(), nullptr, out.data(), ctx.num_threads);
+  };
+  both();  // warm up (creates the primitives)
+  double best = 1e30;  // the fastest of a few: a ceiling, not a mean over the neighbours' load
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    both();
+    best = std::min(best, ms_since(t0) / 1e3);
   }
-  const double seconds = ms_since(t0) / 1e3;
-  return reps * 2.0 * (2.0 * N * 4.0 * C * C) / seconds / 1e9;
+  return 2.0 * (2.0 * N * 4.0 * C * C) / best / 1e9;
 }
 
 // Times every CPU kernel a training step calls, at the step's shapes, and prints ms per step for each (calls per
@@ -132,10 +158,14 @@ void profile_kernels(const resbm::GPT2Config& c, const Options& o, const kernels
   std::vector<Row> rows;
   auto time = [&](const std::string& name, double calls_per_step, auto&& fn) {
     fn();  // warm up
-    const int reps = 3;
-    const auto t0 = Clock::now();
-    for (int r = 0; r < reps; ++r) fn();
-    rows.push_back({name, calls_per_step, ms_since(t0) / reps});
+    // The fastest of a few calls: on a shared machine the others only add the neighbours' load.
+    double best = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      const auto t0 = Clock::now();
+      fn();
+      best = std::min(best, ms_since(t0));
+    }
+    rows.push_back({name, calls_per_step, best});
   };
   for (auto [oc, ic, label] : {std::tuple{3 * C, C, "qkv"}, std::tuple{C, C, "attn_proj"},
                                std::tuple{4 * C, C, "fc"}, std::tuple{C, 4 * C, "fc_proj"}}) {
@@ -190,73 +220,107 @@ void profile_kernels(const resbm::GPT2Config& c, const Options& o, const kernels
   }
 }
 
-void run(const std::string& preset, const Options& o, const engine::DeviceContext& device) {
-  const resbm::GPT2Config c = resbm::gpt2_preset(preset);
-  if (o.T > c.max_seq_len) usage(("T exceeds the preset's max_seq_len for " + preset).c_str());
-  resbm::GPT2 model(c);
-  model.init(1337);
-  engine::optim::AdamWConfig cfg;
-  cfg.weight_decay = 0.1f;
-  engine::optim::AdamW opt(model.params(), device.ctx(), cfg);
-  engine::Graph g(device.ctx(), engine::Device::cpu, model.activation_bytes(o.B, o.T));
+// Scratch for the bf16 GEMMs' rounded operands: the largest of the model's matmuls (the head, or the MLP).
+size_t bf16_scratch_elements(const resbm::GPT2Config& c, int N) {
+  const size_t C = c.channels;
+  return std::max({kernels::bf16_gemm_scratch_elements(N, C, c.padded_vocab_size),
+                   kernels::bf16_gemm_scratch_elements(N, C, 4 * C), kernels::bf16_gemm_scratch_elements(N, 4 * C, C)});
+}
 
-  engine::Arena ids("ids", size_t(2) * o.B * o.T * 4 + 1024);
-  engine::Tensor tokens = ids.alloc({o.B, o.T}, engine::DType::i32);
-  engine::Tensor targets = ids.alloc({o.B, o.T}, engine::DType::i32);
-  resbm::Rng rng(7);
-  for (int i = 0; i < o.B * o.T; ++i) {
-    tokens.i32()[i] = static_cast<int32_t>(rng.next_u64() % c.vocab_size);
-    targets.i32()[i] = static_cast<int32_t>(rng.next_u64() % c.vocab_size);
+// One model training at one dtype, on its own DeviceContext (a dtype is a property of the context).
+struct Runner {
+  Runner(const resbm::GPT2Config& c, const std::string& dtype, const Options& o)
+      : dtype(dtype), device(engine::Device::cpu, o.threads), model(c), ids("ids", size_t(2) * o.B * o.T * 4 + 1024) {
+    if (dtype == "bf16") device.enable_bf16_gemms(bf16_scratch_elements(c, o.B * o.T));
+    model.init(1337);
+    engine::optim::AdamWConfig cfg;
+    cfg.weight_decay = 0.1f;
+    opt = std::make_unique<engine::optim::AdamW>(model.params(), device.ctx(), cfg);
+    graph = std::make_unique<engine::Graph>(device.ctx(), engine::Device::cpu, model.activation_bytes(o.B, o.T));
+    tokens = ids.alloc({o.B, o.T}, engine::DType::i32);
+    targets = ids.alloc({o.B, o.T}, engine::DType::i32);
+    resbm::Rng rng(7);
+    for (int i = 0; i < o.B * o.T; ++i) {
+      tokens.i32()[i] = static_cast<int32_t>(rng.next_u64() % c.vocab_size);
+      targets.i32()[i] = static_cast<int32_t>(rng.next_u64() % c.vocab_size);
+    }
   }
-
-  double fwd = 0, bwd = 0, upd = 0;
-  float loss_value = 0;
-  for (int step = 0; step < o.warmup + o.steps; ++step) {
-    const bool timed = step >= o.warmup;
+  void step(bool timed) {
     auto t0 = Clock::now();
-    g.reset();
-    engine::Var loss = model.forward(g, tokens, targets);
+    graph->reset();
+    engine::Var loss = model.forward(*graph, tokens, targets);
     loss_value = loss.value.f32()[0];
     const double f = ms_since(t0);
     t0 = Clock::now();
-    g.backward(loss);
+    graph->backward(loss);
     const double b = ms_since(t0);
     t0 = Clock::now();
-    opt.step(1e-4f);
+    opt->step(1e-4f);
     model.params().zero_grads();
     const double u = ms_since(t0);
-    if (timed) fwd += f, bwd += b, upd += u;
+    if (timed) fwd += f, bwd += b, upd += u, best = std::min(best, f + b + u);
   }
-  fwd /= o.steps, bwd /= o.steps, upd /= o.steps;
-  const double total = fwd + bwd + upd;
+
+  std::string dtype;
+  engine::DeviceContext device;
+  resbm::GPT2 model;
+  engine::Arena ids;
+  std::unique_ptr<engine::optim::AdamW> opt;
+  std::unique_ptr<engine::Graph> graph;
+  engine::Tensor tokens, targets;
+  double fwd = 0, bwd = 0, upd = 0, best = 1e30;  // best: the fastest timed step (least disturbed by neighbours)
+  float loss_value = 0;
+};
+
+void run(const std::string& preset, const Options& o) {
+  const resbm::GPT2Config c = resbm::gpt2_preset(preset);
+  if (o.T > c.max_seq_len) usage(("T exceeds the preset's max_seq_len for " + preset).c_str());
+  std::vector<std::unique_ptr<Runner>> runners;
+  for (const std::string& dtype : o.dtypes) runners.push_back(std::make_unique<Runner>(c, dtype, o));
+  // The dtypes take turns step by step, so that a change in the machine's load falls on all of them alike.
+  for (int step = 0; step < o.warmup + o.steps; ++step) {
+    for (auto& r : runners) r->step(step >= o.warmup);
+  }
   const double gflop = step_gflop(c, o.B, o.T);
-  std::printf("%-5s %7.1fM  B=%d T=%-4d %9.1f ms/step  (fwd %8.1f  bwd %8.1f  adamw %7.1f)  %9.0f tok/s  "
-              "%6.1f GFLOP/s of %5.1f GFLOP  loss %.3f\n",
-              preset.c_str(), resbm::gpt2_num_parameters(c) / 1e6, o.B, o.T, total, fwd, bwd, upd,
-              o.B * o.T / (total / 1e3), gflop / (total / 1e3), gflop, loss_value);
-  const double ceiling = sgemm_gflops(device.ctx(), c.channels, o.B * o.T);
-  std::printf("      sgemm ceiling at these shapes (C=%d, N=%d): %.1f GFLOP/s -> %.1f ms for the step's matmuls; "
-              "activations peak %.1f MiB\n",
-              c.channels, o.B * o.T, ceiling, gflop / ceiling * 1e3, g.peak_activation_bytes() / 1048576.0);
-  if (o.kernels) profile_kernels(c, o, device.ctx());
+  for (auto& r : runners) {
+    const double fwd = r->fwd / o.steps, bwd = r->bwd / o.steps, upd = r->upd / o.steps, total = fwd + bwd + upd;
+    const auto operands = r->dtype == "bf16" && static_cast<kernels::cpu::GemmPlans*>(r->device.ctx().cpu_gemm_plans)
+                                                    ->bf16_native()
+                              ? kernels::cpu::GemmOperands::bf16
+                              : kernels::cpu::GemmOperands::f32;
+    const double ceiling = gemm_ceiling_gflops(r->device.ctx(), operands, c.channels, o.B * o.T);
+    std::printf("%-5s %-4s %7.1fM  B=%d T=%-4d %9.1f ms/step (min %9.1f)  (fwd %8.1f  bwd %8.1f  adamw %7.1f)  "
+                "%9.0f tok/s  %6.1f GFLOP/s of %5.1f GFLOP  loss %.3f\n",
+                preset.c_str(), r->dtype.c_str(), resbm::gpt2_num_parameters(c) / 1e6, o.B, o.T, total, r->best, fwd,
+                bwd, upd, o.B * o.T / (total / 1e3), gflop / (total / 1e3), gflop, r->loss_value);
+    std::printf("           GEMM ceiling (%s operands, C=%d, N=%d): %.1f GFLOP/s -> %.1f ms for the step's matmuls; "
+                "the step reaches %.0f%% of it; activations peak %.1f MiB\n",
+                operands == kernels::cpu::GemmOperands::bf16 ? "bf16" : "fp32", c.channels, o.B * o.T, ceiling,
+                gflop / ceiling * 1e3, 100.0 * (gflop / (total / 1e3)) / ceiling,
+                r->graph->peak_activation_bytes() / 1048576.0);
+    if (o.kernels) profile_kernels(c, o, r->device.ctx());
+  }
   std::fflush(stdout);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP's idle threads sleep (PASSIVE) unless the user chose otherwise, as in the trainer: the same process
+  // defaults as `train` (engine/device.h), so the figures are the trainer's.
+  engine::reexec_with_passive_openmp(argv);
   const Options o = parse(argc, argv);
-  engine::DeviceContext device(engine::Device::cpu, o.threads);
-  // OpenMP's idle threads spin for a while after each parallel region, on the cores OpenBLAS's own threads then
-  // need: the wait policy changes the step time a lot on a 2-core machine, so the table says which it was. (The
-  // engine makes PASSIVE the default before libgomp starts, engine/process_defaults.cc; a user's value wins.)
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
-  std::printf("cpu_step: forward + backward + AdamW, %d warmup + %d timed steps, %d threads, OMP_WAIT_POLICY=%s\n",
-              o.warmup, o.steps, device.ctx().num_threads,
-              wait_policy != nullptr ? wait_policy : "PASSIVE (the engine's default)");
+  {
+    engine::DeviceContext device(engine::Device::cpu, o.threads);
+    std::printf("cpu_step: forward + backward + AdamW, %d warmup + %d timed steps, %d threads, OMP_WAIT_POLICY=%s\n"
+                "          GEMMs: %s\n",
+                o.warmup, o.steps, device.ctx().num_threads, wait_policy != nullptr ? wait_policy : "(unset)",
+                engine::cpu_gemm_description(device.ctx()).c_str());
+  }
   for (const std::string& preset : o.presets) {
     try {
-      run(preset, o, device);
+      run(preset, o);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "cpu_step: %s\n", e.what());
       return 1;
