@@ -105,7 +105,7 @@ engine::Var StageModel::forward(engine::Graph& g, const engine::Tensor& tokens, 
     x = decoder_.forward(g, trained_, fixed_, input);  // (B,T,K) -> (B,T,C)
   }
   for (const BlockParams& b : blocks_) x = block_forward(g, trained_, b, x, config_);
-  if (stage_ == num_stages_ - 1) return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);  // (1)
+  if (stage_ == num_stages_ - 1) return head(g, x, targets);
   return encoder_.forward(g, trained_, fixed_, x);  // (B,T,K)
 }
 
@@ -123,7 +123,20 @@ engine::Var StageModel::forward_fused(engine::Graph& g, const engine::Tensor& to
     if (!last && i + 1 == blocks_.size()) return fused_encoder_mlp(g, trained_, b, h, K);  // (B,T,K)
     x = engine::add(g, h, block_mlp_branch(g, trained_, b, h));
   }
-  return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);  // (1)
+  return head(g, x, targets);
+}
+
+engine::Var StageModel::head(engine::Graph& g, const engine::Var& x, const engine::Tensor& targets) {
+  if (want_logits_) return head_logits(g, trained_, final_norm_, head_wte_, x);  // (B,T,Vp)
+  return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);    // (1)
+}
+
+engine::Var StageModel::logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
+  if (stage_ != num_stages_ - 1) throw std::logic_error("StageModel::logits: only the last stage has the head");
+  want_logits_ = true;
+  const engine::Var out = forward(g, tokens, tokens, input);  // the targets are not read
+  want_logits_ = false;
+  return out;
 }
 
 int StageModel::input_width() const { return stage_ == 0 ? 0 : code_width(bottleneck_, config_.channels); }

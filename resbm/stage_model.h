@@ -39,6 +39,8 @@ class StageModel : public engine::pipeline::StageModule {
   int tied_param() const override;
   size_t activation_bytes(int B, int T) const override;
   void zero_grads() override;
+  // Last stage: the logits (B,T,Vp) in place of the loss, by the same ops up to the head (sampling).
+  engine::Var logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
 
   int stage() const { return stage_; }
   int num_stages() const { return num_stages_; }
@@ -48,6 +50,9 @@ class StageModel : public engine::pipeline::StageModule {
  private:
   engine::Var forward_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
                             const engine::Var& input);
+  // The last stage's end: the loss (1), or the logits (B,T,Vp) while logits() runs.
+  engine::Var head(engine::Graph& g, const engine::Var& x, const engine::Tensor& targets);
+  bool want_logits_ = false;
   GPT2Config config_;
   BottleneckConfig bottleneck_;
   int stage_, num_stages_, first_layer_, last_layer_;

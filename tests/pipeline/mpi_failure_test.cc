@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -22,15 +23,16 @@ struct Outcome {
 Outcome signal_stage_one(int sig, const std::string& tag) {
   const std::string dir = pipeline_test::temp_dir() + "/" + tag;
   std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
-  const std::string losses = dir + "/losses", log = dir + "/log";
-  pipeline_test::Background job("timeout 120 " + pipeline_test::pipeline_binary() +
-                                    " --preset tiny --stages 3 --steps 100000 --batch 2 --seq-len 16 --threads 1"
-                                    " --comm-timeout-s 5 --quiet 1 --pid-dir " + dir + " --losses-out " + losses,
+  const std::string log = dir + "/log";
+  pipeline_test::Background job("timeout 120 " + pipeline_test::trainer_binary() + " " + pipeline_test::data_flags() +
+                                    " --executor mpi --preset tiny --stages 3 --steps 100000 --batch-size 2"
+                                    " --seq-len 16 --threads 1 --comm-timeout-s 5 --log-interval 1000 --pid-dir " +
+                                    dir + " --out-dir " + dir + "/out",
                                 log);
   // Mid-run: wait until rank 0 has logged two steps (bounded).
   const double start = pipeline_test::now_s();
   while (pipeline_test::now_s() - start < 60) {
-    const std::string l = pipeline_test::read_file(losses);
+    const std::string l = pipeline_test::logged_losses(dir + "/out");
     if (std::count(l.begin(), l.end(), '\n') >= 2) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
