@@ -126,6 +126,7 @@ int launch_ranks(RunConfig config, const std::vector<std::string>& args) {
     (void)start;  // the ranks read the same checkpoint; its changes are reported by rank 0
   }
   const int threads = threads_per_process(config) > 0 ? threads_per_process(config) : 1;
+  std::fflush(stdout);  // what was printed here (the data line) must not die with this process image
   return exec_mpirun(config.pipeline.stages, config.hostfile, args, threads, config.real_link);
 }
 

@@ -102,23 +102,26 @@ class Background {
 };
 
 
+// The text of a scalar field of one log.jsonl record ("key": value), or "" when absent.
+inline std::string json_field(const std::string& line, const std::string& key) {
+  const size_t p = line.find("\"" + key + "\": ");
+  if (p == std::string::npos) return std::string();
+  const size_t start = p + key.size() + 4;
+  return line.substr(start, line.find_first_of(",}", start) - start);
+}
+
 // "step loss grad_norm" per step from a run's log.jsonl, the last record of a step (as after a resume) winning.
 // Floats are logged with 9 significant digits: equal text is equal bits.
 inline std::string logged_losses(const std::string& out_dir) {
   std::istringstream in(read_file(out_dir + "/log.jsonl"));
   std::vector<std::string> by_step;
   std::string line;
-  auto field = [](const std::string& l, const std::string& key) {
-    const size_t p = l.find("\"" + key + "\": ");
-    if (p == std::string::npos) return std::string();
-    const size_t start = p + key.size() + 4;
-    return l.substr(start, l.find_first_of(",}", start) - start);
-  };
   while (std::getline(in, line)) {
-    if (field(line, "type") != "\"step\"") continue;
-    const size_t step = std::stoul(field(line, "step"));
+    if (json_field(line, "type") != "\"step\"") continue;
+    const size_t step = std::stoul(json_field(line, "step"));
     if (by_step.size() < step) by_step.resize(step);
-    by_step[step - 1] = field(line, "step") + " " + field(line, "loss") + " " + field(line, "grad_norm") + "\n";
+    by_step[step - 1] = json_field(line, "step") + " " + json_field(line, "loss") + " " +
+                        json_field(line, "grad_norm") + "\n";
   }
   std::string out;
   for (const std::string& s : by_step) out += s;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "data/shards.h"
+#include "tests/pipeline/subprocess.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -83,20 +84,29 @@ std::vector<std::string> concat(std::vector<std::string> a, const std::vector<st
 // step -> "loss grad_norm" as printed in log.jsonl (9 significant digits: a float round-trips, so equal strings
 // mean bitwise equal floats). The last record of a step wins, as after a resume.
 std::map<int, std::string> logged_steps(const std::string& out_dir) {
-  std::ifstream in(out_dir + "/log.jsonl");
+  std::istringstream in(pipeline_test::read_file(out_dir + "/log.jsonl"));
   std::map<int, std::string> steps;
   std::string line;
-  auto field = [](const std::string& l, const std::string& key) {
-    const size_t p = l.find("\"" + key + "\": ");
-    if (p == std::string::npos) return std::string();
-    const size_t start = p + key.size() + 4;
-    return l.substr(start, l.find_first_of(",}", start) - start);
-  };
   while (std::getline(in, line)) {
-    if (field(line, "type") != "\"step\"") continue;
-    steps[std::stoi(field(line, "step"))] = field(line, "loss") + " " + field(line, "grad_norm");
+    if (pipeline_test::json_field(line, "type") != "\"step\"") continue;
+    steps[std::stoi(pipeline_test::json_field(line, "step"))] =
+        pipeline_test::json_field(line, "loss") + " " + pipeline_test::json_field(line, "grad_norm");
   }
   return steps;
+}
+
+// Starts the trainer in the background (stdout to /dev/null); the caller waits for or kills the pid.
+pid_t start_trainer(const std::vector<std::string>& args) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv = {const_cast<char*>(kBinary)};
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    freopen("/dev/null", "w", stdout);
+    execv(kBinary, argv.data());
+    _exit(127);
+  }
+  return pid;
 }
 
 // The reference: 12 steps without interruption (run once per test process).
@@ -156,16 +166,8 @@ TEST(TrainE2E, KillNineThenResumeIsBitExact) {
   ASSERT_EQ(uninterrupted_run().size(), 12u);
   std::vector<std::string> args = concat(base_args(out), {"--steps", "12", "--checkpoint-interval", "1",
                                                           "--keep-last", "2"});
-  const pid_t pid = fork();
+  const pid_t pid = start_trainer(args);
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    std::vector<char*> argv = {const_cast<char*>(kBinary)};
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    freopen("/dev/null", "w", stdout);
-    execv(kBinary, argv.data());
-    _exit(127);
-  }
   // Kill as soon as the second checkpoint exists: the run is then writing or about to write the next one.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (train::list_checkpoints(ckpt_dir).size() < 2 && std::chrono::steady_clock::now() < deadline) {
@@ -320,7 +322,7 @@ TEST(TrainE2E, ResumeChecksTheCheckpointAndSaysWhatChanged) {
 
   const std::string manifest = train::checkpoint_path(out + "/checkpoints", 3);
   const std::string stage1 = train::stage_checkpoint_path(out + "/checkpoints", 3, 1);
-  const std::string log_before = [&] { std::ifstream in(out + "/log.jsonl"); std::stringstream ss; ss << in.rdbuf(); return ss.str(); }();
+  const std::string log_before = pipeline_test::read_file(out + "/log.jsonl");
   std::system(("cp " + stage1 + " " + stage1 + ".saved").c_str());
   ASSERT_EQ(truncate(stage1.c_str(), 1000), 0);
   const Result truncated = run_trainer(concat(base_args(out), {"--steps", "6", "--resume"}));
@@ -332,7 +334,7 @@ TEST(TrainE2E, ResumeChecksTheCheckpointAndSaysWhatChanged) {
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
   EXPECT_NE(missing.output.find("stage 1's file " + stage1 + " cannot be used (cannot open"), std::string::npos)
       << missing.output;
-  const std::string log_after = [&] { std::ifstream in(out + "/log.jsonl"); std::stringstream ss; ss << in.rdbuf(); return ss.str(); }();
+  const std::string log_after = pipeline_test::read_file(out + "/log.jsonl");
   EXPECT_EQ(log_after, log_before) << "a refused resume writes nothing";
   EXPECT_TRUE(exists(manifest));
 
@@ -340,7 +342,7 @@ TEST(TrainE2E, ResumeChecksTheCheckpointAndSaysWhatChanged) {
   const Result changed = run_trainer(concat(base_args(out), {"--steps", "6", "--resume", "--lr", "1e-2"}));
   EXPECT_EQ(changed.exit_code, 0) << changed.output;
   EXPECT_NE(changed.output.find("resume: --lr changed: 0.03 -> 0.01"), std::string::npos) << changed.output;
-  const std::string log = [&] { std::ifstream in(out + "/log.jsonl"); std::stringstream ss; ss << in.rdbuf(); return ss.str(); }();
+  const std::string log = pipeline_test::read_file(out + "/log.jsonl");
   EXPECT_NE(log.find("{\"type\": \"resume\", \"step\": 3, \"changed\": {\"lr\": \"0.03 -> 0.01\""),
             std::string::npos) << log;
   EXPECT_NE(log.rfind("\"lr\": \"0.01\""), std::string::npos) << "the log's config names the new --lr:\n" << log;
@@ -350,16 +352,8 @@ TEST(TrainE2E, ResumeChecksTheCheckpointAndSaysWhatChanged) {
 TEST(TrainE2E, SecondRunOnALiveOutputDirectoryIsRefused) {
   const std::string out = tmp_dir() + "/locked";
   std::vector<std::string> args = concat(base_args(out), {"--steps", "100000", "--checkpoint-interval", "1"});
-  const pid_t pid = fork();
+  const pid_t pid = start_trainer(args);
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    std::vector<char*> argv = {const_cast<char*>(kBinary)};
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    freopen("/dev/null", "w", stdout);
-    execv(kBinary, argv.data());
-    _exit(127);
-  }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (train::list_checkpoints(out + "/checkpoints").empty() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
