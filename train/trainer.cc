@@ -141,7 +141,8 @@ int run_training(RunConfig c) {
   int64_t start_step = 0;
   if (f.resume) start_step = load_training_checkpoint(start.manifest, c, *backend, &loader);
   const JsonObject table = [&] {
-    const RunTableInputs in = table_inputs(*backend);  // collectives: every process
+    RunTableInputs in = table_inputs(*backend);  // collectives: every process
+    in.threads = threads_per_process(c) > 0 ? threads_per_process(c) : engine::default_num_threads();
     return printer ? print_run_table(c, in) : JsonObject();
   }();
   std::unique_ptr<RunLog> log;
@@ -210,14 +211,16 @@ int run_training(RunConfig c) {
     if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm)) {
       if (!printer) return kExitDiverged;  // every process saw the same loss; rank 0 explains
       const int set_aside = set_aside_checkpoints_after(c, good_step);
-      const std::string good = good_step >= 0 ? checkpoint_path(c.checkpoint_dir, good_step) : "none";
-      std::fprintf(stderr,
-                   "error: loss %g, grad norm %g at step %lld is not finite: training stopped. The newest checkpoint "
-                   "known good (a finite loss was computed from its weights) is %s%s; resume from it with --resume "
-                   "and a lower --lr or --grad-clip.\n",
-                   out.loss, out.grad_norm, static_cast<long long>(done), good.c_str(),
-                   set_aside > 0 ? " (the newer ones were written by the diverging updates: renamed to *.diverged)"
-                                 : "");
+      const std::string aside =
+          set_aside > 0 ? " (the newer ones were written by the diverging updates: renamed to *.diverged)" : "";
+      const std::string advice =
+          good_step >= 0 ? "The newest checkpoint known good (a finite loss was computed from its weights) is " +
+                               checkpoint_path(c.checkpoint_dir, good_step) + aside +
+                               "; resume from it with --resume and a lower --lr or --grad-clip."
+                         : "No checkpoint is known good (none had a finite loss computed from it)" + aside +
+                               "; start over with a lower --lr or --grad-clip.";
+      std::fprintf(stderr, "error: loss %g, grad norm %g at step %lld is not finite: training stopped. %s\n",
+                   out.loss, out.grad_norm, static_cast<long long>(done), advice.c_str());
       return kExitDiverged;
     }
     if (unconfirmed_step >= 0) good_step = unconfirmed_step, unconfirmed_step = -1;

@@ -65,4 +65,22 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{4, 4, "gpipe", "adamw", "none", ""}),
     name);
 
+// --export-llmc under mpi gathers every stage's parameters to rank 0: the same llm.c file, byte for byte, as the
+// local run writes.
+TEST(MpiExport, GatheredToRankZeroIsTheLocalFile) {
+  if (!pipeline_test::have_mpirun()) GTEST_SKIP() << "mpirun not found in PATH: the MPI executor is NOT tested here";
+  const std::string args = "--num-layers 4 --channels 32 --num-heads 2 --batch-size 2 --seq-len 16 --steps 3"
+                           " --threads 1 --stages 4 --bottleneck none --export-llmc ";
+  const std::string local_file = pipeline_test::temp_dir() + "/local_export.bin";
+  const std::string mpi_file = pipeline_test::temp_dir() + "/mpi_export.bin";
+  const pipeline_test::PipelineRun local =
+      pipeline_test::run_pipeline("", args + local_file + " --executor local", "export_local");
+  const pipeline_test::PipelineRun mpi = pipeline_test::run_pipeline("", args + mpi_file + " --executor mpi", "export_mpi");
+  ASSERT_EQ(local.rc, 0) << local.output;
+  ASSERT_EQ(mpi.rc, 0) << mpi.output;
+  const std::string a = pipeline_test::read_file(local_file), b = pipeline_test::read_file(mpi_file);
+  EXPECT_GT(a.size(), 1000u);
+  EXPECT_TRUE(a == b) << "the exported files differ (" << a.size() << " vs " << b.size() << " bytes)";
+}
+
 }  // namespace

@@ -36,8 +36,8 @@ TEST(PipelineDtype, Bf16StaysCloseToFp32AndRepeatsBitwise) {
     ASSERT_EQ(runs.back().rc, 0) << runs.back().output;
   }
   const PipelineRun &fp32 = runs[0], &bf16 = runs[1], &again = runs[2];
-  EXPECT_NE(fp32.output.find("| device       cpu fp32\n"), std::string::npos) << fp32.output;
-  EXPECT_NE(bf16.output.find("| device       cpu bf16\n"), std::string::npos) << bf16.output;
+  EXPECT_NE(fp32.output.find("| device       cpu fp32, 1 CPU thread(s) per process\n"), std::string::npos) << fp32.output;
+  EXPECT_NE(bf16.output.find("| device       cpu bf16, 1 CPU thread(s) per process\n"), std::string::npos) << bf16.output;
 
   const std::vector<double> f = loss_values(fp32.losses), b = loss_values(bf16.losses);
   ASSERT_EQ(f.size(), 10u) << fp32.losses;
@@ -63,7 +63,7 @@ TEST(PipelineDtype, Bf16MpiExecutorMatchesLocalBitwise) {
   ASSERT_EQ(local.rc, 0) << local.output;
   ASSERT_EQ(mpi.rc, 0) << mpi.output;
   EXPECT_NE(mpi.output.find("one process per stage, transport mpi"), std::string::npos) << mpi.output;
-  EXPECT_NE(mpi.output.find("| device       cpu bf16\n"), std::string::npos) << mpi.output;
+  EXPECT_NE(mpi.output.find("| device       cpu bf16, 1 CPU thread(s) per process\n"), std::string::npos) << mpi.output;
   EXPECT_EQ(loss_values(mpi.losses).size(), 10u) << mpi.losses;
   EXPECT_EQ(mpi.losses, local.losses);
 }
