@@ -192,4 +192,36 @@ PreparedSplit ensure_tinyshakespeare(const std::string& out_dir, const std::stri
   return split;
 }
 
+PreparedSplit ensure_tinyshakespeare_bytes(const std::string& out_dir, const std::string& mirror) {
+  PreparedSplit split;
+  split.val_path = out_dir + "/tiny_shakespeare_bytes_val.bin";
+  split.train_path = out_dir + "/tiny_shakespeare_bytes_train.bin";
+  const int64_t train_bytes = kTinyShakespeareBytes - kTinyShakespeareBytesVal;
+  if (file_exists(split.val_path) && file_exists(split.train_path)) {
+    try {
+      if (static_cast<int64_t>(read_shard(split.val_path, kByteVocabSize).size()) == kTinyShakespeareBytesVal &&
+          static_cast<int64_t>(read_shard(split.train_path, kByteVocabSize).size()) == train_bytes) {
+        split.val_tokens = kTinyShakespeareBytesVal;
+        split.train_tokens = train_bytes;
+        split.reused = true;
+        return split;
+      }
+    } catch (const DataError&) {
+      // Invalid leftovers are simply rebuilt below.
+    }
+  }
+  const std::string text_path = fetch_verified(tinyshakespeare_text_file(), out_dir, resolve_mirror(mirror));
+  const std::string text = read_file_or_throw(text_path, "");
+  if (static_cast<int64_t>(text.size()) != kTinyShakespeareBytes) {
+    DATA_FAIL(text_path << " has " << text.size() << " bytes; expected " << kTinyShakespeareBytes);
+  }
+  std::vector<uint16_t> ids(text.size());
+  for (size_t i = 0; i < text.size(); ++i) ids[i] = static_cast<unsigned char>(text[i]);  // byte -> id 0..255
+  write_shard(split.val_path, ids.data(), static_cast<size_t>(kTinyShakespeareBytesVal));
+  write_shard(split.train_path, ids.data() + kTinyShakespeareBytesVal, static_cast<size_t>(train_bytes));
+  split.val_tokens = kTinyShakespeareBytesVal;
+  split.train_tokens = train_bytes;
+  return split;
+}
+
 }  // namespace data

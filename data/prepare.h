@@ -44,4 +44,17 @@ constexpr int64_t kTinyShakespeareTrainTokens = 305260;  // what llm.c's script 
 // out_dir/gpt2) unless valid shards of the expected sizes already exist. `mirror` as in resolve_mirror().
 PreparedSplit ensure_tinyshakespeare(const std::string& out_dir, const std::string& mirror);
 
+// Byte-level tinyshakespeare for CPU-sized models: every byte of input.txt is one token (vocabulary 256, no
+// <|endoftext|>), in the same llm.c shard format. With a 256-row head, a small model spends its compute in the
+// blocks, where the bottleneck sits, instead of in a 50,257-row head. The first kTinyShakespeareBytesVal bytes are
+// validation (128 KiB: at least 64k held-out tokens, as the ResBM experiment needs), the rest training;
+// val followed by train is input.txt exactly.
+constexpr int32_t kByteVocabSize = 256;
+constexpr int64_t kTinyShakespeareBytesVal = 131072;
+constexpr int64_t kTinyShakespeareBytes = 1115394;  // the size of input.txt (its SHA-256 is checked)
+
+// Writes out_dir/tiny_shakespeare_bytes_{val,train}.bin (keeping input.txt under out_dir/tinyshakespeare) unless
+// valid shards of the expected sizes already exist. vocab_dir is left empty: bytes need no vocabulary files.
+PreparedSplit ensure_tinyshakespeare_bytes(const std::string& out_dir, const std::string& mirror);
+
 }  // namespace data

@@ -39,6 +39,22 @@ ResbmLayout parse_resbm_layout(const std::string& name) {
   throw std::invalid_argument("unknown --resbm-layout '" + name + "': expected module or fused");
 }
 
+Reinjection parse_reinjection(const std::string& name) {
+  if (name == "off") return Reinjection::off;
+  if (name == "zeros") return Reinjection::zeros;
+  if (name == "copy") return Reinjection::copy;
+  throw std::invalid_argument("unknown --reinject-tokens '" + name + "': expected off, zeros or copy");
+}
+
+const char* reinjection_name(Reinjection reinject) {
+  switch (reinject) {
+    case Reinjection::off: return "off";
+    case Reinjection::zeros: return "zeros";
+    case Reinjection::copy: return "copy";
+  }
+  return "?";
+}
+
 const char* bottleneck_kind_name(BottleneckKind kind) {
   switch (kind) {
     case BottleneckKind::none: return "none";
@@ -89,17 +105,35 @@ void validate_bottleneck(const BottleneckConfig& config, int C) {
     throw std::invalid_argument("--resbm-layout fused keeps IOTA's slice identity; --bottleneck-identity " +
                                 std::string(identity_path_name(config.identity)) + " needs --resbm-layout module");
   }
-  if (compresses(config.kind)) {
+  if (config.code_channels != 0 && !compresses(config.kind)) {
+    throw std::invalid_argument("--code-width applies to resbm, linear and ae; --bottleneck " +
+                                std::string(bottleneck_kind_name(config.kind)) + " sends all C channels");
+  }
+  if (compresses(config.kind) && config.code_channels != 0) {
+    if (config.code_channels < 1 || config.code_channels > C) {
+      throw std::invalid_argument("--code-width must be in [1, C = " + std::to_string(C) + "], got " +
+                                  std::to_string(config.code_channels));
+    }
+  } else if (compresses(config.kind)) {
     if (config.ratio < 1) throw std::invalid_argument("--ratio must be >= 1, got " + std::to_string(config.ratio));
     if (C % config.ratio != 0) {
       throw std::invalid_argument("--ratio " + std::to_string(config.ratio) + " does not divide C = " +
-                                  std::to_string(C) + " (K = C / r must be a whole number of channels)");
+                                  std::to_string(C) + " (K = C / r must be a whole number of channels; or set the "
+                                  "code's width directly with --code-width K)");
     }
   }
   if (config.hidden < 0) throw std::invalid_argument("--bottleneck-hidden must be >= 0 (0: default)");
+  if (config.reinject != Reinjection::off && config.kind == BottleneckKind::resbm &&
+      config.layout == ResbmLayout::fused) {
+    throw std::invalid_argument("--reinject-tokens adds to the decoded stream x', which the fused layout never forms "
+                                "(its decoder lives inside the next block's attention): use --resbm-layout module");
+  }
 }
 
-int code_width(const BottleneckConfig& config, int C) { return compresses(config.kind) ? C / config.ratio : C; }
+int code_width(const BottleneckConfig& config, int C) {
+  if (!compresses(config.kind)) return C;
+  return config.code_channels > 0 ? config.code_channels : C / config.ratio;
+}
 
 int hidden_width(const BottleneckConfig& config, int C) {
   if (config.hidden > 0) return config.hidden;
@@ -114,7 +148,7 @@ engine::comm::WireDType wire_dtype(const BottleneckConfig& config) {
 std::string describe_bottleneck(const BottleneckConfig& config, int C) {
   std::string s = bottleneck_kind_name(config.kind);
   const int K = code_width(config, C);
-  if (compresses(config.kind)) s += " r=" + std::to_string(config.ratio);
+  if (compresses(config.kind) && config.code_channels == 0) s += " r=" + std::to_string(config.ratio);
   s += " K=" + std::to_string(K);
   if (config.kind == BottleneckKind::resbm || config.kind == BottleneckKind::linear) {
     s += std::string(" identity=") + identity_path_name(config.identity);
@@ -123,6 +157,7 @@ std::string describe_bottleneck(const BottleneckConfig& config, int C) {
     s += std::string(" layout=") + resbm_layout_name(config.layout) + " H=" + std::to_string(hidden_width(config, C));
   }
   s += std::string(" code=") + engine::comm::wire_dtype_name(wire_dtype(config));
+  if (config.reinject != Reinjection::off) s += std::string(" reinject=") + reinjection_name(config.reinject);
   return s;
 }
 
@@ -170,14 +205,21 @@ void upload(ParamStore& store, int index, const std::vector<float>& values) {
   engine::copy_from_host(dst, values.data());
 }
 
-// The residual branch MLP: in -> ln -> (H) -> gelu -> (out). Declared in `store` under prefix.
+// The residual branch MLP: in -> [ln] -> (H) -> gelu -> (out). Declared in `store` under prefix.
+// The encoder normalises its input x (width C, the residual stream). The decoder must NOT normalise its input z:
+// a LayerNorm over the K code channels removes the code's mean and scale (at K = 1, x - mean is exactly 0, so the
+// branch would output its LayerNorm bias and pass back no gradient; at K = 4 it erases 2 of 4 degrees of freedom).
+// The decoder's branch is V2 gelu(V1 z + c1) + c2 (IOTA's decoder is likewise an activation of a plain linear map
+// of z), so every code channel reaches x'. ln_w/ln_b are -1 without the norm.
 struct Mlp {
-  int ln_w, ln_b, w1, b1, w2, b2;
+  int ln_w = -1, ln_b = -1, w1, b1, w2, b2;
 };
-Mlp declare_mlp(ParamStore& store, const std::string& p, int in, int H, int out) {
+Mlp declare_mlp(ParamStore& store, const std::string& p, int in, int H, int out, bool normalise_input) {
   Mlp m;
-  m.ln_w = store.declare(p + "ln.weight", {in}, ParamKind::vector);
-  m.ln_b = store.declare(p + "ln.bias", {in}, ParamKind::vector);
+  if (normalise_input) {
+    m.ln_w = store.declare(p + "ln.weight", {in}, ParamKind::vector);
+    m.ln_b = store.declare(p + "ln.bias", {in}, ParamKind::vector);
+  }
   m.w1 = store.declare(p + "fc1.weight", {H, in}, ParamKind::matrix);
   m.b1 = store.declare(p + "fc1.bias", {H}, ParamKind::vector);
   m.w2 = store.declare(p + "fc2.weight", {out, H}, ParamKind::matrix);
@@ -185,8 +227,10 @@ Mlp declare_mlp(ParamStore& store, const std::string& p, int in, int H, int out)
   return m;
 }
 void init_mlp(ParamStore& store, int ln_w, int ln_b, int w1, int b1, int w2, int b2, bool zero_last, uint64_t seed) {
-  init_constant(store, ln_w, 1.0f);
-  init_constant(store, ln_b, 0.0f);
+  if (ln_w >= 0) {
+    init_constant(store, ln_w, 1.0f);
+    init_constant(store, ln_b, 0.0f);
+  }
   init_normal(store, w1, 0.02f, seed);
   init_constant(store, b1, 0.0f);
   if (zero_last) {
@@ -197,8 +241,8 @@ void init_mlp(ParamStore& store, int ln_w, int ln_b, int w1, int b1, int w2, int
   init_constant(store, b2, 0.0f);
 }
 Var mlp_forward(engine::Graph& g, ParamStore& s, int ln_w, int ln_b, int w1, int b1, int w2, int b2, const Var& x) {
-  Var h = engine::layernorm(g, x, s.var(ln_w), s.var(ln_b));  // (B,T,in)
-  h = engine::matmul(g, h, s.var(w1), s.var(b1));              // (B,T,H)
+  Var h = ln_w >= 0 ? engine::layernorm(g, x, s.var(ln_w), s.var(ln_b)) : x;  // (B,T,in)
+  h = engine::matmul(g, h, s.var(w1), s.var(b1));                               // (B,T,H)
   h = engine::gelu(g, h);                                      // (B,T,H)
   return engine::matmul(g, h, s.var(w2), s.var(b2));           // (B,T,out)
 }
@@ -220,7 +264,7 @@ BottleneckEncoder::BottleneckEncoder(ParamStore& trained, ParamStore& fixed, con
                        ParamKind::matrix);  // (K,C): z = x P via matmul's x @ W^T
   }
   if (has_mlp(config.kind)) {
-    const Mlp m = declare_mlp(trained, p, C, H_, K_);
+    const Mlp m = declare_mlp(trained, p, C, H_, K_, /*normalise_input=*/true);  // ln over x (width C)
     ln_w_ = m.ln_w, ln_b_ = m.ln_b, w1_ = m.w1, b1_ = m.b1, w2_ = m.w2, b2_ = m.b2;
   }
 }
@@ -229,7 +273,7 @@ void BottleneckEncoder::init(ParamStore& trained, ParamStore& fixed, uint64_t se
   if (p_ >= 0) {
     upload(matrix_trained(config_) ? trained : fixed, p_, identity_rows(config_, K_, C_, seed, boundary_));
   }
-  if (ln_w_ >= 0) {
+  if (w1_ >= 0) {
     init_mlp(trained, ln_w_, ln_b_, w1_, b1_, w2_, b2_, /*zero_last=*/config_.kind == BottleneckKind::resbm, seed);
   }
 }
@@ -269,7 +313,7 @@ BottleneckDecoder::BottleneckDecoder(ParamStore& trained, ParamStore& fixed, con
                        ParamKind::matrix);  // (C,K): x' = z P^T via matmul's z @ W^T
   }
   if (has_mlp(config.kind)) {
-    const Mlp m = declare_mlp(trained, p, K_, H_, C);
+    const Mlp m = declare_mlp(trained, p, K_, H_, C, /*normalise_input=*/false);  // never a norm over z
     ln_w_ = m.ln_w, ln_b_ = m.ln_b, w1_ = m.w1, b1_ = m.b1, w2_ = m.w2, b2_ = m.b2;
   }
 }
@@ -283,7 +327,7 @@ void BottleneckDecoder::init(ParamStore& trained, ParamStore& fixed, uint64_t se
     }
     upload(matrix_trained(config_) ? trained : fixed, p_, p);
   }
-  if (ln_w_ >= 0) {
+  if (w1_ >= 0) {
     init_mlp(trained, ln_w_, ln_b_, w1_, b1_, w2_, b2_, /*zero_last=*/config_.kind == BottleneckKind::resbm, seed);
   }
 }

@@ -12,8 +12,9 @@
 // orthonormal basis (seeded by the boundary, so both sides agree); `learned` the same basis as a trained
 // parameter. With `learned`, the encoder's P and the decoder's P^T are separate parameters on separate stages,
 // initialised equal and trained independently (tying them would need one more cross-stage gradient exchange).
-// f_enc = W2 gelu(W1 ln(x) + b1) + b2 (C -> H -> K), f_dec = V2 gelu(V1 ln(z) + c1) + c2 (K -> H -> C), with
-// W2, b2, V2, c2 zero at initialisation, so x' = x P P^T at step 0.
+// f_enc = W2 gelu(W1 ln(x) + b1) + b2 (C -> H -> K), f_dec = V2 gelu(V1 z + c1) + c2 (K -> H -> C), with
+// W2, b2, V2, c2 zero at initialisation, so x' = x P P^T at step 0. The decoder has no norm over z: a LayerNorm
+// over K code channels would erase the code's mean and scale (a constant at K = 1), see bottleneck.cc.
 //
 // Baselines behind the same flag:
 //   none   : z = x (K = C), the full stream crosses.
@@ -39,25 +40,39 @@ namespace resbm {
 enum class BottleneckKind : uint8_t { none, resbm, linear, ae, quant };
 enum class IdentityPath : uint8_t { slice, orthogonal, learned };
 enum class ResbmLayout : uint8_t { module, fused };
+// Token re-injection (beyond the paper, measured): every stage after the first adds an embedding of the input token
+// ids to its decoded stream x'. Token ids are known on every stage and cost no link bytes, so the code need only
+// carry context. The last stage uses the head's weight it already holds (the tied wte copy, or lm_head.weight when
+// untied): no new parameters. A middle stage has a table of its own, "reinject.<s>.weight" (Vp, C), starting at
+// zeros or as a copy of wte's initial values.
+enum class Reinjection : uint8_t { off, zeros, copy };
 
 struct BottleneckConfig {
   BottleneckKind kind = BottleneckKind::resbm;
   int ratio = 32;                               // r: K = C / r (ignored by none and quant: K = C)
+  // --code-width K: the code's width set directly, any 1 <= K <= C (0: K = C / ratio). So that a ratio counted in
+  // bytes, scales included, can be hit exactly: d12 (C = 768) at fp32 sends 3072 bytes per token uncompressed; an
+  // int8 code of K = 20 plus its 4-byte row scale is 24 bytes, exactly 128x.
+  int code_channels = 0;
   IdentityPath identity = IdentityPath::slice;  // P, for resbm and the initialisation of linear
   ResbmLayout layout = ResbmLayout::module;
   int hidden = 0;                               // H of f_enc / f_dec; 0: max(K, C / 4)
   engine::comm::WireDType code_dtype = engine::comm::WireDType::f32;  // quant forces i8
+  Reinjection reinject = Reinjection::off;      // --reinject-tokens
 };
 
 BottleneckKind parse_bottleneck_kind(const std::string& name);  // "none", "resbm", "linear", "ae", "quant"
 IdentityPath parse_identity_path(const std::string& name);      // "slice", "orthogonal", "learned"
 ResbmLayout parse_resbm_layout(const std::string& name);        // "module", "fused"
+Reinjection parse_reinjection(const std::string& name);         // "off", "zeros", "copy"
+const char* reinjection_name(Reinjection reinject);
 const char* bottleneck_kind_name(BottleneckKind kind);
 const char* identity_path_name(IdentityPath identity);
 const char* resbm_layout_name(ResbmLayout layout);
 std::string describe_bottleneck(const BottleneckConfig& config, int C);  // "resbm r=32 K=4 slice module H=32 fp32"
 
-// Throws std::invalid_argument saying what is wrong (C % r != 0, r < 1, fused layout without the slice, ...).
+// Throws std::invalid_argument saying what is wrong (C % r != 0 without --code-width, r < 1, K outside [1, C],
+// fused layout without the slice, ...).
 void validate_bottleneck(const BottleneckConfig& config, int C);
 int code_width(const BottleneckConfig& config, int C);                          // K
 int hidden_width(const BottleneckConfig& config, int C);                        // H
@@ -101,7 +116,7 @@ class BottleneckDecoder {
   BottleneckConfig config_;
   int boundary_ = 0, C_ = 0, K_ = 0, H_ = 0;
   int p_ = -1;                                        // (C,K) P: fixed (orthogonal) or trained (learned, linear V)
-  int ln_w_ = -1, ln_b_ = -1;                         // (K)
+  int ln_w_ = -1, ln_b_ = -1;                         // unused: the decoder never normalises z
   int w1_ = -1, b1_ = -1, w2_ = -1, b2_ = -1;         // (H,K), (H), (C,H), (C)
 };
 

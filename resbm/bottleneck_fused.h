@@ -7,6 +7,9 @@
 //                                         x' = pad(z) + a, then x' + mlp(ln2(x')) (the block's MLP half)
 // The K-wide output projection ("h.<l>.mlp.c_proj_code.*") starts at zero, so z = h[..., :K] at step 0, as the
 // module layout's zero-initialised branch gives. Fewer extra FLOPs than the module layout: one (C,K) matrix.
+// Close to IOTA's layout, not the same (docs/resbm.md): IOTA keeps the MLP's full-width output, applies a
+// nonlinearity, then maps C -> K, initialises every linear map N(0, 0.02), and decodes with a ReLU (no bias); we map
+// 4C -> K directly, start that map at zero, and decode with a GELU (no bias).
 #pragma once
 
 #include <string>

@@ -61,6 +61,14 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
                         : trained_.declare("wte", {config.padded_vocab_size, C}, engine::ParamKind::embedding);
     }
   }
+  if (!first && bottleneck.reinject != Reinjection::off) {
+    // The last stage re-uses the head's weight (no new parameters); a middle stage declares its own table.
+    reinject_table_ = last ? head_wte_
+                           : trained_.declare("reinject." + std::to_string(stage) + ".weight",
+                                              {config.padded_vocab_size, C}, engine::ParamKind::embedding);
+    zero_positions_ = fixed_.declare("reinject." + std::to_string(stage) + ".zero_positions", {config.max_seq_len, C},
+                                     engine::ParamKind::vector);
+  }
   trained_.allocate();
   if (!fixed_.params().empty()) fixed_.allocate();
 }
@@ -78,39 +86,67 @@ void StageModel::init(uint64_t seed) {
     }
   }
   if (has_encoder_) encoder_.init(trained_, fixed_, seed);
+  if (zero_positions_ >= 0) init_constant(fixed_, zero_positions_, 0.0f);
+  if (reinject_table_ >= 0 && !last) {
+    if (bottleneck_.reinject == Reinjection::copy) {
+      init_normal_as(trained_, reinject_table_, 0.02f, seed, "wte");  // wte's initial values (padding rows below)
+      zero_padding_rows(reinject_table_);
+    } else {
+      init_constant(trained_, reinject_table_, 0.0f);
+    }
+  }
   if (last) {
     init_final_norm(trained_, final_norm_);
     if (!first || untie_head_) {
       // As init_embeddings does for the first stage's wte: N(0, 0.02) from wte's seed (an untied head's name is
       // lm_head.weight, but it starts equal to wte), padding rows V..Vp-1 zero.
       init_normal_as(trained_, head_wte_, 0.02f, seed, "wte");
-      // Through host memory, so that a store on the GPU gets the same values.
-      const engine::Tensor& wte = trained_.var(head_wte_).value;
-      std::vector<float> w(static_cast<size_t>(wte.numel()));
-      engine::copy_to_host(w.data(), wte);
-      std::fill(w.begin() + int64_t{config_.vocab_size} * config_.channels,
-                w.begin() + int64_t{config_.padded_vocab_size} * config_.channels, 0.0f);
-      engine::copy_from_host(wte, w.data());
+      zero_padding_rows(head_wte_);
     }
   }
 }
 
+void StageModel::zero_padding_rows(int table) {
+  // Rows V..Vp-1 of a (Vp, C) token table, as init_embeddings leaves wte's. Through host memory, so that a store on
+  // the GPU gets the same values.
+  const engine::Tensor& wte = trained_.var(table).value;
+  std::vector<float> w(static_cast<size_t>(wte.numel()));
+  engine::copy_to_host(w.data(), wte);
+  std::fill(w.begin() + int64_t{config_.vocab_size} * config_.channels,
+            w.begin() + int64_t{config_.padded_vocab_size} * config_.channels, 0.0f);
+  engine::copy_from_host(wte, w.data());
+}
+
 engine::Var StageModel::forward(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
                                 const engine::Var& input) {
-  if (fused_) return forward_fused(g, tokens, targets, input);
+  const engine::Var x = body(g, tokens, input);  // (B,T,C) on the last stage, else the code (B,T,K)
+  if (stage_ != num_stages_ - 1) return x;
+  return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);  // (1)
+}
+
+engine::Var StageModel::logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
+  if (stage_ != num_stages_ - 1) throw std::logic_error("StageModel::logits: only the last stage has the head");
+  return head_logits(g, trained_, final_norm_, head_wte_, body(g, tokens, input));  // (B,T,Vp)
+}
+
+engine::Var StageModel::body(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
+  if (fused_) return body_fused(g, tokens, input);
   engine::Var x;  // (B,T,C) residual stream
   if (stage_ == 0) {
     x = embed_forward(g, trained_, embed_, tokens);
   } else {
     x = decoder_.forward(g, trained_, fixed_, input);  // (B,T,K) -> (B,T,C)
+    if (reinject_table_ >= 0) {
+      const engine::Var no_positions{fixed_.var(zero_positions_).value, engine::Tensor{}};  // constant, no gradient
+      x = engine::add(g, x, engine::embedding(g, tokens, trained_.var(reinject_table_), no_positions));  // (B,T,C)
+    }
   }
   for (const BlockParams& b : blocks_) x = block_forward(g, trained_, b, x, config_);
-  if (stage_ == num_stages_ - 1) return head(g, x, targets);
+  if (stage_ == num_stages_ - 1) return x;          // (B,T,C), for the head
   return encoder_.forward(g, trained_, fixed_, x);  // (B,T,K)
 }
 
-engine::Var StageModel::forward_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
-                                      const engine::Var& input) {
+engine::Var StageModel::body_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
   const bool first = stage_ == 0, last = stage_ == num_stages_ - 1;
   const int K = code_width(bottleneck_, config_.channels);
   engine::Var x = first ? embed_forward(g, trained_, embed_, tokens) : engine::Var{};  // (B,T,C)
@@ -123,20 +159,7 @@ engine::Var StageModel::forward_fused(engine::Graph& g, const engine::Tensor& to
     if (!last && i + 1 == blocks_.size()) return fused_encoder_mlp(g, trained_, b, h, K);  // (B,T,K)
     x = engine::add(g, h, block_mlp_branch(g, trained_, b, h));
   }
-  return head(g, x, targets);
-}
-
-engine::Var StageModel::head(engine::Graph& g, const engine::Var& x, const engine::Tensor& targets) {
-  if (want_logits_) return head_logits(g, trained_, final_norm_, head_wte_, x);  // (B,T,Vp)
-  return head_loss(g, trained_, final_norm_, head_wte_, x, targets, config_);    // (1)
-}
-
-engine::Var StageModel::logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
-  if (stage_ != num_stages_ - 1) throw std::logic_error("StageModel::logits: only the last stage has the head");
-  want_logits_ = true;
-  const engine::Var out = forward(g, tokens, tokens, input);  // the targets are not read
-  want_logits_ = false;
-  return out;
+  return x;  // (B,T,C), for the head
 }
 
 int StageModel::input_width() const { return stage_ == 0 ? 0 : code_width(bottleneck_, config_.channels); }
@@ -160,7 +183,7 @@ size_t StageModel::activation_bytes(int B, int T) const {
   // alignment slack, plus 1 MiB.
   const size_t rows = static_cast<size_t>(B) * T;
   const size_t C = config_.channels, H = hidden_width(bottleneck_, config_.channels);
-  const size_t per_row = 2 * (5 * C + 2 * H + 2);
+  const size_t per_row = 2 * (5 * C + 2 * H + 2) + (reinject_table_ >= 0 ? 2 * C : 0);  // + E[tok] and the sum
   return blocks + 2 * rows * per_row * sizeof(float) + (size_t{1} << 20);
 }
 

@@ -8,6 +8,9 @@
 // untie_head: the last stage's head is lm_head.weight (Vp, C), initialised from wte's seed (so it starts equal to
 // wte) and trained on its own; tied_param() is -1 on every stage, so nothing is exchanged. Works at S = 1 too
 // (the one stage then holds wte and a separate head).
+// Token re-injection (BottleneckConfig::reinject): a stage after the first adds E[tokens] to its decoded stream,
+// E the last stage's head weight, or a middle stage's own "reinject.<s>.weight" (resbm/bottleneck.h), through the
+// embedding op with a fixed all-zero position table (positions are not re-injected: the code carries them).
 // Every parameter is initialised from (seed, its name) (resbm/gpt2.h param_seed), so a stage's blocks start exactly
 // as the whole model's do and the last stage's wte copy equals the first stage's.
 #pragma once
@@ -32,6 +35,8 @@ class StageModel : public engine::pipeline::StageModule {
   engine::ParamStore& params() override { return trained_; }
   engine::Var forward(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
                       const engine::Var& input) override;
+  // The last stage only: the logits (B,T,Vp) instead of the loss, through the same code as forward() (sampling).
+  engine::Var logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
   int input_width() const override;
   int output_width() const override;
   int stream_width() const override { return config_.channels; }
@@ -39,8 +44,6 @@ class StageModel : public engine::pipeline::StageModule {
   int tied_param() const override;
   size_t activation_bytes(int B, int T) const override;
   void zero_grads() override;
-  // Last stage: the logits (B,T,Vp) in place of the loss, by the same ops up to the head (sampling).
-  engine::Var logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
 
   int stage() const { return stage_; }
   int num_stages() const { return num_stages_; }
@@ -48,11 +51,10 @@ class StageModel : public engine::pipeline::StageModule {
   engine::ParamStore& fixed_params() { return fixed_; }
 
  private:
-  engine::Var forward_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Tensor& targets,
-                            const engine::Var& input);
-  // The last stage's end: the loss (1), or the logits (B,T,Vp) while logits() runs.
-  engine::Var head(engine::Graph& g, const engine::Var& x, const engine::Tensor& targets);
-  bool want_logits_ = false;
+  void zero_padding_rows(int table);  // rows V..Vp-1 of a (Vp,C) table in trained_
+  // Everything but the head: the code (B,T,K) on a non-last stage, the final residual stream (B,T,C) on the last.
+  engine::Var body(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
+  engine::Var body_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
   GPT2Config config_;
   BottleneckConfig bottleneck_;
   int stage_, num_stages_, first_layer_, last_layer_;
@@ -66,6 +68,8 @@ class StageModel : public engine::pipeline::StageModule {
   bool has_decoder_ = false, has_encoder_ = false;  // module-layout halves
   bool fused_ = false;                               // resbm, layout fused: the halves live in the blocks
   int w_dec_ = -1;                                   // fused decoder's (C,K) matrix
+  int reinject_table_ = -1;                          // (Vp,C) token table added to x', or -1
+  int zero_positions_ = -1;                          // fixed_: (maxT,C) zeros, the embedding op's position table
   BottleneckDecoder decoder_;
   BottleneckEncoder encoder_;
 };

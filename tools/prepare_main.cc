@@ -1,4 +1,5 @@
-// tools/prepare_main.cc: `prepare tinyshakespeare --out DIR [--mirror DIR]`: fetch, verify, tokenize a dataset.
+// tools/prepare_main.cc: `prepare tinyshakespeare|tinyshakespeare-bytes --out DIR [--mirror DIR]`: fetch, verify,
+// tokenize a dataset.
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,11 +14,14 @@ namespace {
 
 void usage(FILE* out) {
   std::fprintf(out,
-               "usage: prepare tinyshakespeare --out DIR [--mirror DIR]\n"
+               "usage: prepare tinyshakespeare|tinyshakespeare-bytes --out DIR [--mirror DIR]\n"
                "  Fetches the dataset and GPT-2's vocab from their canonical URLs (curl), or copies them from a mirror\n"
                "  directory laid out like ../shared/data (--mirror DIR, or the env var RESBM_DATA_MIRROR), checks\n"
-               "  their SHA-256, and writes llm.c-compatible shards DIR/tiny_shakespeare_{val,train}.bin\n"
-               "  (first 32,768 tokens = val). Existing valid shards are kept.\n");
+               "  their SHA-256, and writes llm.c-compatible shards. Existing valid shards are kept.\n"
+               "    tinyshakespeare        GPT-2 BPE tokens, DIR/tiny_shakespeare_{val,train}.bin (first 32,768\n"
+               "                           tokens = val), as llm.c's script writes them\n"
+               "    tinyshakespeare-bytes  one token per byte (vocabulary 256), DIR/tiny_shakespeare_bytes_{val,train}.bin\n"
+               "                           (first 131,072 bytes = val); for small models: train with --tokenizer bytes\n");
 }
 
 }  // namespace
@@ -50,17 +54,25 @@ int main(int argc, char** argv) {
     usage(stderr);
     return 2;
   }
-  if (dataset != "tinyshakespeare") {
-    std::fprintf(stderr, "prepare: unknown dataset '%s'; known: tinyshakespeare (for your own text use tokenize)\n",
+  if (dataset != "tinyshakespeare" && dataset != "tinyshakespeare-bytes") {
+    std::fprintf(stderr,
+                 "prepare: unknown dataset '%s'; known: tinyshakespeare, tinyshakespeare-bytes (for your own text "
+                 "use tokenize)\n",
                  dataset.c_str());
     return 2;
   }
   try {
-    const data::PreparedSplit split = data::ensure_tinyshakespeare(out_dir, mirror);
-    std::fprintf(stderr, "%s %lld tokens to %s\n%s %lld tokens to %s\nvocab in %s\n",
-                 split.reused ? "kept" : "wrote", static_cast<long long>(split.val_tokens), split.val_path.c_str(),
-                 split.reused ? "kept" : "wrote", static_cast<long long>(split.train_tokens), split.train_path.c_str(),
-                 split.vocab_dir.c_str());
+    const bool bytes = dataset == "tinyshakespeare-bytes";
+    const data::PreparedSplit split =
+        bytes ? data::ensure_tinyshakespeare_bytes(out_dir, mirror) : data::ensure_tinyshakespeare(out_dir, mirror);
+    std::fprintf(stderr, "%s %lld tokens to %s\n%s %lld tokens to %s\n", split.reused ? "kept" : "wrote",
+                 static_cast<long long>(split.val_tokens), split.val_path.c_str(), split.reused ? "kept" : "wrote",
+                 static_cast<long long>(split.train_tokens), split.train_path.c_str());
+    if (bytes) {
+      std::fprintf(stderr, "byte-level: vocabulary 256, one token per byte of input.txt\n");
+    } else {
+      std::fprintf(stderr, "vocab in %s\n", split.vocab_dir.c_str());
+    }
   } catch (const data::DataError& e) {
     std::fprintf(stderr, "prepare: %s\n", e.what());
     return 1;

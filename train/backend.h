@@ -35,6 +35,9 @@ class Backend {
   virtual ~Backend() = default;
   // tokens, targets (M*B, T) i32: micro-batch m is rows [m*B, (m+1)*B).
   virtual StepOutput step(const engine::Tensor& tokens, const engine::Tensor& targets, float lr) = 0;
+  // The global index of the next step (a resumed run's checkpoint step): it seeds what a step draws at random (the
+  // stochastic rounding of int8 code gradients), so a resumed run equals an uninterrupted one bit for bit.
+  virtual void set_step(int64_t step) = 0;
   // Mean loss of the M micro-batches in (M*B, T), no update (the same on every process).
   virtual float evaluate(const engine::Tensor& tokens, const engine::Tensor& targets) = 0;
   // Logits (Vp floats, valid until the next call) of the token following context[0..len), 1 <= len <= T, in the

@@ -15,17 +15,21 @@ void setup_data(RunConfig* config, bool report) {
   const TrainFlags& f = config->flags;
   const std::string data_dir = resolve_path(f.data_dir);
   const std::string mirror = data::resolve_mirror(resolve_path(f.data_mirror));
+  const bool bytes = f.tokenizer == "bytes";
   if (f.train_data.empty() && f.val_data.empty()) {
     data::PreparedSplit split;
     try {
-      split = data::ensure_tinyshakespeare(data_dir, mirror);
+      split = bytes ? data::ensure_tinyshakespeare_bytes(data_dir, mirror)
+                    : data::ensure_tinyshakespeare(data_dir, mirror);
     } catch (const data::DataError& e) {
       // The data tools call their flag --mirror; this binary's is --data-mirror.
       throw data::DataError(std::string(e.what()) + " (with //train the flag is --data-mirror DIR)");
     }
-    if (report) std::printf("data: tinyshakespeare %s in %s (train %lld tokens, val %lld tokens)\n",
-                split.reused ? "found" : "prepared", data_dir.c_str(), static_cast<long long>(split.train_tokens),
-                static_cast<long long>(split.val_tokens));
+    if (report) {
+      std::printf("data: tinyshakespeare%s %s in %s (train %lld tokens, val %lld tokens)\n", bytes ? " (bytes)" : "",
+                  split.reused ? "found" : "prepared", data_dir.c_str(), static_cast<long long>(split.train_tokens),
+                  static_cast<long long>(split.val_tokens));
+    }
     config->train_pattern = split.train_path;
     config->val_pattern = split.val_path;
     config->vocab_dir = split.vocab_dir;
@@ -36,12 +40,18 @@ void setup_data(RunConfig* config, bool report) {
   }
   data::glob_files(config->train_pattern);  // throws DataError naming the pattern when nothing matches
   data::glob_files(config->val_pattern);
+  if (bytes) {  // bytes need no vocabulary files; the loader checks every id < 256
+    config->vocab_dir.clear();
+    return;
+  }
   // The tokenizer only serves sampling: take it from --data-dir or the mirror when there, but never download it
   // for a run on custom shards (those train without it; samples then print token ids).
   const std::string vocab_dir = data_dir + "/gpt2";
   if (mirror.empty() && (::access((vocab_dir + "/encoder.json").c_str(), R_OK) != 0 ||
                          ::access((vocab_dir + "/vocab.bpe").c_str(), R_OK) != 0)) {
-    if (report) std::printf("data: no GPT-2 tokenizer files in %s and no mirror; samples print token ids\n", vocab_dir.c_str());
+    if (report) {
+      std::printf("data: no GPT-2 tokenizer files in %s and no mirror; samples print token ids\n", vocab_dir.c_str());
+    }
     config->vocab_dir.clear();
     return;
   }

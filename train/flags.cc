@@ -42,6 +42,9 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "data-mirror", Kind::str, &f->data_mirror,
        "directory holding the raw dataset files for offline machines (default: $RESBM_DATA_MIRROR)", {}},
       {"", "data-order", Kind::str, &f->data_order, "order of training batches", {"sequential", "shuffled"}},
+      {"", "tokenizer", Kind::str, &f->tokenizer,
+       "gpt2: GPT-2 BPE (vocabulary 50257); bytes: one token per byte (vocabulary 256, the model's head 256 wide; "
+       "the default data is then byte-level tinyshakespeare, see tools/prepare)", {"gpt2", "bytes"}},
 
       {"Batch", "batch-size", Kind::i32, &f->batch_size, "B: sequences per micro-batch", {}},
       {"", "seq-len", Kind::i32, &f->seq_len, "T: tokens per sequence", {}},
@@ -113,6 +116,13 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "ResBM residual branches: separate MLP module, or fused into the boundary blocks (IOTA)", {"module", "fused"}},
       {"", "resbm-hidden", Kind::i32, &f->resbm_hidden,
        "hidden width of the ResBM module's MLPs (0: the module's default)", {}},
+      {"", "code-width", Kind::i32, &f->code_width,
+       "the code's width K set directly, any 1 <= K <= C, instead of C / ratio (0: from --ratio); e.g. int8 K = 20 "
+       "at d12 is exactly 128x in bytes, its row scale included", {}},
+      {"", "reinject-tokens", Kind::str, &f->reinject_tokens,
+       "every stage after the first adds an embedding of the token ids to its decoded stream (the last stage "
+       "uses its head's weight; a middle stage's own table starts at zeros or as a copy of wte)",
+       {"off", "zeros", "copy"}},
       {"", "boundaries", Kind::str, &f->boundaries,
        "layers where stages 1..S-1 begin, e.g. 3,6,9 (empty: an even split)", {}},
 
@@ -125,7 +135,8 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "between the ranks of --executor mpi: mpi (host memory; ranks may share a GPU) or nccl (GPU to GPU, one "
        "GPU per stage); auto: nccl with --device cuda, else mpi", {"auto", "mpi", "nccl"}},
       {"", "threads", Kind::i32, &f->threads,
-       "CPU threads per process (0: this host's cores divided by its processes); results do not depend on it", {}},
+       "CPU threads per process (0: this host's cores divided by its processes); local and mpi runs are "
+       "bitwise equal at equal counts", {}},
       {"", "comm-timeout-s", Kind::f64, &f->comm_timeout_s,
        "seconds a stage waits for a peer before the run stops with an error naming it", {}},
       {"", "link-mbps", Kind::f64, &f->link_mbps,
@@ -265,6 +276,7 @@ void validate(const TrainFlags& f) {
   require_at_least("micro-batches", f.micro_batches, 0);
   require_at_least("ratio", f.ratio, 1);
   require_at_least("resbm-hidden", f.resbm_hidden, 0);
+  require_at_least("code-width", f.code_width, 0);
   if (!(f.lr > 0.0f)) throw FlagError("--lr must be > 0, got " + std::to_string(f.lr));
   if (!(f.muon_lr > 0.0f)) throw FlagError("--muon-lr must be > 0, got " + std::to_string(f.muon_lr));
   if (f.final_lr_frac < 0.0f || f.final_lr_frac > 1.0f) {

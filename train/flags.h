@@ -35,6 +35,7 @@ struct TrainFlags {
   std::string data_dir = "data_cache/tinyshakespeare";
   std::string data_mirror;  // directory holding the raw dataset files; falls back to $RESBM_DATA_MIRROR
   std::string data_order = "shuffled";  // sequential | shuffled
+  std::string tokenizer = "gpt2";        // gpt2 (BPE, V = 50257) | bytes (one token per byte, V = 256)
 
   // Batch: B x T per micro-batch; total_batch tokens per optimizer step. The pipeline accumulates gradients over
   // its M micro-batches, so M = total_batch / (B*T); give either --total-batch or --micro-batches (0: derived).
@@ -91,6 +92,8 @@ struct TrainFlags {
   std::string bottleneck_identity = "slice";   // slice | orthogonal | learned
   std::string resbm_layout = "module";         // module | fused
   int resbm_hidden = 0;                        // 0: the module's default width
+  int code_width = 0;                          // K directly (0: C / ratio)
+  std::string reinject_tokens = "off";         // off | zeros | copy
   std::string boundaries;                      // "3,6,9": layers where stages 1..S-1 begin; empty: even split
 
   // Processes and links. local: every stage in this process; mpi: one process per stage under mpirun.

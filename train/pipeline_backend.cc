@@ -111,6 +111,8 @@ class PipelineBackend : public Backend {
     return out;
   }
 
+  void set_step(int64_t step) override { executor_->set_step(step); }
+
   float evaluate(const engine::Tensor& tokens, const engine::Tensor& targets) override {
     return executor_->evaluate(tokens, targets);
   }

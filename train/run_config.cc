@@ -45,6 +45,10 @@ resbm::GPT2Config model_config(const TrainFlags& f) {
   if (f.num_heads > 0) c.num_heads = f.num_heads;
   if (f.channels > 0) c.channels = f.channels;
   if (f.max_seq_len > 0) c.max_seq_len = f.max_seq_len;
+  if (f.tokenizer == "bytes") {
+    c.vocab_size = 256;  // one token per byte; 256 is already a multiple of 128: no padding rows
+    c.padded_vocab_size = 256;
+  }
   try {
     resbm::validate_config(c);
   } catch (const std::invalid_argument& e) {
@@ -61,6 +65,8 @@ resbm::BottleneckConfig bottleneck_config(const TrainFlags& f, int C) {
     b.layout = resbm::parse_resbm_layout(f.resbm_layout);
     b.code_dtype = engine::comm::parse_wire_dtype(f.code_dtype);
     b.ratio = f.ratio;
+    b.code_channels = f.code_width;
+    b.reinject = resbm::parse_reinjection(f.reinject_tokens);
     b.hidden = f.resbm_hidden;
     resbm::validate_bottleneck(b, C);
   } catch (const std::invalid_argument& e) {
@@ -195,6 +201,7 @@ RunConfig make_run_config(const TrainFlags& flags) {
   r.pipeline.schedule = engine::pipeline::parse_schedule(flags.schedule);
   r.pipeline.grad_clip = flags.grad_clip;
   r.pipeline.untie_head = flags.untie_head;
+  r.pipeline.code_rounding_seed = flags.seed;  // int8 code gradients: stochastic rounding, reproducible from --seed
   r.pipeline.comm_timeout_s = flags.comm_timeout_s;
   try {
     r.pipeline.boundaries = engine::pipeline::parse_boundaries(flags.boundaries);

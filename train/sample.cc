@@ -44,7 +44,7 @@ int32_t TokenSampler::sample(const float* logits, float temperature, int top_k) 
 std::vector<int32_t> generate(Backend& backend, const std::vector<int32_t>& prompt_ids, int vocab_size,
                               const SampleOptions& options) {
   std::vector<int32_t> context = prompt_ids;
-  if (context.empty()) context.push_back(data::Tokenizer::kEndOfText);
+  if (context.empty()) context.push_back(options.start_token);
   TokenSampler sampler(vocab_size, options.seed);
   std::vector<int32_t> out;
   for (int i = 0; i < options.length; ++i) {
@@ -59,15 +59,25 @@ std::vector<int32_t> generate(Backend& backend, const std::vector<int32_t>& prom
   return out;
 }
 
-std::vector<int32_t> encode_prompt(const data::Tokenizer* tokenizer, const std::string& prompt) {
+std::vector<int32_t> encode_prompt(const data::Tokenizer* tokenizer, bool byte_tokens, const std::string& prompt) {
   if (prompt.empty()) return {};
+  if (byte_tokens) {
+    std::vector<int32_t> ids;
+    for (char c : prompt) ids.push_back(static_cast<unsigned char>(c));
+    return ids;
+  }
   if (tokenizer == nullptr) {
     throw std::runtime_error("--prompt needs the GPT-2 tokenizer files (encoder.json, vocab.bpe): give --data-mirror");
   }
   return tokenizer->encode(prompt);
 }
 
-std::string decode_tokens(const data::Tokenizer* tokenizer, const std::vector<int32_t>& ids) {
+std::string decode_tokens(const data::Tokenizer* tokenizer, bool byte_tokens, const std::vector<int32_t>& ids) {
+  if (byte_tokens) {
+    std::string text;
+    for (int32_t id : ids) text.push_back(static_cast<char>(id));  // ids are < 256 (the model's vocabulary)
+    return text;
+  }
   if (tokenizer != nullptr) return tokenizer->decode(ids);
   std::string out;
   for (int32_t id : ids) out += std::to_string(id) + " ";

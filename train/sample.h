@@ -33,14 +33,16 @@ struct SampleOptions {
   int top_k = 40;
   uint64_t seed = 0;  // the caller derives it from (--seed, step), so that a resumed run samples the same text
   int max_context = 64;  // T: the window the model sees (the last T tokens)
+  int32_t start_token = data::Tokenizer::kEndOfText;  // the context of an empty prompt ('\n' for byte tokens)
 };
 
-// Continues prompt_ids (empty: <|endoftext|>) by options.length tokens; returns only the new tokens.
+// Continues prompt_ids (empty: options.start_token) by options.length tokens; returns only the new tokens.
 std::vector<int32_t> generate(Backend& backend, const std::vector<int32_t>& prompt_ids, int vocab_size,
                               const SampleOptions& options);
 
-// The prompt encoded (empty -> {}), and generated ids decoded. A missing tokenizer prints ids instead of text.
-std::vector<int32_t> encode_prompt(const data::Tokenizer* tokenizer, const std::string& prompt);
-std::string decode_tokens(const data::Tokenizer* tokenizer, const std::vector<int32_t>& ids);
+// The prompt encoded (empty -> {}), and generated ids decoded. byte_tokens (--tokenizer bytes): one id per byte,
+// no tokenizer needed. Otherwise GPT-2 BPE; a missing tokenizer prints ids instead of text.
+std::vector<int32_t> encode_prompt(const data::Tokenizer* tokenizer, bool byte_tokens, const std::string& prompt);
+std::string decode_tokens(const data::Tokenizer* tokenizer, bool byte_tokens, const std::vector<int32_t>& ids);
 
 }  // namespace train

@@ -44,12 +44,14 @@ void print_sample(const RunConfig& c, Backend& backend, const data::Tokenizer* t
   options.top_k = c.flags.top_k;
   options.seed = c.flags.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(step);
   options.max_context = c.T;
-  const std::vector<int32_t> prompt = encode_prompt(tokenizer, c.flags.prompt);
+  const bool byte_tokens = c.flags.tokenizer == "bytes";
+  if (byte_tokens) options.start_token = '\n';
+  const std::vector<int32_t> prompt = encode_prompt(tokenizer, byte_tokens, c.flags.prompt);
   const std::vector<int32_t> ids = generate(backend, prompt, c.model.vocab_size, options);
   if (!backend.is_rank0()) return;
   std::printf("---- sample at step %lld (temperature %g, top-k %d) ----\n%s%s\n----\n",
               static_cast<long long>(step), c.flags.temperature, c.flags.top_k, c.flags.prompt.c_str(),
-              decode_tokens(tokenizer, ids).c_str());
+              decode_tokens(tokenizer, byte_tokens, ids).c_str());
   std::fflush(stdout);
 }
 
@@ -139,7 +141,10 @@ int run_training(RunConfig c) {
   std::unique_ptr<data::Tokenizer> tokenizer = load_tokenizer(c);
 
   int64_t start_step = 0;
-  if (f.resume) start_step = load_training_checkpoint(start.manifest, c, *backend, &loader);
+  if (f.resume) {
+    start_step = load_training_checkpoint(start.manifest, c, *backend, &loader);
+    backend->set_step(start_step);  // seeds what a step draws at random (int8 code-gradient rounding)
+  }
   const JsonObject table = [&] {
     RunTableInputs in = table_inputs(*backend);  // collectives: every process
     in.threads = threads_per_process(c) > 0 ? threads_per_process(c) : engine::default_num_threads();

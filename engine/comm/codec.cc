@@ -35,7 +35,7 @@ size_t encoded_bytes(WireDType dtype, int64_t rows, int64_t cols) {
 }
 
 void encode(const kernels::KernelContext& ctx, WireDType dtype, void* out, const float* x, int64_t rows,
-            int64_t cols) {
+            int64_t cols, CodeRounding rounding) {
   const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(cols);
   switch (dtype) {
     case WireDType::f32:
@@ -47,7 +47,12 @@ void encode(const kernels::KernelContext& ctx, WireDType dtype, void* out, const
     case WireDType::i8: {
       float* scales = static_cast<float*>(out);  // rows * 4 bytes first: keeps the floats 4-byte aligned
       int8_t* q = reinterpret_cast<int8_t*>(scales + rows);
-      kernels::cpu::quantize_rows_int8(ctx, q, scales, x, static_cast<int>(rows), static_cast<int>(cols));
+      if (rounding.stochastic) {
+        kernels::cpu::quantize_rows_int8_stochastic(ctx, q, scales, x, static_cast<int>(rows), static_cast<int>(cols),
+                                                    rounding.seed);
+      } else {
+        kernels::cpu::quantize_rows_int8(ctx, q, scales, x, static_cast<int>(rows), static_cast<int>(cols));
+      }
       return;
     }
   }

@@ -79,6 +79,7 @@ class LocalExecutor : public Executor {
     StepStats stats = summarise(/*train=*/true);
     const float scale = clip_scale(config_, stats.grad_norm);
     for (auto& r : runners_) r->apply_update(lr, scale);
+    ++step_;
     stats.seconds = now_s() - t0;
     return stats;
   }
@@ -90,6 +91,7 @@ class LocalExecutor : public Executor {
     return loss;
   }
 
+  void set_step(int64_t step) override { step_ = step; }
   int num_local_stages() const override { return config_.stages; }
   StageModule& local_stage(int i) override { return *stages_[i]; }
   int first_local_stage() const override { return 0; }
@@ -102,7 +104,7 @@ class LocalExecutor : public Executor {
     const int S = config_.stages;
     std::vector<size_t>& next = next_;
     std::fill(next.begin(), next.end(), 0);
-    for (auto& r : runners_) r->begin_step();
+    for (auto& r : runners_) r->begin_step(step_);
     for (;;) {
       bool done = true, progress = false;
       for (int s = 0; s < S; ++s) {
@@ -132,6 +134,7 @@ class LocalExecutor : public Executor {
   std::vector<double> summary_;
   std::vector<Action> forward_only_;  // the evaluation schedule: forwards 0..M-1
   std::vector<size_t> next_;          // per stage, the index of its next action in this step
+  int64_t step_ = 0;                  // global index of the next training step
   int B_, T_;
 };
 
@@ -151,18 +154,19 @@ class DistributedExecutor : public Executor {
 
   StepStats step(const Tensor& tokens, const Tensor& targets, float lr) override {
     const double t0 = now_s();
-    runner_->begin_step();
+    runner_->begin_step(step_);
     for (const Action& a : runner_->actions()) runner_->run(a, tokens, targets, /*train=*/true);
     runner_->send_tied();
     runner_->receive_tied();
     StepStats stats = summarise(/*train=*/true);
     runner_->apply_update(lr, clip_scale(config_, stats.grad_norm));
+    ++step_;
     stats.seconds = now_s() - t0;
     return stats;
   }
 
   float evaluate(const Tensor& tokens, const Tensor& targets) override {
-    runner_->begin_step();
+    runner_->begin_step(step_);
     for (int m = 0; m < config_.micro_batches; ++m) {
       runner_->run({Action::forward, m}, tokens, targets, /*train=*/false);
     }
@@ -171,6 +175,7 @@ class DistributedExecutor : public Executor {
     return loss;
   }
 
+  void set_step(int64_t step) override { step_ = step; }
   int num_local_stages() const override { return 1; }
   StageModule& local_stage(int) override { return *stage_; }
   int first_local_stage() const override { return transport_->stage(); }
@@ -188,6 +193,7 @@ class DistributedExecutor : public Executor {
   std::unique_ptr<comm::Transport> transport_;
   std::unique_ptr<StageRunner> runner_;
   std::vector<double> mine_, summary_;
+  int64_t step_ = 0;  // global index of the next training step
   int B_, T_;
 };
 

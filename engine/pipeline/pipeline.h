@@ -42,6 +42,10 @@ struct PipelineConfig {
   // The last stage's LM head is its own weight (lm_head.weight, starting equal to wte) instead of a copy of the
   // tied wte: no tied-gradient exchange between the first and the last stage (it dominates a slow link's bytes).
   bool untie_head = false;
+  // An int8 code's gradient (backward wire) is rounded stochastically (unbiased) from hash(code_rounding_seed, step,
+  // sending stage, micro-batch), so a run is reproducible and both executors draw the same bits; false: to nearest.
+  bool stochastic_code_grads = true;
+  uint64_t code_rounding_seed = 0;
 };
 
 // first (S+1 entries): stage s runs layers [first[s], first[s+1]). Even split: the first L % S stages get one
@@ -109,6 +113,9 @@ class Executor {
   virtual StepStats step(const Tensor& tokens, const Tensor& targets, float lr) = 0;
   // Mean loss over the M micro-batches, forward only (no gradient, no update, nothing counted).
   virtual float evaluate(const Tensor& tokens, const Tensor& targets) = 0;
+  // The global index of the next step (0 at construction; a resumed run sets it): it seeds the stochastic
+  // rounding of int8 code gradients, so a resumed run draws the same bits as an uninterrupted one.
+  virtual void set_step(int64_t step) = 0;
   virtual int num_local_stages() const = 0;          // S for (a), 1 for (b)
   virtual StageModule& local_stage(int i) = 0;       // i-th stage held by this process
   virtual int first_local_stage() const = 0;         // global index of local_stage(0)

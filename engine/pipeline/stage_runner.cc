@@ -8,6 +8,7 @@
 #include "engine/device.h"
 #include "engine/dispatch.h"
 #include "engine/pipeline/wire_layout.h"
+#include "kernels/counter_hash.h"
 
 namespace engine::pipeline {
 
@@ -143,9 +144,16 @@ void StageRunner::backward(int m) {
 void StageRunner::send_code(Direction dir, int m, const Tensor& x, int64_t rows, int K) {
   const comm::WireDType dtype = module_.wire_dtype();
   const size_t n = comm::encoded_bytes(dtype, rows, K);
+  // Gradients round stochastically (unbiased), with bits that depend only on (seed, step, stage, micro-batch).
+  comm::CodeRounding rounding;
+  if (dir == Direction::backward && config_.stochastic_code_grads) {
+    rounding.stochastic = true;
+    const uint64_t message = static_cast<uint64_t>(stage()) * comm::kMaxMicroBatches + static_cast<uint64_t>(m);
+    rounding.seed = kernels::hash64(kernels::hash64(config_.code_rounding_seed, static_cast<uint64_t>(step_)), message);
+  }
   if (device_wire_) {
     // Encoded by kernels queued on the compute stream; the transport's copy of the message is ordered after them.
-    transport_.send(dir, m, encode_for_wire(device_, ctx_, dtype, send_buffer_, x.f32(), rows, K), n);
+    transport_.send(dir, m, encode_for_wire(device_, ctx_, dtype, send_buffer_, x.f32(), rows, K, rounding), n);
     return;
   }
   const float* host_x = x.f32();
@@ -153,7 +161,7 @@ void StageRunner::send_code(Direction dir, int m, const Tensor& x, int64_t rows,
     copy_to_host(host_code_.data(), x);
     host_x = host_code_.data();
   }
-  comm::encode(ctx_, dtype, send_buffer_, host_x, rows, K);
+  comm::encode(ctx_, dtype, send_buffer_, host_x, rows, K, rounding);
   transport_.send(dir, m, send_buffer_, n);
 }
 
@@ -176,7 +184,8 @@ void StageRunner::receive_code(Direction dir, int m, const Tensor& x, int64_t ro
   copy_from_host(x, host_code_.data());
 }
 
-void StageRunner::begin_step() {
+void StageRunner::begin_step(int64_t step) {
+  step_ = step;
   std::fill(losses_.begin(), losses_.end(), 0.0f);
   transport_.clear_stats();
 }

@@ -32,7 +32,7 @@ class StageRunner {
   // tokens, targets: the step's (M*B, T) i32. train=false: forward only, the graph is freed at once.
   void run(const Action& action, const Tensor& tokens, const Tensor& targets, bool train);
 
-  void begin_step();                  // clears the loss sum and the wire counters
+  void begin_step(int64_t step);      // clears the loss sum and the wire counters; step: the global step index
   float mean_loss() const;            // last stage: the M losses summed in order 0..M-1, over M; else 0
   // Tied weight (first and last of >= 2 stages): send this stage's gradient; then receive the other's and add:
   // both stages end with first + last.
@@ -70,6 +70,7 @@ class StageRunner {
   std::vector<Slot> slots_;
   std::unique_ptr<StageOptimizer> optimizer_;
   std::vector<float> losses_;                    // last stage: loss of each micro-batch of the step
+  int64_t step_ = 0;                             // global index of the current step (seeds code-gradient rounding)
   Device device_ = Device::cpu;                  // where the module's parameters and activations live
   // Device wire: the stage is on the GPU and its transport carries device memory (NcclTransport). The buffers below
   // then live in wire_arena_ on the GPU; otherwise in host memory (the vectors). Sized once, for the wider of the two

@@ -6,7 +6,7 @@
 namespace engine::pipeline {
 
 const void* encode_for_wire(Device device, const kernels::KernelContext& ctx, comm::WireDType dtype, void* buf,
-                            const float* x, int64_t rows, int64_t cols) {
+                            const float* x, int64_t rows, int64_t cols, comm::CodeRounding rounding) {
   const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(cols);
   switch (dtype) {
     case comm::WireDType::f32:
@@ -17,7 +17,12 @@ const void* encode_for_wire(Device device, const kernels::KernelContext& ctx, co
     case comm::WireDType::i8: {
       float* scales = static_cast<float*>(buf);  // rows f32 scales first (4-byte aligned), then the int8 values
       int8_t* q = reinterpret_cast<int8_t*>(scales + rows);
-      KERNEL(device, quantize_rows_int8, ctx, q, scales, x, static_cast<int>(rows), static_cast<int>(cols));
+      if (rounding.stochastic) {
+        KERNEL(device, quantize_rows_int8_stochastic, ctx, q, scales, x, static_cast<int>(rows),
+               static_cast<int>(cols), rounding.seed);
+      } else {
+        KERNEL(device, quantize_rows_int8, ctx, q, scales, x, static_cast<int>(rows), static_cast<int>(cols));
+      }
       return buf;
     }
   }

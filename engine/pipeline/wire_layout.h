@@ -20,7 +20,7 @@ namespace engine::pipeline {
 // The bytes to send for x (rows, cols) fp32, on `device`: x itself for f32 (sent as it is: the transport copies
 // before send returns, so nothing is encoded), else buf (comm::encoded_bytes(dtype, rows, cols) bytes), filled here.
 const void* encode_for_wire(Device device, const kernels::KernelContext& ctx, comm::WireDType dtype, void* buf,
-                            const float* x, int64_t rows, int64_t cols);
+                            const float* x, int64_t rows, int64_t cols, comm::CodeRounding rounding = {});
 
 // Where the message for x (rows, cols) is received: x itself for f32 (it arrives decoded), else buf.
 void* wire_receive_target(comm::WireDType dtype, void* buf, float* x);

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels/cpu/kernels.h"
+#include "kernels/int8_code.h"
 #include "kernels/cpu/parallel.h"
 
 namespace kernels::cpu {
@@ -24,19 +25,41 @@ void slice_columns_backward(const KernelContext& ctx, float* dinp, const float* 
   }
 }
 
+namespace {
+
+// The row's scale (kernels/int8_code.h): absmax / 127, 1 for a zero row, NaN if any element is NaN or infinite.
+float int8_row_scale(const float* row, int K) {
+  float absmax = 0.0f;
+  bool non_finite = false;
+  for (int k = 0; k < K; k++) {
+    absmax = std::fmax(absmax, std::fabs(row[k]));
+    non_finite |= !std::isfinite(row[k]);
+  }
+  return int8_code::row_scale(absmax, non_finite);
+}
+
+}  // namespace
+
 void quantize_rows_int8(const KernelContext& ctx, int8_t* q, float* scales, const float* x, int N, int K) {
 #pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * K)) schedule(static)
   for (int n = 0; n < N; n++) {
     const float* row = x + static_cast<int64_t>(n) * K;
     int8_t* qrow = q + static_cast<int64_t>(n) * K;
-    float absmax = 0.0f;
-    for (int k = 0; k < K; k++) absmax = std::fmax(absmax, std::fabs(row[k]));
-    const float scale = absmax > 0.0f ? absmax / 127.0f : 1.0f;
-    for (int k = 0; k < K; k++) {
-      float r = std::nearbyint(row[k] / scale);  // round half to even
-      r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
-      qrow[k] = static_cast<int8_t>(r);
-    }
+    const float scale = int8_row_scale(row, K);
+    for (int k = 0; k < K; k++) qrow[k] = int8_code::code_nearest(row[k], scale);
+    scales[n] = scale;
+  }
+}
+
+void quantize_rows_int8_stochastic(const KernelContext& ctx, int8_t* q, float* scales, const float* x, int N, int K,
+                                   uint64_t seed) {
+#pragma omp parallel for num_threads(threads_for(ctx, static_cast<size_t>(N) * K)) schedule(static)
+  for (int n = 0; n < N; n++) {
+    const float* row = x + static_cast<int64_t>(n) * K;
+    int8_t* qrow = q + static_cast<int64_t>(n) * K;
+    const float scale = int8_row_scale(row, K);
+    const uint64_t first = static_cast<uint64_t>(n) * static_cast<uint64_t>(K);  // element index n*K + k
+    for (int k = 0; k < K; k++) qrow[k] = int8_code::code_stochastic(row[k], scale, seed, first + k);
     scales[n] = scale;
   }
 }

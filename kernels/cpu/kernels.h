@@ -82,9 +82,13 @@ void slice_columns_forward(const KernelContext& ctx, float* out /*(N,K)*/, const
 void slice_columns_backward(const KernelContext& ctx, float* dinp /*(N,C) +=*/, const float* dout /*(N,K)*/, int N,
                             int C, int offset, int K);
 
-// ---- 8-bit codes on the wire: per-row absmax scale, q = round(x / scale), scale = absmax / 127 (0 rows: scale 1)
+// ---- 8-bit codes on the wire (kernels/int8_code.h): per-row absmax scale, q = round(x / scale), scale = absmax / 127
+// (0 rows: scale 1; a row with a NaN or an inf: scale NaN, codes 0, so it decodes to NaN). Round to nearest even,
+// or stochastically from hash(seed, n*K + k) (unbiased: for code gradients).
 void quantize_rows_int8(const KernelContext& ctx, int8_t* q /*(N,K)*/, float* scales /*(N)*/,
                         const float* x /*(N,K)*/, int N, int K);
+void quantize_rows_int8_stochastic(const KernelContext& ctx, int8_t* q /*(N,K)*/, float* scales /*(N)*/,
+                                   const float* x /*(N,K)*/, int N, int K, uint64_t seed);
 void dequantize_rows_int8(const KernelContext& ctx, float* x /*(N,K)*/, const int8_t* q /*(N,K)*/,
                           const float* scales /*(N)*/, int N, int K);
 

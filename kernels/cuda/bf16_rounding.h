@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/counter_hash.h"
+
 #ifdef __CUDACC__
 #define RESBM_HD __host__ __device__ __forceinline__
 #else
@@ -46,13 +48,8 @@ RESBM_HD uint16_t round_nearest(float x) {
 
 RESBM_HD float widen(uint16_t h) { return bits_float(static_cast<uint32_t>(h) << 16); }
 
-// splitmix64's finaliser over (seed, index): 64 well-mixed bits per element, no state.
-RESBM_HD uint64_t hash64(uint64_t seed, uint64_t index) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+// The counter-based hash of (seed, index) (kernels/counter_hash.h), shared with the int8 code.
+using kernels::hash64;
 
 // Stochastic rounding: adding 16 uniform random bits below the cut, then truncating, rounds up with probability
 // equal to the discarded fraction, so E[widen(result)] = x (unbiased: small AdamW updates are not lost on average).

@@ -3,6 +3,7 @@
 // it bit for bit.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/kernels.cuh"
+#include "kernels/int8_code.h"
 
 namespace kernels::cuda {
 
@@ -10,20 +11,26 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
-// One warp per row: absmax, then the codes.
-__global__ void quantize_rows_int8_kernel(int8_t* q, float* scales, const float* x, int N, int K) {
+// One warp per row: absmax and the non-finite flag, then the codes (kernels/int8_code.h's rules, as the CPU twin).
+// stochastic: round each element from hash(seed, row*K + k), else to nearest even.
+__global__ void quantize_rows_int8_kernel(int8_t* q, float* scales, const float* x, int N, int K, bool stochastic,
+                                          uint64_t seed) {
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= N) return;
   const float* r = x + static_cast<size_t>(row) * K;
   int8_t* qr = q + static_cast<size_t>(row) * K;
-  float absmax = 0.0f;
-  for (int k = lane; k < K; k += 32) absmax = fmaxf(absmax, fabsf(r[k]));
-  absmax = warp_max(absmax);  // max is exact: the order does not matter
-  const float scale = absmax > 0.0f ? absmax / 127.0f : 1.0f;
+  float absmax = 0.0f, non_finite = 0.0f;
   for (int k = lane; k < K; k += 32) {
-    const float v = fminf(127.0f, fmaxf(-127.0f, rintf(r[k] / scale)));  // rintf: round half to even
-    qr[k] = static_cast<int8_t>(v);
+    absmax = fmaxf(absmax, fabsf(r[k]));  // fmaxf drops a NaN operand: the flag below catches it
+    if (!(fabsf(r[k]) < INFINITY)) non_finite = 1.0f;  // NaN or inf (a NaN compares false)
+  }
+  absmax = warp_max(absmax);  // max is exact: the order does not matter
+  non_finite = warp_max(non_finite);
+  const float scale = int8_code::row_scale(absmax, non_finite > 0.0f);
+  const uint64_t first = static_cast<uint64_t>(row) * static_cast<uint64_t>(K);
+  for (int k = lane; k < K; k += 32) {
+    qr[k] = stochastic ? int8_code::code_stochastic(r[k], scale, seed, first + k) : int8_code::code_nearest(r[k], scale);
   }
   if (lane == 0) scales[row] = scale;
 }
@@ -61,8 +68,16 @@ __global__ void bf16_to_float_kernel(float* out, const uint16_t* inp, size_t n) 
 
 void quantize_rows_int8(const KernelContext& ctx, int8_t* q, float* scales, const float* x, int N, int K) {
   if (N == 0) return;
-  quantize_rows_int8_kernel<<<ceil_div(N, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream_of(ctx)>>>(q, scales, x, N,
-                                                                                                     K);
+  quantize_rows_int8_kernel<<<ceil_div(N, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream_of(ctx)>>>(
+      q, scales, x, N, K, /*stochastic=*/false, 0);
+  CUDA_CHECK_LAUNCH();
+}
+
+void quantize_rows_int8_stochastic(const KernelContext& ctx, int8_t* q, float* scales, const float* x, int N, int K,
+                                   uint64_t seed) {
+  if (N == 0) return;
+  quantize_rows_int8_kernel<<<ceil_div(N, kWarpsPerBlock), kWarpsPerBlock * 32, 0, stream_of(ctx)>>>(
+      q, scales, x, N, K, /*stochastic=*/true, seed);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -94,6 +94,8 @@ void slice_columns_backward(const KernelContext& ctx, float* dinp /*(N,C) +=*/, 
 // ---- codes on the wire
 void quantize_rows_int8(const KernelContext& ctx, int8_t* q /*(N,K)*/, float* scales /*(N)*/,
                         const float* x /*(N,K)*/, int N, int K);
+void quantize_rows_int8_stochastic(const KernelContext& ctx, int8_t* q /*(N,K)*/, float* scales /*(N)*/,
+                                   const float* x /*(N,K)*/, int N, int K, uint64_t seed);
 void dequantize_rows_int8(const KernelContext& ctx, float* x /*(N,K)*/, const int8_t* q /*(N,K)*/,
                           const float* scales /*(N)*/, int N, int K);
 void float_to_bf16(const KernelContext& ctx, uint16_t* out /*(N)*/, const float* inp /*(N)*/, size_t N);

@@ -115,6 +115,10 @@ void quantize_rows_int8(const KernelContext&, int8_t*, float*, const float*, int
   no_cuda("quantize_rows_int8");
 }
 
+void quantize_rows_int8_stochastic(const KernelContext&, int8_t*, float*, const float*, int, int, uint64_t) {
+  no_cuda("quantize_rows_int8_stochastic");
+}
+
 void dequantize_rows_int8(const KernelContext&, float*, const int8_t*, const float*, int, int) {
   no_cuda("dequantize_rows_int8");
 }

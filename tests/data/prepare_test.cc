@@ -85,6 +85,27 @@ TEST(Prepare, TinyShakespeareFromMirrorIsByteIdenticalToLlmc) {
   EXPECT_EQ(data::Tokenizer::from_dir(split.vocab_dir).vocab_size(), 50257);
 }
 
+// Byte-level shards: val followed by train is input.txt exactly, byte for byte, ids < 256; a second call reuses.
+TEST(Prepare, TinyShakespeareBytesRoundTripsInputExactly) {
+  const std::string mirror = data_test::data_mirror();
+  if (mirror.empty()) GTEST_SKIP() << data_test::kNoMirror;
+  const std::string out = data_test::fresh_dir("prepare_ts_bytes");
+  const data::PreparedSplit split = data::ensure_tinyshakespeare_bytes(out, mirror);
+  EXPECT_FALSE(split.reused);
+  const std::string text = data::read_file_or_throw(mirror + "/tinyshakespeare/input.txt", "");
+  const std::vector<uint16_t> val = data::read_shard(split.val_path, data::kByteVocabSize);
+  const std::vector<uint16_t> train = data::read_shard(split.train_path, data::kByteVocabSize);
+  EXPECT_EQ(static_cast<int64_t>(val.size()), split.val_tokens);
+  EXPECT_GE(split.val_tokens, 65536) << "the ResBM experiment needs at least 64k held-out tokens";
+  std::string round_trip;
+  for (uint16_t id : val) round_trip.push_back(static_cast<char>(id));
+  for (uint16_t id : train) round_trip.push_back(static_cast<char>(id));
+  ASSERT_EQ(round_trip.size(), text.size());
+  EXPECT_TRUE(round_trip == text) << "the shards must hold input.txt byte for byte";
+  EXPECT_EQ(data::sha256_hex(round_trip), data::tinyshakespeare_text_file().sha256);
+  EXPECT_TRUE(data::ensure_tinyshakespeare_bytes(out, mirror).reused);
+}
+
 TEST(Prepare, CorruptMirrorFileIsRejectedByDigest) {
   const std::string mirror = data_test::fresh_dir("bad_mirror");
   std::filesystem::create_directories(mirror + "/tinyshakespeare");

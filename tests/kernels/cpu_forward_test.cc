@@ -258,6 +258,76 @@ TEST(CpuForward, QuantizeRowsInt8) {
   }
 }
 
+// A row holding a NaN or an infinity must decode to NaN everywhere (the training loop's NaN check then stops the
+// run); before, the NaN was dropped by fmax and cast to int8 (undefined behaviour). Other rows are untouched.
+TEST(CpuForward, QuantizeRowsInt8NonFiniteRowsDecodeToNaN) {
+  const int N = 4, K = 9;
+  auto x = randn(N * K, 23, 2.0f);
+  x[0 * K + 4] = std::numeric_limits<float>::quiet_NaN();
+  x[1 * K + 0] = std::numeric_limits<float>::infinity();
+  x[2 * K + 8] = -std::numeric_limits<float>::infinity();
+  for (bool stochastic : {false, true}) {
+    std::vector<int8_t> q(N * K, -128);
+    std::vector<float> scales(N, 0.0f), back(N * K, 0.0f);
+    if (stochastic) {
+      quantize_rows_int8_stochastic(context(), q.data(), scales.data(), x.data(), N, K, 77);
+    } else {
+      quantize_rows_int8(context(), q.data(), scales.data(), x.data(), N, K);
+    }
+    dequantize_rows_int8(context(), back.data(), q.data(), scales.data(), N, K);
+    for (int n = 0; n < 3; n++) {
+      for (int k = 0; k < K; k++) EXPECT_TRUE(std::isnan(back[n * K + k])) << "row " << n << " element " << k;
+    }
+    for (int k = 0; k < K; k++) {
+      EXPECT_TRUE(std::isfinite(back[3 * K + k])) << k;
+      EXPECT_NEAR(back[3 * K + k], x[3 * K + k], scales[3] + 1e-6) << k;  // within one step of the code
+    }
+  }
+}
+
+// Stochastic rounding of code gradients: unbiased over many draws (where round-to-nearest is not), each code the
+// floor or the ceiling of x / scale, and the same bits for the same seed.
+TEST(CpuForward, QuantizeRowsInt8StochasticIsUnbiasedAndReproducible) {
+  const int N = 3, K = 7;
+  auto x = randn(N * K, 24, 1.0f);
+  x[0] = 0.3f * (x[1] >= 0 ? 1.0f : -1.0f) * std::fabs(x[1]);  // fractions away from 0 and 1/2
+  const int draws = 4000;
+  std::vector<double> mean(N * K, 0.0), nearest_err(N * K, 0.0);
+  std::vector<int8_t> q(N * K), q2(N * K), qn(N * K);
+  std::vector<float> scales(N), back(N * K), backn(N * K);
+  quantize_rows_int8(context(), qn.data(), scales.data(), x.data(), N, K);
+  dequantize_rows_int8(context(), backn.data(), qn.data(), scales.data(), N, K);
+  for (int d = 0; d < draws; d++) {
+    const uint64_t seed = 1000 + d;
+    quantize_rows_int8_stochastic(context(), q.data(), scales.data(), x.data(), N, K, seed);
+    dequantize_rows_int8(context(), back.data(), q.data(), scales.data(), N, K);
+    for (int i = 0; i < N * K; i++) {
+      const double v = x[i] / static_cast<double>(scales[i / K]);
+      EXPECT_TRUE(q[i] == std::floor(v) || q[i] == std::ceil(v)) << "code " << int(q[i]) << " for " << v;
+      mean[i] += back[i] / static_cast<double>(draws);
+    }
+    if (d < 3) {  // reproducible: the same seed gives the same codes
+      quantize_rows_int8_stochastic(context(), q2.data(), scales.data(), x.data(), N, K, seed);
+      EXPECT_EQ(0, std::memcmp(q.data(), q2.data(), q.size()));
+    }
+  }
+  int nearest_biased = 0;
+  for (int i = 0; i < N * K; i++) {
+    const double scale = scales[i / K];
+    // One draw's error is (1 - f) or -f steps with probabilities f, 1 - f: variance f (1 - f) scale^2 <= scale^2/4.
+    // The mean of `draws` independent draws has SE <= scale / (2 sqrt(draws)); 5 SE bounds a false failure at
+    // ~1e-6 per element. The 24-bit uniform adds a bias below 2^-24 scale.
+    const double bound = 5.0 * scale / (2.0 * std::sqrt(static_cast<double>(draws))) + scale * 0x1p-24;
+    EXPECT_LE(std::fabs(mean[i] - x[i]), bound) << "element " << i;
+    if (std::fabs(backn[i] - x[i]) > bound) nearest_biased++;
+  }
+  // Negative control: round-to-nearest's deterministic error exceeds the same bound for most elements.
+  EXPECT_GT(nearest_biased, N * K / 2);
+  quantize_rows_int8_stochastic(context(), q.data(), scales.data(), x.data(), N, K, 1);
+  quantize_rows_int8_stochastic(context(), q2.data(), scales.data(), x.data(), N, K, 2);
+  EXPECT_NE(0, std::memcmp(q.data(), q2.data(), q.size())) << "different seeds must draw different bits";
+}
+
 TEST(CpuForward, Bf16RoundToNearestEven) {
   auto bits_of = [](uint32_t b) {
     float f;

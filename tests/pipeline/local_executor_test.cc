@@ -193,6 +193,7 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
     engine::comm::WireDType dtype;
     int K;                 // expected code width
     double bytes_per_row;  // expected, written out by hand: K * bytes per element (+ 4 for an int8 row's scale)
+    int code_channels = 0; // --code-width (0: K = C / ratio)
   };
   using engine::comm::WireDType;
   const Case cases[] = {
@@ -203,10 +204,15 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
       {BottleneckKind::ae, 128, WireDType::f32, 1, 1 * 4},
       {BottleneckKind::resbm, 32, WireDType::bf16, 4, 4 * 2},
       {BottleneckKind::resbm, 32, WireDType::i8, 4, 4 * 1 + 4},
+      // --code-width: K set directly (not a divisor of C); bf16 K = 2 is 4 bytes per row, exactly 128x of 512.
+      {BottleneckKind::resbm, 32, WireDType::i8, 5, 5 * 1 + 4, /*code_channels=*/5},
+      {BottleneckKind::linear, 32, WireDType::f32, 3, 3 * 4, /*code_channels=*/3},
+      {BottleneckKind::resbm, 32, WireDType::bf16, 2, 2 * 2, /*code_channels=*/2},
   };
   for (const Case& c : cases) {
     BottleneckConfig b = kind(c.kind, c.ratio);
     b.code_dtype = c.dtype;
+    b.code_channels = c.code_channels;
     SCOPED_TRACE(resbm::describe_bottleneck(b, C));
     ASSERT_EQ(resbm::code_width(b, C), c.K);
     auto exec = make(pipe(S, M), b, B, T);
@@ -224,7 +230,11 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
     }
     // The tied wte gradient crosses once each way between the first and the last stage.
     EXPECT_EQ(st.wire.tied_bytes, 2ull * config_.padded_vocab_size * C * 4);
-    if (c.kind != BottleneckKind::none && c.kind != BottleneckKind::quant && c.dtype == WireDType::f32) {
+    if (c.code_channels == 2 && c.dtype == WireDType::bf16) {
+      EXPECT_DOUBLE_EQ(st.compression_ratio(Direction::forward), 128.0);  // 512 bytes per row over 4
+    }
+    if (c.code_channels == 0 && c.kind != BottleneckKind::none && c.kind != BottleneckKind::quant &&
+        c.dtype == WireDType::f32) {
       EXPECT_DOUBLE_EQ(st.compression_ratio(Direction::forward), 128.0);  // r = 128 at fp32: 128x measured
     }
   }

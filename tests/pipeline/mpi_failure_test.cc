@@ -67,13 +67,13 @@ TEST(MpiFailure, StalledStageTimesOutNamingThePeer) {
       << o.output;
 }
 
-// A NaN loss stops every rank: exit status 3 from the job, the error from rank 0 (the multi-process trainer of old
-// trained on through -nan and exited 0).
+// A NaN loss stops every rank (lr 1e30 without clipping: weights ~1e30 after one update): exit status 3 from the
+// job, the error from rank 0 (the multi-process trainer of old trained on through -nan and exited 0).
 TEST(MpiFailure, NanLossStopsTheJob) {
   if (!pipeline_test::have_mpirun()) GTEST_SKIP() << "mpirun not found in PATH: the MPI executor is NOT tested here";
   const pipeline_test::PipelineRun r = pipeline_test::run_pipeline(
       "", "--executor mpi --num-layers 2 --channels 32 --num-heads 2 --batch-size 2 --seq-len 16 --ratio 4 --steps 10"
-          " --lr 1e5 --grad-clip 0 --warmup-steps 0 --threads 1 --comm-timeout-s 30",
+          " --lr 1e30 --grad-clip 0 --warmup-steps 0 --threads 1 --comm-timeout-s 30",
       "nan");
   EXPECT_EQ(r.rc, 3) << r.output;
   EXPECT_NE(r.output.find("is not finite: training stopped"), std::string::npos) << r.output;

@@ -209,6 +209,60 @@ TEST_F(BottleneckTest, DecodedIsProjectionAtInitialisation) {
   }
 }
 
+// The decoder's residual branch must see every degree of freedom of the code. A LayerNorm over z (the old
+// decoder) erased them: at K = 1 the branch was a constant (x - mean = 0); at K = 4 it ignored adding the same
+// value to every channel and scaling z. Here the branch f_dec(z) = x' - z P^T (resbm, slice: P^T pads) or x' (ae)
+// must change under each of: one channel moved, all channels moved together, z scaled.
+TEST_F(BottleneckTest, DecoderBranchChangesWithEveryCodeDirection) {
+  for (BottleneckKind kind : {BottleneckKind::resbm, BottleneckKind::ae}) {
+    for (int K : {1, 4}) {
+      BottleneckConfig c = make(kind);
+      c.ratio = kC / K;
+      SCOPED_TRACE(describe_bottleneck(c, kC));
+      Boundary b(c, 21);
+      std::mt19937 rng(31 + K);
+      std::vector<Var> unused;
+      std::vector<std::string> unused_names;
+      add_randomised_params(b.trained, rng, 0.5f, &unused, &unused_names);  // the zero-initialised V2, c2 too
+      const Var z = leaf({kB, kT, K}, rng, 1.0f);
+      // branch(z) (B*T, C) in double: the decoder's output less its identity part.
+      auto branch = [&](const std::vector<float>& code) {
+        std::memcpy(z.value.data, code.data(), code.size() * sizeof(float));
+        Graph g(ctx(), engine::Device::cpu, 1 << 20);
+        const Var out = b.dec.forward(g, b.trained, b.fixed, z);
+        std::vector<double> r(out.value.f32(), out.value.f32() + out.value.numel());
+        if (kind == BottleneckKind::resbm) {
+          for (int n = 0; n < kB * kT; ++n) {
+            for (int k = 0; k < K; ++k) r[n * kC + k] -= code[n * K + k];  // z P^T with the slice P
+          }
+        }
+        return r;
+      };
+      const std::vector<float> base(z.value.f32(), z.value.f32() + z.value.numel());
+      const std::vector<double> at_base = branch(base);
+      std::vector<std::pair<std::string, std::vector<float>>> moves;
+      for (int k = 0; k < K; ++k) {
+        std::vector<float> m = base;
+        for (int n = 0; n < kB * kT; ++n) m[n * K + k] += 0.5f;
+        moves.push_back({"channel " + std::to_string(k), m});
+      }
+      std::vector<float> shifted = base, scaled = base;
+      for (float& v : shifted) v += 0.5f;
+      for (float& v : scaled) v *= 1.5f;
+      moves.push_back({"all channels shifted", shifted});
+      moves.push_back({"z scaled", scaled});
+      for (const auto& [what, code] : moves) {
+        const std::vector<double> moved = branch(code);
+        double change = 0.0;
+        for (size_t i = 0; i < moved.size(); ++i) change = std::fmax(change, std::fabs(moved[i] - at_base[i]));
+        // The branch's weights are O(0.5) and the move is 0.5 per channel: a live branch moves by O(0.1-1);
+        // fp32 noise of a constant branch would be ~1e-7. 1e-3 separates the two by orders of magnitude.
+        EXPECT_GT(change, 1e-3) << what << ": the decoder branch ignores this change of the code";
+      }
+    }
+  }
+}
+
 TEST(OrthonormalBasis, RowsAreOrthonormalAndDeterministic) {
   const int K = 6, C = 40;
   std::vector<float> a(K * C), b(K * C), other(K * C);
@@ -255,6 +309,33 @@ TEST(BottleneckConfigTest, WidthsDtypesAndValidation) {
 // The fused (IOTA) layout, through its pieces: encoder block (attention half, K-wide MLP) then the next stage's
 // decoder block (attention on gelu(z W_dec), z padded back, MLP half). Finite differences of sum(out * W) against
 // the tape for x and every parameter, all randomised; and z = h[..., :K] at initialisation.
+// --code-width sets K directly (any 1 <= K <= C), so that a ratio in bytes, scales included, is reachable: at d12
+// (C = 768, fp32: 3072 bytes per token) an int8 code of K = 20 plus its 4-byte scale is 24 bytes: exactly 128x,
+// where --ratio 32 with int8 gives 3072 / (24 + 4) = 109.7x.
+TEST(BottleneckConfigTest, CodeWidthReachesExactByteRatios) {
+  const int C = 768;
+  BottleneckConfig c;
+  c.kind = BottleneckKind::resbm;
+  c.code_dtype = engine::comm::WireDType::i8;
+  c.ratio = 32;
+  EXPECT_EQ(code_width(c, C), 24);
+  EXPECT_NEAR(C * 4.0 / engine::comm::encoded_bytes(c.code_dtype, 1, code_width(c, C)), 3072.0 / 28.0, 1e-12);
+  c.code_channels = 20;
+  validate_bottleneck(c, C);
+  EXPECT_EQ(code_width(c, C), 20);
+  EXPECT_EQ(engine::comm::encoded_bytes(c.code_dtype, 1, 20), 24u);
+  EXPECT_EQ(C * 4.0 / engine::comm::encoded_bytes(c.code_dtype, 1, code_width(c, C)), 128.0);
+  EXPECT_EQ(describe_bottleneck(c, C).find("r="), std::string::npos) << "K is set directly: no ratio to show";
+  for (int bad : {-1, C + 1}) {
+    c.code_channels = bad;
+    EXPECT_THROW(validate_bottleneck(c, C), std::invalid_argument) << bad;
+  }
+  c.code_channels = 7;  // not a divisor of C: fine with --code-width
+  EXPECT_NO_THROW(validate_bottleneck(c, C));
+  c.kind = BottleneckKind::none;  // none and quant send every channel: --code-width is an error there
+  EXPECT_THROW(validate_bottleneck(c, C), std::invalid_argument);
+}
+
 TEST_F(BottleneckTest, FusedLayoutGradients) {
   GPT2Config config;
   config.channels = kC;

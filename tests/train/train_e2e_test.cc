@@ -160,6 +160,25 @@ TEST(TrainE2E, MuonThreeStagesOneFOneBResumeIsBitExact) {
   EXPECT_EQ(logged_steps(parts), expected);
 }
 
+// int8 codes whose gradients round stochastically from (seed, step, stage, micro-batch): a resumed run must draw the
+// same bits as the uninterrupted one (the step counter is restored from the checkpoint). Byte tokens (the shards'
+// ids are below 256) and token re-injection on the middle and last stages ride along.
+TEST(TrainE2E, Int8CodesByteTokensReinjectionResumeIsBitExact) {
+  const std::vector<std::string> flags = {"--num-layers", "3", "--stages", "3", "--tokenizer", "bytes",
+                                          "--code-dtype", "int8", "--code-width", "3", "--reinject-tokens", "copy",
+                                          "--untie-head", "--steps", "8"};
+  const std::string whole = tmp_dir() + "/int8_whole", parts = tmp_dir() + "/int8_parts";
+  const Result w = run_trainer(concat(base_args(whole), flags));
+  ASSERT_EQ(w.exit_code, 0) << w.output;
+  EXPECT_NE(w.output.find("---- sample at step 8"), std::string::npos) << w.output;
+  ASSERT_EQ(run_trainer(concat(concat(base_args(parts), flags), {"--stop-after", "3"})).exit_code, 0);
+  const Result r = run_trainer(concat(concat(base_args(parts), flags), {"--resume"}));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = logged_steps(whole);
+  ASSERT_EQ(expected.size(), 8u);
+  EXPECT_EQ(logged_steps(parts), expected);
+}
+
 TEST(TrainE2E, KillNineThenResumeIsBitExact) {
   const std::string out = tmp_dir() + "/killed";
   const std::string ckpt_dir = out + "/checkpoints";

@@ -34,6 +34,41 @@ TEST(CudaCodes, Int8RowsBitExact) {
   }
 }
 
+// The stochastic code (code gradients) and non-finite rows: the same hash bits and the same IEEE operations as the
+// CPU twin, so bit-exact; a row with a NaN or an inf has a NaN scale and decodes to NaN on both.
+TEST(CudaCodes, Int8StochasticAndNonFiniteRowsBitExact) {
+  REQUIRE_CUDA_DEVICE();
+  Rng rng("CudaCodes.Int8StochasticAndNonFiniteRowsBitExact");
+  CudaContext cuda;
+  const auto cpu = cpu_context();
+  struct Shape { int N, K; };
+  for (const Shape s : cases<Shape>({{3, 1}, {7, 33}, {129, 24}, {1000, 768}}, 3)) {
+    const size_t nk = static_cast<size_t>(s.N) * s.K;
+    std::vector<float> x = rng.floats(nk, -4.0f, 4.0f);
+    x[nk - 1] = std::numeric_limits<float>::quiet_NaN();             // the last row: NaN
+    if (s.N > 2) x[s.K] = -std::numeric_limits<float>::infinity();   // the second row: -inf
+    const uint64_t seed = static_cast<uint64_t>(rng.integer(1, 1 << 30)) * 2654435761u;  // a fresh rounding seed
+    for (bool stochastic : {true, false}) {
+      Twin<float> xt(x), scales(Twin<float>::nans(s.N)), back(Twin<float>::nans(nk));
+      Twin<int8_t> q(std::vector<int8_t>(nk, static_cast<int8_t>(-128)));  // -128 is never a valid code: poison
+      if (stochastic) {
+        kernels::cpu::quantize_rows_int8_stochastic(cpu, q.cpu(), scales.cpu(), xt.cpu(), s.N, s.K, seed);
+        kernels::cuda::quantize_rows_int8_stochastic(cuda.ctx(), q.gpu(), scales.gpu(), xt.gpu(), s.N, s.K, seed);
+      } else {
+        kernels::cpu::quantize_rows_int8(cpu, q.cpu(), scales.cpu(), xt.cpu(), s.N, s.K);
+        kernels::cuda::quantize_rows_int8(cuda.ctx(), q.gpu(), scales.gpu(), xt.gpu(), s.N, s.K);
+      }
+      kernels::cpu::dequantize_rows_int8(cpu, back.cpu(), q.cpu(), scales.cpu(), s.N, s.K);
+      kernels::cuda::dequantize_rows_int8(cuda.ctx(), back.gpu(), q.gpu(), scales.gpu(), s.N, s.K);
+      expect_bitwise_equal(q.download(), q.host(), stochastic ? "stochastic int8 codes" : "int8 codes, NaN rows");
+      expect_bitwise_equal(scales.download(), scales.host(), "int8 scales");
+      const std::vector<float> decoded = back.download();
+      expect_bitwise_equal(decoded, back.host(), "int8 dequantized");
+      EXPECT_TRUE(std::isnan(decoded[nk - 1])) << "a NaN row must decode to NaN";
+    }
+  }
+}
+
 TEST(CudaCodes, Bf16BitExactIncludingSpecials) {
   REQUIRE_CUDA_DEVICE();
   Rng rng("CudaCodes.Bf16BitExactIncludingSpecials");

@@ -89,6 +89,7 @@ def emulated_cuda_test(name, cu, test_src, gtest_filter, small_cases = False, si
         deps = [
             ":cuda_test_util_host",
             ":emulated_cuda_headers",
+            "//kernels:int8_code",  # codes.cu's int8 rules (plain C++)
             "//kernels/cpu:kernels",
             "//kernels/cuda:bf16_declarations",
             "//third_party:gtest_main",

@@ -36,6 +36,7 @@ SAME_SIGNATURE(sum_squares);
 SAME_SIGNATURE(slice_columns_forward);
 SAME_SIGNATURE(slice_columns_backward);
 SAME_SIGNATURE(quantize_rows_int8);
+SAME_SIGNATURE(quantize_rows_int8_stochastic);
 SAME_SIGNATURE(dequantize_rows_int8);
 SAME_SIGNATURE(float_to_bf16);
 SAME_SIGNATURE(bf16_to_float);
