@@ -74,6 +74,8 @@ int worker(int argc, char** argv) {
     args.push_back(argv[i]);
   }
   int rc = 0;
+  // The trainer's own lines (run table, steps, sample) would interleave with the table: only errors (stderr) show.
+  if (std::freopen("/dev/null", "w", stdout) == nullptr) return 2;
   try {
     rc = train::run_training(train::make_run_config(train::parse_flags(args)));
   } catch (const std::exception& e) {
@@ -82,7 +84,7 @@ int worker(int argc, char** argv) {
   }
   const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
   if (rc != 0 || (rank != nullptr && std::atoi(rank) != 0)) return rc;
-  std::ifstream log(out_dir + "/log.jsonl");
+  std::ifstream log(out_dir + "/log.jsonl");  // rank 0's
   std::vector<double> times;
   std::string line, last;
   while (std::getline(log, line)) {
