@@ -122,12 +122,10 @@ int launch_ranks(RunConfig config, const std::vector<std::string>& args) {
   if (!config.flags.sample_only) {
     validate_data(config);
     lock.acquire(config.out_dir);
-    const RunStart start = check_start(config);
-    (void)start;  // the ranks read the same checkpoint; its changes are reported by rank 0
+    check_start(config);  // the ranks resume from the same checkpoint; rank 0 reports what changed
   }
-  const int threads = threads_per_process(config) > 0 ? threads_per_process(config) : 1;
   std::fflush(stdout);  // what was printed here (the data line) must not die with this process image
-  return exec_mpirun(config.pipeline.stages, config.hostfile, args, threads, config.real_link);
+  return exec_mpirun(config.pipeline.stages, config.hostfile, args, threads_per_process(config), config.real_link);
 }
 
 void explain_sigterm(int stage) {
