@@ -127,8 +127,8 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "layers where stages 1..S-1 begin, e.g. 3,6,9 (empty: an even split)", {}},
 
       {"Processes and links", "executor", Kind::str, &f->executor,
-       "local: every stage in this process; mpi: one process per stage, re-launched under mpirun (same "
-       "losses, bit for bit)", {"local", "mpi"}},
+       "local: every stage in this process; mpi: one process per stage, re-launched under mpirun (the same "
+       "losses, bit for bit at equal --threads)", {"local", "mpi"}},
       {"", "hostfile", Kind::str, &f->hostfile,
        "mpirun hostfile for --executor mpi on several hosts (same binary path and --out-dir on every host)", {}},
       {"", "transport", Kind::str, &f->transport,
