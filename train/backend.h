@@ -1,8 +1,11 @@
 // train/backend.h: Backend, what the training loop drives: one optimizer step over M micro-batches, a forward-only
-// loss, next-token logits for sampling, and the parameters and optimizers a checkpoint holds.
+// loss, next-token logits for sampling, the parameters and optimizers a checkpoint holds, and the few exchanges
+// between the processes of a run.
 //
-// The implementation (train/pipeline_backend.cc) runs the S pipeline stages in this process through the
-// pipeline's single-process executor; S = 1 with --bottleneck none is plain GPT-2.
+// One implementation (train/pipeline_backend.cc) over the pipeline's two executors: --executor local holds all S
+// stages in this process; --executor mpi holds stage = rank, the other stages being other processes of the same
+// mpirun job. Every process runs the same training loop and makes the same calls in the same order: the exchanges
+// (gather_stages, from_last_stage, gather_params_to_rank0, and step/evaluate themselves) are collectives there.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +21,11 @@
 namespace train {
 
 struct StepOutput {
-  float loss = 0.0f;         // mean over the M micro-batches
+  float loss = 0.0f;         // mean over the M micro-batches (the same on every process)
   float grad_norm = 0.0f;    // global, before clipping
   uint64_t bytes_fwd = 0;    // codes sent across all boundaries this step
   uint64_t bytes_bwd = 0;    // code gradients sent back
+  uint64_t bytes_tied = 0;   // tied wte gradient, first <-> last stage, both ways
   double compression_fwd = 1.0;  // uncompressed fp32 boundary bytes / bytes sent (1 when S = 1)
   double compression_bwd = 1.0;
 };
@@ -34,19 +38,34 @@ class Backend {
   // The global index of the next step (a resumed run's checkpoint step): it seeds what a step draws at random (the
   // stochastic rounding of int8 code gradients), so a resumed run equals an uninterrupted one bit for bit.
   virtual void set_step(int64_t step) = 0;
-  // Mean loss of the M micro-batches in (M*B, T), no update.
+  // Mean loss of the M micro-batches in (M*B, T), no update (the same on every process).
   virtual float evaluate(const engine::Tensor& tokens, const engine::Tensor& targets) = 0;
-  // Logits (Vp floats, valid until the next call) of the token following context[0..len), 1 <= len <= T.
+  // Logits (Vp floats, valid until the next call) of the token following context[0..len), 1 <= len <= T, in the
+  // process holding the last stage; nullptr in the others. Every process calls it with the same context.
   virtual const float* next_token_logits(const int32_t* context, int len) = 0;
+  // The last stage's `value`, returned on every process (a sampled token going round to stage 0).
+  virtual int64_t from_last_stage(int64_t value) = 0;
+  // `count` doubles per stage this process holds (stage order) -> every stage's, stage order (S * count values).
+  virtual std::vector<double> gather_stages(const std::vector<double>& mine, int count) = 0;
+  // Every stage's trained parameters on the process of stage 0, gathered from the others (which get an empty list).
+  virtual std::vector<engine::ParamStore*> gather_params_to_rank0() = 0;
 
-  // Every trained parameter store, stage order; and the optimizer stepping each (same order).
+  // The stages this process holds: first_stage(), first_stage() + 1, ...; their stores and optimizers, in order.
+  virtual int first_stage() const = 0;
+  virtual int num_stages() const = 0;  // S
   virtual std::vector<engine::ParamStore*> param_stores() = 0;
   virtual std::vector<TrainOptimizer*> optimizers() = 0;
-  virtual int64_t num_parameters() const = 0;       // trained elements, the tied wte counted once
-  virtual size_t activation_bytes() const = 0;     // activation arenas, all stages
+  // Whether this process reports: it prints the run table, steps and samples, writes the log and the manifest.
+  bool is_rank0() const { return first_stage() == 0; }
+
+  // Over all stages (collectives under mpi).
+  virtual int64_t num_parameters() = 0;       // trained elements, the tied wte counted once
+  virtual size_t activation_bytes() = 0;      // activation arenas
 };
 
-// Builds the stages (initialised from --seed, then --init-from if given) and the executor.
+// Builds this process's stages (initialised from --seed, then --init-from if given) and the executor: all stages
+// under --executor local; under --executor mpi, stage = rank, joined to the other ranks by --transport (wrapped in
+// the link emulator with --link-mbps).
 std::unique_ptr<Backend> make_backend(const RunConfig& config, const kernels::KernelContext& ctx);
 
 }  // namespace train

@@ -60,7 +60,7 @@ void CheckpointWriter::add(const std::string& name, const void* data, size_t siz
   sections_.emplace_back(name, std::vector<uint8_t>(p, p + size));
 }
 
-void CheckpointWriter::save(const std::string& path) const {
+uint64_t CheckpointWriter::save(const std::string& path) const {
   std::vector<uint8_t> payload;
   for (const auto& s : sections_) {
     const uint32_t name_len = static_cast<uint32_t>(s.first.size());
@@ -106,6 +106,7 @@ void CheckpointWriter::save(const std::string& path) const {
     ::fsync(dfd);
     ::close(dfd);
   }
+  return checksum;
 }
 
 Checkpoint Checkpoint::load(const std::string& path) {
@@ -143,6 +144,7 @@ Checkpoint Checkpoint::load(const std::string& path) {
   }
   Checkpoint ckpt;
   ckpt.path_ = path;
+  ckpt.checksum_ = checksum;
   const uint8_t* end = p + payload_bytes;
   for (uint32_t i = 0; i < num_sections; ++i) {
     uint32_t name_len;
@@ -198,39 +200,69 @@ std::string checkpoint_path(const std::string& dir, int64_t step) {
   return dir + "/" + name;
 }
 
-std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
-  std::vector<std::pair<int64_t, std::string>> out;
+std::string stage_checkpoint_path(const std::string& dir, int64_t step, int stage) {
+  char name[48];
+  std::snprintf(name, sizeof(name), "ckpt_%08lld.stage%d.bin", static_cast<long long>(step), stage);
+  return dir + "/" + name;
+}
+
+namespace {
+
+// The names of a checkpoint directory.
+std::vector<std::string> dir_entries(const std::string& dir) {
+  std::vector<std::string> out;
   DIR* d = ::opendir(dir.c_str());
   if (d == nullptr) return out;
-  while (const dirent* e = ::readdir(d)) {
+  while (const dirent* e = ::readdir(d)) out.emplace_back(e->d_name);
+  ::closedir(d);
+  return out;
+}
+
+// The step of a stage file's name ckpt_<8 digits>.stage<s>.bin, or -1.
+int64_t stage_file_step(const std::string& name) {
+  long long step;
+  int stage, consumed = 0;
+  if (name.size() < 20 || std::sscanf(name.c_str(), "ckpt_%8lld.stage%d.bin%n", &step, &stage, &consumed) != 2 ||
+      consumed != static_cast<int>(name.size())) {
+    return -1;
+  }
+  return step;
+}
+
+}  // namespace
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  for (const std::string& name : dir_entries(dir)) {
     long long step;
     char tail[8] = {0};
-    const std::string name = e->d_name;
-    // Exactly ckpt_<digits>.bin; .tmp files (a write in progress or interrupted) are not checkpoints.
+    // Exactly ckpt_<digits>.bin; .tmp files (a write in progress or interrupted) and stage files are not listed.
     if (name.size() == 17 && std::sscanf(name.c_str(), "ckpt_%8lld%4s", &step, tail) == 2 &&
         std::string(tail) == ".bin") {
       out.emplace_back(step, dir + "/" + name);
     }
   }
-  ::closedir(d);
   std::sort(out.begin(), out.end());
   return out;
 }
 
-void prune_checkpoints(const std::string& dir, int keep_last) {
+void prune_checkpoints(const std::string& dir, int keep_last, int64_t keep_step) {
   const auto all = list_checkpoints(dir);
-  for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) ::unlink(all[i].second.c_str());
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return;
-  std::vector<std::string> stale;
-  while (const dirent* e = ::readdir(d)) {
-    const std::string name = e->d_name;
-    if (name.rfind("ckpt_", 0) == 0 && name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) {
-      stale.push_back(dir + "/" + name);
+  std::vector<int64_t> kept;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (i + static_cast<size_t>(keep_last) < all.size() && all[i].first != keep_step) {
+      ::unlink(all[i].second.c_str());  // the manifest first: the checkpoint is gone before its files are
+    } else {
+      kept.push_back(all[i].first);
     }
   }
-  ::closedir(d);
-  for (const auto& s : stale) ::unlink(s.c_str());
+  const int64_t newest = kept.empty() ? -1 : kept.back();
+  for (const std::string& name : dir_entries(dir)) {
+    const bool tmp = name.rfind("ckpt_", 0) == 0 && name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+    const int64_t step = stage_file_step(name);
+    const bool orphan = step >= 0 && step <= newest && std::find(kept.begin(), kept.end(), step) == kept.end();
+    if (tmp || orphan) ::unlink((dir + "/" + name).c_str());
+  }
 }
 
 void make_dirs(const std::string& dir) {

@@ -34,8 +34,9 @@ class CheckpointWriter {
   void add(const std::string& name, const void* data, size_t size);
   void add_u64(const std::string& name, uint64_t value) { add(name, &value, sizeof(value)); }
   void add_string(const std::string& name, const std::string& s) { add(name, s.data(), s.size()); }
-  // Writes atomically to path (see above). Throws CheckpointError naming the path and the failed call.
-  void save(const std::string& path) const;
+  // Writes atomically to path (see above); returns the payload's checksum (what the header holds). Throws
+  // CheckpointError naming the path and the failed call.
+  uint64_t save(const std::string& path) const;
 
  private:
   std::vector<std::pair<std::string, std::vector<uint8_t>>> sections_;
@@ -55,18 +56,25 @@ class Checkpoint {
   uint64_t get_u64(const std::string& name) const;
   std::string get_string(const std::string& name) const;
   const std::string& path() const { return path_; }
+  uint64_t checksum() const { return checksum_; }  // fnv1a64 of the payload, verified on load
 
  private:
   std::string path_;
+  uint64_t checksum_ = 0;
   std::map<std::string, std::vector<uint8_t>> sections_;
 };
 
-// Checkpoint files of a directory: <dir>/ckpt_<step, 8 digits>.bin.
-std::string checkpoint_path(const std::string& dir, int64_t step);
-// (step, path) of every checkpoint file in dir, oldest first. Empty when dir is missing.
+// A training checkpoint of a directory is one file per stage, <dir>/ckpt_<step, 8 digits>.stage<s>.bin, and a
+// manifest naming them with their checksums, <dir>/ckpt_<step>.bin, written last (train/train_state.cc): a
+// checkpoint exists once its manifest does.
+std::string checkpoint_path(const std::string& dir, int64_t step);  // the manifest
+std::string stage_checkpoint_path(const std::string& dir, int64_t step, int stage);
+// (step, manifest path) of every checkpoint in dir, oldest first. Empty when dir is missing.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir);
-// Deletes all but the newest keep_last checkpoints (and stale .tmp files a crash left behind).
-void prune_checkpoints(const std::string& dir, int keep_last);
+// Deletes all but the newest keep_last checkpoints (manifest first, then its stage files), except the one of step
+// `keep_step` (the newest known good, when it is older); also stale .tmp files a crash left behind and stage files
+// older than the newest manifest that no manifest names (a save cut short).
+void prune_checkpoints(const std::string& dir, int keep_last, int64_t keep_step = -1);
 
 // mkdir -p. Throws CheckpointError on failure.
 void make_dirs(const std::string& dir);

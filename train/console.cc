@@ -49,8 +49,19 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
   const std::string memory = "params+grads " + format_bytes(static_cast<double>(in.param_bytes)) + ", optimizer " +
                              format_bytes(static_cast<double>(in.optimizer_bytes)) + ", activations " +
                              format_bytes(static_cast<double>(in.activation_bytes));
+  std::string processes = "single process";
+  if (c.mpi) {
+    processes = "one process per stage, transport " + c.transport;
+    char link[96] = "";
+    if (c.real_link.mbps > 0) {
+      std::snprintf(link, sizeof(link), ", real link %g Mbit/s (tc)", c.real_link.mbps);
+    } else if (c.link.mbps > 0 || c.link.latency_ms > 0) {
+      std::snprintf(link, sizeof(link), ", emulated link %g Mbit/s %g ms", c.link.mbps, c.link.latency_ms);
+    }
+    processes += link;
+  }
   const std::string stages = std::to_string(c.pipeline.stages) + " (" +
-                             engine::pipeline::schedule_name(c.pipeline.schedule) + ", single process)";
+                             engine::pipeline::schedule_name(c.pipeline.schedule) + ", " + processes + ")";
   const std::pair<const char*, std::string> rows[] = {
       {"model", model},
       {"parameters", std::to_string(in.num_parameters)},
@@ -61,7 +72,7 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
       {"optimizer", optimizer},
       {"steps", std::to_string(f.steps) + " (seed " + std::to_string(f.seed) + ", " + f.data_order + " data)"},
       {"memory", memory},
-      {"device", f.device + " " + f.dtype},
+      {"device", f.device + " " + f.dtype + ", " + std::to_string(in.threads) + " CPU thread(s) per process"},
       {"train data", c.train_pattern},
       {"val data", c.val_pattern},
       {"output", c.out_dir},

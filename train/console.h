@@ -15,6 +15,7 @@ struct RunTableInputs {
   size_t param_bytes = 0;       // values + gradients, all stages
   size_t optimizer_bytes = 0;
   size_t activation_bytes = 0;
+  int threads = 0;              // CPU threads per process (local == mpi bitwise needs the same count)
   double compression_fwd = 0;   // measured on the first step (0: not yet measured)
   double compression_bwd = 0;
 };

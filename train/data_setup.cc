@@ -11,7 +11,7 @@
 
 namespace train {
 
-void setup_data(RunConfig* config) {
+void setup_data(RunConfig* config, bool report) {
   const TrainFlags& f = config->flags;
   const std::string data_dir = resolve_path(f.data_dir);
   const std::string mirror = data::resolve_mirror(resolve_path(f.data_mirror));
@@ -25,9 +25,11 @@ void setup_data(RunConfig* config) {
       // The data tools call their flag --mirror; this binary's is --data-mirror.
       throw data::DataError(std::string(e.what()) + " (with //train the flag is --data-mirror DIR)");
     }
-    std::printf("data: tinyshakespeare%s %s in %s (train %lld tokens, val %lld tokens)\n", bytes ? " (bytes)" : "",
-                split.reused ? "found" : "prepared", data_dir.c_str(), static_cast<long long>(split.train_tokens),
-                static_cast<long long>(split.val_tokens));
+    if (report) {
+      std::printf("data: tinyshakespeare%s %s in %s (train %lld tokens, val %lld tokens)\n", bytes ? " (bytes)" : "",
+                  split.reused ? "found" : "prepared", data_dir.c_str(), static_cast<long long>(split.train_tokens),
+                  static_cast<long long>(split.val_tokens));
+    }
     config->train_pattern = split.train_path;
     config->val_pattern = split.val_path;
     config->vocab_dir = split.vocab_dir;
@@ -47,7 +49,9 @@ void setup_data(RunConfig* config) {
   const std::string vocab_dir = data_dir + "/gpt2";
   if (mirror.empty() && (::access((vocab_dir + "/encoder.json").c_str(), R_OK) != 0 ||
                          ::access((vocab_dir + "/vocab.bpe").c_str(), R_OK) != 0)) {
-    std::printf("data: no GPT-2 tokenizer files in %s and no mirror; samples print token ids\n", vocab_dir.c_str());
+    if (report) {
+      std::printf("data: no GPT-2 tokenizer files in %s and no mirror; samples print token ids\n", vocab_dir.c_str());
+    }
     config->vocab_dir.clear();
     return;
   }
@@ -56,7 +60,7 @@ void setup_data(RunConfig* config) {
     data::fetch_verified(data::gpt2_vocab_bpe_file(), data_dir, mirror);
     config->vocab_dir = vocab_dir;
   } catch (const data::DataError& e) {
-    std::printf("data: no GPT-2 tokenizer files (%s); samples print token ids\n", e.what());
+    if (report) std::printf("data: no GPT-2 tokenizer files (%s); samples print token ids\n", e.what());
     config->vocab_dir.clear();
   }
 }

@@ -7,9 +7,10 @@
 
 namespace train {
 
-// Fills config->train_pattern, val_pattern and vocab_dir. Prints one line saying what it prepared or reused.
+// Fills config->train_pattern, val_pattern and vocab_dir. Prints one line saying what it prepared or reused (with
+// report; the ranks of --executor mpi find what the launching command prepared, quietly).
 // Throws data::DataError (offline without a mirror, missing shards) or FlagError (a train glob without a val glob)
 // with a message saying what to do.
-void setup_data(RunConfig* config);
+void setup_data(RunConfig* config, bool report = true);
 
 }  // namespace train

@@ -123,9 +123,32 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "every stage after the first adds an embedding of the token ids to its decoded stream (the last stage "
        "uses its head's weight; a middle stage's own table starts at zeros or as a copy of wte)",
        {"off", "zeros", "copy"}},
+      {"", "boundaries", Kind::str, &f->boundaries,
+       "layers where stages 1..S-1 begin, e.g. 3,6,9 (empty: an even split)", {}},
+
+      {"Processes and links", "executor", Kind::str, &f->executor,
+       "local: every stage in this process; mpi: one process per stage, re-launched under mpirun (the same "
+       "losses, bit for bit at equal --threads)", {"local", "mpi"}},
+      {"", "hostfile", Kind::str, &f->hostfile,
+       "mpirun hostfile for --executor mpi on several hosts (same binary path and --out-dir on every host)", {}},
+      {"", "transport", Kind::str, &f->transport,
+       "between the ranks of --executor mpi: mpi (host memory; ranks may share a GPU) or nccl (GPU to GPU, one "
+       "GPU per stage); auto: nccl with --device cuda, else mpi", {"auto", "mpi", "nccl"}},
+      {"", "threads", Kind::i32, &f->threads,
+       "CPU threads per process (0: this host's cores divided by its processes); local and mpi runs are "
+       "bitwise equal at equal counts", {}},
+      {"", "comm-timeout-s", Kind::f64, &f->comm_timeout_s,
+       "seconds a stage waits for a peer before the run stops with an error naming it", {}},
       {"", "link-mbps", Kind::f64, &f->link_mbps,
-       "emulated link rate in Mbit/s between stages (0: none); needs one process per stage, see //train:pipeline", {}},
+       "emulated link rate in Mbit/s per boundary and direction (0: none); needs --executor mpi", {}},
       {"", "link-latency-ms", Kind::f64, &f->link_latency_ms, "emulated one-way link latency in ms", {}},
+      {"", "real-link-mbps", Kind::f64, &f->real_link_mbps,
+       "a real link: each rank in a network namespace of its own, its egress shaped by tc to this rate, MPI over "
+       "TCP only (root; --executor mpi; 0: none)", {}},
+      {"", "real-link-latency-ms", Kind::f64, &f->real_link_latency_ms,
+       "one-way delay of the real link in ms (tc netem, where the kernel has it)", {}},
+      {"", "pid-dir", Kind::str, &f->pid_dir,
+       "each process writes DIR/stage<s>.pid at start (for tests and tools that signal one stage)", {}},
 
       {"Device", "device", Kind::str, &f->device, "where to train", {"cpu", "cuda"}},
       {"", "dtype", Kind::str, &f->dtype, "precision of the matmuls (bf16: operands rounded to bf16, fp32 accumulation and master weights)", {"fp32", "bf16"}},
@@ -267,7 +290,12 @@ void validate(const TrainFlags& f) {
   if (f.grad_clip < 0.0f) throw FlagError("--grad-clip must be >= 0 (0 disables clipping)");
   if (f.muon_momentum < 0.0f || f.muon_momentum >= 1.0f) throw FlagError("--muon-momentum must be in [0, 1)");
   if (!(f.temperature > 0.0f)) throw FlagError("--temperature must be > 0");
+  require_at_least("threads", f.threads, 0);
+  if (!(f.comm_timeout_s > 0.0)) throw FlagError("--comm-timeout-s must be > 0");
   if (f.link_mbps < 0.0 || f.link_latency_ms < 0.0) throw FlagError("--link-mbps and --link-latency-ms must be >= 0");
+  if (f.real_link_mbps < 0.0 || f.real_link_latency_ms < 0.0) {
+    throw FlagError("--real-link-mbps and --real-link-latency-ms must be >= 0");
+  }
   if (f.run_name.empty() || f.run_name.find('/') != std::string::npos) {
     throw FlagError("--run-name must be a non-empty name without '/'; use --out-dir for a path");
   }
@@ -330,7 +358,11 @@ TrainFlags parse_flags(const std::vector<std::string>& args) {
     if (spec == nullptr) throw FlagError("unknown flag --" + name + "; run with --help to list the flags");
     if (!has_value) {
       if (spec->kind == Kind::boolean) {
-        value = "true";  // a bare boolean flag switches it on
+        value = "true";  // a bare boolean flag switches it on; "--untie-head 1" (an explicit 0/1) reads as well
+        if (i + 1 < args.size() && (args[i + 1] == "0" || args[i + 1] == "1" || args[i + 1] == "true" ||
+                                    args[i + 1] == "false")) {
+          value = args[++i];
+        }
       } else if (i + 1 < args.size()) {
         value = args[++i];
       } else {

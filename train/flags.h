@@ -94,8 +94,19 @@ struct TrainFlags {
   int resbm_hidden = 0;                        // 0: the module's default width
   int code_width = 0;                          // K directly (0: C / ratio)
   std::string reinject_tokens = "off";         // off | zeros | copy
-  double link_mbps = 0.0;                      // 0: no link emulation
+  std::string boundaries;                      // "3,6,9": layers where stages 1..S-1 begin; empty: even split
+
+  // Processes and links. local: every stage in this process; mpi: one process per stage under mpirun.
+  std::string executor = "local";              // local | mpi
+  std::string hostfile;                        // mpirun --hostfile (several hosts)
+  std::string transport = "auto";              // auto | mpi | nccl (auto: nccl with --device cuda, else mpi)
+  int threads = 0;                             // CPU threads per process; 0: this host's cores / its processes
+  double comm_timeout_s = 300.0;               // bounded waits for a peer stage
+  double link_mbps = 0.0;                      // emulated link (0: none); --executor mpi
   double link_latency_ms = 0.0;
+  double real_link_mbps = 0.0;                 // real tc-shaped link between namespaces (0: none); root
+  double real_link_latency_ms = 0.0;
+  std::string pid_dir;                         // each process writes DIR/stage<s>.pid (tools that signal a stage)
 
   // Device.
   std::string device = "cpu";  // cpu | cuda

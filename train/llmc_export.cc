@@ -7,17 +7,8 @@
 
 namespace train {
 
-void export_llmc(const RunConfig& config, Backend& backend, const std::string& path) {
-  if (config.pipeline.stages > 1 && config.bottleneck.kind != resbm::BottleneckKind::none) {
-    throw FlagError("--export-llmc needs --bottleneck none (or --stages 1): llm.c's format cannot hold the " +
-                    std::string(resbm::bottleneck_kind_name(config.bottleneck.kind)) + " modules");
-  }
-  if (config.pipeline.untie_head) {
-    throw FlagError("--export-llmc cannot export --untie-head 1: llm.c's format has a tied head (wte) and no "
-                    "place for lm_head.weight; train with --untie-head 0 to export");
-  }
+void export_llmc(const RunConfig& config, const std::vector<engine::ParamStore*>& stores, const std::string& path) {
   resbm::GPT2 model(config.model);
-  const auto stores = backend.param_stores();
   for (auto& p : model.params().params()) {
     bool found = false;
     for (auto* store : stores) {

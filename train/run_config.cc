@@ -91,6 +91,62 @@ void require_cuda_device() {
 #endif
 }
 
+// --executor, --transport, the links: which combinations make sense, and the resolved RunConfig fields.
+void resolve_processes(const TrainFlags& f, RunConfig* r) {
+  r->mpi = f.executor == "mpi";
+  r->transport = f.transport != "auto" ? f.transport : (f.device == "cuda" ? "nccl" : "mpi");
+  r->hostfile = resolve_path(f.hostfile);
+  r->link.mbps = f.link_mbps;
+  r->link.latency_ms = f.link_latency_ms;
+  r->real_link.mbps = f.real_link_mbps;
+  r->real_link.latency_ms = f.real_link_latency_ms;
+  r->pid_dir = resolve_path(f.pid_dir);
+  const bool emulated = f.link_mbps > 0.0 || f.link_latency_ms > 0.0;
+  const bool real = f.real_link_mbps > 0.0;
+  if (!r->mpi) {
+    // All stages of a local run share one process: there is no link to slow down, no rank to place.
+    if (emulated || real) {
+      throw FlagError("--link-mbps/--link-latency-ms/--real-link-mbps need one process per stage: add --executor "
+                      "mpi (every stage in this process has no link between them)");
+    }
+    if (!f.hostfile.empty()) throw FlagError("--hostfile places the ranks of --executor mpi; add --executor mpi");
+    if (f.transport != "auto") {
+      throw FlagError("--transport is for --executor mpi; --executor local runs every stage in this process");
+    }
+  }
+  if (r->transport == "nccl" && f.device != "cuda") {
+    throw FlagError("--transport nccl needs --device cuda (NCCL moves GPU memory); on the CPU use --transport mpi");
+  }
+  if (f.real_link_latency_ms > 0.0 && !real) {
+    throw FlagError("--real-link-latency-ms needs --real-link-mbps (the delay is added to the shaped link)");
+  }
+  if (real && emulated) {
+    throw FlagError("--real-link-mbps cannot be combined with --link-mbps or --link-latency-ms: a run measures "
+                    "either the real link or the emulated one (tools/bench/link_bench runs both, side by side)");
+  }
+  if (real && !f.hostfile.empty()) {
+    throw FlagError("--real-link-mbps joins ranks on this machine in network namespaces; with --hostfile the "
+                    "network between the hosts is the real link already");
+  }
+  if (real && r->transport != "mpi") {
+    throw FlagError("--real-link-mbps shapes MPI's TCP traffic, which NCCL does not use: add --transport mpi");
+  }
+}
+
+// --export-llmc writes llm.c's format, which has no place for bottleneck modules or an untied head: refused
+// before training, not after it.
+void check_export(const RunConfig& r) {
+  if (r.flags.export_llmc.empty()) return;
+  if (r.pipeline.stages > 1 && r.bottleneck.kind != resbm::BottleneckKind::none) {
+    throw FlagError("--export-llmc needs --bottleneck none (or --stages 1): llm.c's format cannot hold the " +
+                    std::string(resbm::bottleneck_kind_name(r.bottleneck.kind)) + " modules");
+  }
+  if (r.pipeline.untie_head) {
+    throw FlagError("--export-llmc cannot export --untie-head: llm.c's format has a tied head (wte) and no place "
+                    "for lm_head.weight; train without --untie-head to export");
+  }
+}
+
 }  // namespace
 
 std::string RunConfig::model_fingerprint() const {
@@ -130,12 +186,6 @@ RunConfig make_run_config(const TrainFlags& flags) {
                     std::to_string(r.model.num_layers) + " layers; every stage needs at least one block");
   }
   r.bottleneck = bottleneck_config(flags, r.model.channels);
-  if (flags.link_mbps > 0.0 || flags.link_latency_ms > 0.0) {
-    // All stages of this trainer share one process: there is no link to slow down. The emulator lives in the
-    // one-process-per-stage launcher.
-    throw FlagError("--link-mbps/--link-latency-ms need one process per stage: run `bazel run //train:pipeline -- "
-                    "--link-mbps ...` (mpirun); this trainer runs all stages in one process");
-  }
   // bf16: autocast for the matmuls (operands rounded to bf16, fp32 accumulation; everything else and the master
   // weights fp32). On the CPU the same numbers are computed with sgemm on rounded operands: no faster, but exact.
   r.bf16_gemms = flags.dtype == "bf16";
@@ -152,6 +202,15 @@ RunConfig make_run_config(const TrainFlags& flags) {
   r.pipeline.grad_clip = flags.grad_clip;
   r.pipeline.untie_head = flags.untie_head;
   r.pipeline.code_rounding_seed = flags.seed;  // int8 code gradients: stochastic rounding, reproducible from --seed
+  r.pipeline.comm_timeout_s = flags.comm_timeout_s;
+  try {
+    r.pipeline.boundaries = engine::pipeline::parse_boundaries(flags.boundaries);
+    engine::pipeline::partition_layers(r.model.num_layers, flags.stages, r.pipeline.boundaries);
+  } catch (const std::invalid_argument& e) {
+    throw FlagError(std::string("--boundaries '") + flags.boundaries + "': " + e.what());
+  }
+  resolve_processes(flags, &r);
+  check_export(r);
 
   r.out_dir = resolve_path(flags.out_dir.empty() ? "out/" + flags.run_name : flags.out_dir);
   r.checkpoint_dir = r.out_dir + "/checkpoints";

@@ -5,10 +5,12 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/comm/link_emulator.h"
 #include "engine/pipeline/pipeline.h"
 #include "resbm/bottleneck.h"
 #include "resbm/gpt2.h"
 #include "train/flags.h"
+#include "train/pipeline_launch.h"
 
 namespace train {
 
@@ -26,6 +28,13 @@ struct RunConfig {
   engine::Device device = engine::Device::cpu;  // --device (checked: a CUDA build with a GPU)
   bool bf16_gemms = false;  // --dtype bf16: the matmuls' operands rounded to bf16 (kernels/context.h)
   int B = 0, T = 0, M = 0;  // rows per micro-batch, sequence length, micro-batches per step
+  // Processes: local runs every stage here; mpi runs stage = rank of an mpirun job of S ranks.
+  bool mpi = false;
+  std::string transport;              // between ranks: "mpi" or "nccl" (--transport auto resolved)
+  std::string hostfile;               // absolute, or empty
+  engine::comm::LinkConfig link;      // the emulated link inside the transport (--link-mbps)
+  RealLink real_link;                 // a real tc-shaped link between namespaces (--real-link-mbps)
+  std::string pid_dir;                // absolute, or empty
   std::string out_dir;        // absolute
   std::string checkpoint_dir; // out_dir/checkpoints
   std::string log_path;       // out_dir/log.jsonl

@@ -108,6 +108,7 @@ void RunLog::log_step(const StepRecord& r) {
             .add("tokens_per_s", r.tokens_per_s)
             .add("bytes_fwd", r.bytes_fwd)
             .add("bytes_bwd", r.bytes_bwd)
+            .add("bytes_tied", r.bytes_tied)
             .add("compression", r.compression));
 }
 

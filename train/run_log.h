@@ -1,7 +1,7 @@
 // train/run_log.h: RunLog, the run's JSON Lines log (log.jsonl in the output directory).
 //
 // One JSON object per line: a "config" record first (every flag plus the derived run table), then one "step"
-// record per optimizer step {step, loss, lr, grad_norm, ms, tokens_per_s, bytes_fwd, bytes_bwd, compression} and
+// record per optimizer step {step, loss, lr, grad_norm, ms, tokens_per_s, bytes_fwd, bytes_bwd, bytes_tied, compression} and
 // one "eval" record per evaluation {step, val_loss}. tools/plot reads it. Each line is flushed when written, so a
 // killed run leaves a readable log; a resumed run appends, and readers keep the last record of a step.
 #pragma once
@@ -42,6 +42,7 @@ struct StepRecord {
   double tokens_per_s = 0.0;
   int64_t bytes_fwd = 0;    // bytes sent forward across all stage boundaries this step
   int64_t bytes_bwd = 0;    // bytes sent backward
+  int64_t bytes_tied = 0;   // tied wte gradient exchanged between the first and the last stage, both ways
   double compression = 1.0; // uncompressed boundary bytes / bytes on the wire (forward)
 };
 

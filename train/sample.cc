@@ -49,8 +49,10 @@ std::vector<int32_t> generate(Backend& backend, const std::vector<int32_t>& prom
   std::vector<int32_t> out;
   for (int i = 0; i < options.length; ++i) {
     const int len = std::min(static_cast<int>(context.size()), options.max_context);
+    // The last stage's process draws the token; it goes round to every process (the next prompt enters stage 0).
     const float* logits = backend.next_token_logits(context.data() + context.size() - len, len);
-    const int32_t next = sampler.sample(logits, options.temperature, options.top_k);
+    const int32_t drawn = logits != nullptr ? sampler.sample(logits, options.temperature, options.top_k) : 0;
+    const int32_t next = static_cast<int32_t>(backend.from_last_stage(drawn));
     context.push_back(next);
     out.push_back(next);
   }

@@ -1,48 +1,58 @@
-// train/stage_logits.cc: next-token logits through the stage models (see the header).
+// train/stage_logits.cc: next-token logits through the stage models, across processes when they are elsewhere.
 #include "train/stage_logits.h"
 
 #include <cstring>
 #include <stdexcept>
 
-#include "engine/comm/codec.h"
 #include "engine/device.h"
-#include "engine/pipeline/pipeline.h"
 
 namespace train {
 
-StageLogits::StageLogits(std::vector<resbm::StageModel*> stages, const resbm::GPT2Config& model,
-                         const resbm::BottleneckConfig& /*bottleneck*/, const kernels::KernelContext& ctx, int T)
-    : stages_(std::move(stages)), model_(model), ctx_(ctx), T_(T), device_(stages_.back()->params().device()) {
+StageLogits::StageLogits(std::vector<resbm::StageModel*> stages, int first_stage, int num_stages,
+                         engine::comm::Transport* transport, const kernels::KernelContext& ctx, int padded_vocab_size,
+                         int T)
+    : stages_(std::move(stages)),
+      first_stage_(first_stage),
+      num_stages_(num_stages),
+      transport_(transport),
+      ctx_(ctx),
+      Vp_(padded_vocab_size),
+      T_(T),
+      device_(stages_.back()->params().device()) {
   size_t bytes = 0;
   for (auto* s : stages_) bytes += s->activation_bytes(1, T);
-  graph_ = std::make_unique<engine::Graph>(ctx, device_, bytes);
+  graph_ = std::make_unique<engine::Graph>(ctx, device_, bytes + static_cast<size_t>(T) * Vp_ * sizeof(float));
   tokens_.resize(static_cast<size_t>(T));
   if (device_ != engine::Device::cpu) {
     token_arena_ = std::make_unique<engine::Arena>("sampling tokens", sizeof(int32_t) * T + 4096, device_);
     device_tokens_ = token_arena_->alloc({1, T}, engine::DType::i32);
   }
-  logits_.resize(static_cast<size_t>(model.padded_vocab_size));
+  logits_.resize(static_cast<size_t>(Vp_));
 }
 
 StageLogits::~StageLogits() = default;
 
-engine::Var StageLogits::wire_round_trip(const engine::Var& z, engine::comm::WireDType dtype, int len) {
-  engine::Graph& g = *graph_;
-  const int64_t K = z.value.dim(-1);
+void StageLogits::encode(const engine::Tensor& z, engine::comm::WireDType dtype, int len) {
+  const int64_t K = z.dim(-1);
   wire_.resize(engine::comm::encoded_bytes(dtype, len, K));
-  engine::Var input = g.new_var({1, len, K});
   if (device_ == engine::Device::cpu) {
-    engine::comm::encode(ctx_, dtype, wire_.data(), z.value.f32(), len, K);
-    engine::comm::decode(ctx_, dtype, input.value.f32(), wire_.data(), len, K);
-    return input;
+    engine::comm::encode(ctx_, dtype, wire_.data(), z.f32(), len, K);
+    return;
   }
-  // The codec runs on host memory.
-  host_code_.resize(static_cast<size_t>(len) * K);
-  engine::copy_to_host(host_code_.data(), z.value);
+  host_code_.resize(static_cast<size_t>(len) * K);  // the codec runs on host memory
+  engine::copy_to_host(host_code_.data(), z);
   engine::comm::encode(ctx_, dtype, wire_.data(), host_code_.data(), len, K);
+}
+
+void StageLogits::decode(const engine::Tensor& into, engine::comm::WireDType dtype, int len) {
+  const int64_t K = into.dim(-1);
+  if (device_ == engine::Device::cpu) {
+    engine::comm::decode(ctx_, dtype, into.f32(), wire_.data(), len, K);
+    return;
+  }
+  host_code_.resize(static_cast<size_t>(len) * K);
   engine::comm::decode(ctx_, dtype, host_code_.data(), wire_.data(), len, K);
-  engine::copy_from_host(input.value, host_code_.data());
-  return input;
+  engine::copy_from_host(into, host_code_.data());
 }
 
 const float* StageLogits::next_token_logits(const int32_t* context, int len) {
@@ -62,26 +72,35 @@ const float* StageLogits::next_token_logits(const int32_t* context, int len) {
     engine::copy_from_host(tokens, tokens_.data());
   }
 
-  // Every stage but the last sends its code over the simulated wire; the last turns it into logits (1,t,Vp). Every
-  // stage sees the tokens (re-injection adds their embedding after the decoder).
-  engine::Var input;
-  const int S = static_cast<int>(stages_.size());
-  for (int s = 0; s + 1 < S; ++s) {
-    const engine::Var z = stages_[s]->forward(g, tokens, tokens, input);  // (1,t,K); targets unused here
-    input = wire_round_trip(z, stages_[s]->wire_dtype(), len);
+  const engine::comm::WireDType dtype = stages_.front()->wire_dtype();
+  engine::Var input;  // the decoded code (1,len,K) from the previous stage; undefined on stage 0
+  if (first_stage_ > 0) {
+    input = g.new_var({1, len, stages_.front()->input_width()});
+    wire_.resize(engine::comm::encoded_bytes(dtype, len, stages_.front()->input_width()));
+    transport_->recv_raw(first_stage_ - 1, engine::comm::kTagSampleCode, wire_.data(), wire_.size());
+    decode(input.value, dtype, len);
   }
-  const engine::Var x = stages_.back()->logits(g, tokens, input);  // (1,t,Vp)
-  const int Vp = model_.padded_vocab_size;
-  if (device_ == engine::Device::cpu) {
-    std::memcpy(logits_.data(), x.value.f32() + static_cast<size_t>(len - 1) * Vp, sizeof(float) * Vp);
-  } else {
-    engine::Tensor row = x.value;  // (Vp) the last position's logits
-    row.data = x.value.f32() + static_cast<size_t>(len - 1) * Vp;
-    row.ndim = 1;
-    row.shape[0] = Vp;
-    engine::copy_to_host(logits_.data(), row);
+  for (size_t i = 0; i < stages_.size(); ++i) {
+    if (first_stage_ + static_cast<int>(i) == num_stages_ - 1) {
+      const engine::Var logits = stages_[i]->logits(g, tokens, input);  // (1,len,Vp)
+      engine::Tensor row = logits.value;  // the last position's (Vp)
+      row.data = logits.value.f32() + static_cast<size_t>(len - 1) * Vp_;
+      row.ndim = 1;
+      row.shape[0] = Vp_;
+      engine::copy_to_host(logits_.data(), row);
+      return logits_.data();
+    }
+    const engine::Var z = stages_[i]->forward(g, tokens, tokens, input);  // (1,len,K); targets unused
+    encode(z.value, dtype, len);
+    if (i + 1 == stages_.size()) {  // the next stage is another process's
+      transport_->send_raw(first_stage_ + static_cast<int>(i) + 1, engine::comm::kTagSampleCode, wire_.data(),
+                           wire_.size());
+      return nullptr;
+    }
+    input = g.new_var({1, len, z.value.dim(-1)});
+    decode(input.value, dtype, len);
   }
-  return logits_.data();
+  return nullptr;  // not reached: the loop ends at the last stage or at this process's last
 }
 
 }  // namespace train

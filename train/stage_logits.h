@@ -1,8 +1,10 @@
 // train/stage_logits.h: StageLogits, next-token logits through the pipeline's stage models, for sampling.
 //
-// The first S-1 stages run their own forward() (their output is the code), the code crosses a simulated wire
-// (encode + decode in the stage's wire dtype, as in training), and the last stage runs StageModel::logits(): the
-// same code as its training forward, ending in the logits instead of the loss. Forward only, batch 1, its own Graph.
+// Batch 1, forward only, on a Graph of its own. Each stage runs its own forward() (the last stage its logits(): the
+// same ops, the head's logits in place of the loss), and the code crosses every boundary as in training, encoded
+// and decoded in the wire dtype: between two stages of this process through a buffer, between processes through
+// the transport's raw messages (stage s sends to s+1), the same bytes either way. So a prompt enters stage 0, and
+// the process holding the last stage gets the logits.
 #pragma once
 
 #include <memory>
@@ -10,6 +12,7 @@
 
 #include "engine/autograd.h"
 #include "engine/comm/codec.h"
+#include "engine/comm/transport.h"
 #include "engine/memory.h"
 #include "resbm/stage_model.h"
 
@@ -17,22 +20,27 @@ namespace train {
 
 class StageLogits {
  public:
-  // stages: the pipeline's stage models in order (not owned; must outlive this). T: the longest context.
-  StageLogits(std::vector<resbm::StageModel*> stages, const resbm::GPT2Config& model,
-              const resbm::BottleneckConfig& bottleneck, const kernels::KernelContext& ctx, int T);
+  // stages: the stage models this process holds, stages first_stage, first_stage + 1, ... of num_stages (not
+  // owned; must outlive this). transport: to the other processes' stages (null when this process holds all).
+  // T: the longest context.
+  StageLogits(std::vector<resbm::StageModel*> stages, int first_stage, int num_stages,
+              engine::comm::Transport* transport, const kernels::KernelContext& ctx, int padded_vocab_size, int T);
   ~StageLogits();
 
-  // Logits (Vp floats, valid until the next call) of the token after context[0..len), 1 <= len <= T.
+  // Logits (Vp floats, valid until the next call) of the token after context[0..len), 1 <= len <= T, in the
+  // process that holds the last stage; nullptr in the others (which sent their code on). Every process calls it
+  // with the same context.
   const float* next_token_logits(const int32_t* context, int len);
 
  private:
-  // The simulated wire: encode z (1,len,K) and decode into a new (1,len,K) var, through host memory on the GPU.
-  engine::Var wire_round_trip(const engine::Var& z, engine::comm::WireDType dtype, int len);
+  void encode(const engine::Tensor& z, engine::comm::WireDType dtype, int len);     // z (1,len,K) -> wire_
+  void decode(const engine::Tensor& into, engine::comm::WireDType dtype, int len);  // wire_ -> into (1,len,K)
 
   std::vector<resbm::StageModel*> stages_;
-  resbm::GPT2Config model_;
+  int first_stage_ = 0, num_stages_ = 1;
+  engine::comm::Transport* transport_ = nullptr;
   const kernels::KernelContext& ctx_;
-  int T_;
+  int Vp_, T_;
   std::unique_ptr<engine::Graph> graph_;
   std::vector<int32_t> tokens_;                // (1, len) scratch
   std::vector<uint8_t> wire_;                  // encoded code scratch

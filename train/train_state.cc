@@ -1,6 +1,9 @@
-// train/train_state.cc: training checkpoints (sections: meta, params.<s>, opt.<s>.*, loader).
+// train/train_state.cc: training checkpoints across processes: stage files (meta, params, opt.*, loader) and the
+// manifest (meta, stage.<s>.file, stage.<s>.checksum).
 #include "train/train_state.h"
 
+#include <cstdio>
+#include <sstream>
 #include <vector>
 
 #include "engine/device.h"
@@ -9,75 +12,118 @@
 namespace train {
 namespace {
 
-std::string stage_prefix(const char* what, size_t s) { return std::string(what) + "." + std::to_string(s) + "."; }
+std::string base_name(const std::string& path) { return path.substr(path.rfind('/') + 1); }
 
-// section: "meta.fingerprint" (resume: everything) or "meta.model_fingerprint" (parameters only).
-void check_fingerprint(const Checkpoint& ckpt, const std::string& section, const std::string& ours) {
-  const std::string theirs = ckpt.get_string(section);
-  if (theirs != ours) {
-    throw CheckpointError(ckpt.path() + " was written by a different run (" + theirs + "), this run is (" + ours +
-                          "); use the same model/pipeline/batch flags or another --out-dir");
-  }
+// The flags as the manifest stores them: one "name=value" per line.
+std::string flags_text(const TrainFlags& flags) {
+  std::string out;
+  for (const auto& kv : flag_values(flags)) out += kv.first + "=" + kv.second + "\n";
+  return out;
 }
 
-void load_params(const Checkpoint& ckpt, Backend& backend) {
-  const auto stores = backend.param_stores();
-  for (size_t s = 0; s < stores.size(); ++s) {
-    const engine::Tensor all = stores[s]->all_values();
-    std::vector<uint8_t> host(all.nbytes());
-    ckpt.read_into(stage_prefix("params", s) + "values", host.data(), host.size());
-    engine::copy_from_host(all, host.data());
+std::vector<std::pair<std::string, std::string>> parse_flags_text(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t eq = line.find('=');
+    if (eq != std::string::npos) out.emplace_back(line.substr(0, eq), line.substr(eq + 1));
   }
+  return out;
+}
+
+// The manifest of a checkpoint, checked against this run: same fingerprint (section "meta.fingerprint" to resume
+// everything, "meta.model_fingerprint" for the parameters only) and seed.
+Checkpoint load_manifest(const std::string& path, const RunConfig& config, const char* fingerprint_section) {
+  const Checkpoint manifest = Checkpoint::load(path);
+  const std::string ours = std::string(fingerprint_section) == "meta.fingerprint" ? config.fingerprint()
+                                                                                  : config.model_fingerprint();
+  const std::string theirs = manifest.get_string(fingerprint_section);
+  if (theirs != ours) {
+    throw CheckpointError(path + " was written by a different run (" + theirs + "), this run is (" + ours +
+                          "); use the same model/pipeline/batch flags or another --out-dir");
+  }
+  if (manifest.get_u64("meta.stages") != static_cast<uint64_t>(config.pipeline.stages)) {
+    throw CheckpointError(path + " has " + std::to_string(manifest.get_u64("meta.stages")) + " stages, this run " +
+                          std::to_string(config.pipeline.stages));
+  }
+  return manifest;
+}
+
+// Stage s's file of a manifest, read and checked whole: there, not truncated, not corrupt, and the very file the
+// manifest names (its checksum). Every failure names the stage and the file.
+Checkpoint load_stage_file(const Checkpoint& manifest, int s) {
+  const std::string prefix = "stage." + std::to_string(s) + ".";
+  const std::string dir = manifest.path().substr(0, manifest.path().rfind('/'));
+  const std::string path = dir + "/" + manifest.get_string(prefix + "file");
+  const std::string where = "checkpoint " + manifest.path() + ": stage " + std::to_string(s) + "'s file " + path;
+  const std::string fix = "; restore the file, or delete " + manifest.path() + " to resume from an older checkpoint";
+  Checkpoint stage;
+  try {
+    stage = Checkpoint::load(path);
+  } catch (const CheckpointError& e) {
+    throw CheckpointError(where + " cannot be used (" + e.what() + ")" + fix);
+  }
+  if (stage.checksum() != manifest.get_u64(prefix + "checksum") ||
+      stage.get_u64("meta.stage") != static_cast<uint64_t>(s) ||
+      stage.get_u64("meta.step") != manifest.get_u64("meta.step")) {
+    throw CheckpointError(where + " is not the file the manifest names (checksum, stage or step differ)" + fix);
+  }
+  return stage;
+}
+
+void load_params(const Checkpoint& stage_file, engine::ParamStore& store) {
+  const engine::Tensor all = store.all_values();
+  std::vector<uint8_t> host(all.nbytes());
+  stage_file.read_into("params.values", host.data(), host.size());
+  engine::copy_from_host(all, host.data());
 }
 
 }  // namespace
 
 std::string save_training_checkpoint(const RunConfig& config, Backend& backend, const data::DataLoader& loader,
-                                     int64_t step) {
-  CheckpointWriter w;
-  w.add_string("meta.fingerprint", config.fingerprint());
-  w.add_string("meta.model_fingerprint", config.model_fingerprint());
-  w.add_u64("meta.step", static_cast<uint64_t>(step));
-  w.add_u64("meta.seed", config.flags.seed);
+                                     int64_t step, int64_t keep_step) {
+  make_dirs(config.checkpoint_dir);
   const auto stores = backend.param_stores();
   const auto optimizers = backend.optimizers();
-  for (size_t s = 0; s < stores.size(); ++s) {
-    const engine::Tensor all = stores[s]->all_values();  // flat, alignment padding included (zeros)
+  const std::vector<uint8_t> position = loader.position().to_bytes();
+  std::vector<double> mine;  // per stage held here: the checksum's two 32-bit halves (exact as doubles)
+  for (size_t i = 0; i < stores.size(); ++i) {
+    const int s = backend.first_stage() + static_cast<int>(i);
+    CheckpointWriter w;
+    w.add_string("meta.fingerprint", config.fingerprint());
+    w.add_u64("meta.step", static_cast<uint64_t>(step));
+    w.add_u64("meta.stage", static_cast<uint64_t>(s));
+    w.add_u64("meta.seed", config.flags.seed);
+    const engine::Tensor all = stores[i]->all_values();  // flat, alignment padding included (zeros)
     std::vector<uint8_t> host(all.nbytes());
     engine::copy_to_host(host.data(), all);
-    w.add(stage_prefix("params", s) + "values", host.data(), host.size());
-    optimizers[s]->save_state(w, stage_prefix("opt", s));
+    w.add("params.values", host.data(), host.size());
+    optimizers[i]->save_state(w, "opt.");
+    w.add("loader.position", position.data(), position.size());
+    const uint64_t checksum = w.save(stage_checkpoint_path(config.checkpoint_dir, step, s));
+    mine.push_back(static_cast<double>(checksum >> 32));
+    mine.push_back(static_cast<double>(checksum & 0xffffffffull));
   }
-  const std::vector<uint8_t> position = loader.position().to_bytes();
-  w.add("loader.position", position.data(), position.size());
-  make_dirs(config.checkpoint_dir);
-  const std::string path = checkpoint_path(config.checkpoint_dir, step);
-  w.save(path);
-  prune_checkpoints(config.checkpoint_dir, config.flags.keep_last);
-  return path;
-}
-
-int64_t load_training_checkpoint(const std::string& path, const RunConfig& config, Backend& backend,
-                                 data::DataLoader* loader) {
-  const Checkpoint ckpt = Checkpoint::load(path);
-  check_fingerprint(ckpt, "meta.fingerprint", config.fingerprint());
-  if (ckpt.get_u64("meta.seed") != config.flags.seed) {
-    throw CheckpointError(path + " was trained with --seed " + std::to_string(ckpt.get_u64("meta.seed")) +
-                          "; resume with the same --seed");
+  // Returns once every stage's file is durable (each process saved and fsync'ed before contributing).
+  const std::vector<double> all = backend.gather_stages(mine, 2);
+  const std::string manifest_path = checkpoint_path(config.checkpoint_dir, step);
+  if (!backend.is_rank0()) return manifest_path;
+  CheckpointWriter m;
+  m.add_string("meta.fingerprint", config.fingerprint());
+  m.add_string("meta.model_fingerprint", config.model_fingerprint());
+  m.add_u64("meta.step", static_cast<uint64_t>(step));
+  m.add_u64("meta.seed", config.flags.seed);
+  m.add_u64("meta.stages", static_cast<uint64_t>(config.pipeline.stages));
+  m.add_string("meta.flags", flags_text(config.flags));
+  for (int s = 0; s < config.pipeline.stages; ++s) {
+    const std::string prefix = "stage." + std::to_string(s) + ".";
+    m.add_string(prefix + "file", base_name(stage_checkpoint_path(config.checkpoint_dir, step, s)));
+    m.add_u64(prefix + "checksum", (static_cast<uint64_t>(all[2 * s]) << 32) | static_cast<uint64_t>(all[2 * s + 1]));
   }
-  load_params(ckpt, backend);
-  const auto optimizers = backend.optimizers();
-  for (size_t s = 0; s < optimizers.size(); ++s) optimizers[s]->load_state(ckpt, stage_prefix("opt", s));
-  const auto& pos = ckpt.get("loader.position");
-  loader->set_position(data::LoaderPosition::from_bytes(pos.data(), pos.size()));
-  return static_cast<int64_t>(ckpt.get_u64("meta.step"));
-}
-
-int64_t load_checkpoint_params(const std::string& path, const RunConfig& config, Backend& backend) {
-  const Checkpoint ckpt = Checkpoint::load(path);
-  check_fingerprint(ckpt, "meta.model_fingerprint", config.model_fingerprint());
-  load_params(ckpt, backend);
-  return static_cast<int64_t>(ckpt.get_u64("meta.step"));
+  m.save(manifest_path);
+  prune_checkpoints(config.checkpoint_dir, config.flags.keep_last, keep_step);
+  return manifest_path;
 }
 
 std::string latest_checkpoint(const RunConfig& config) {
@@ -87,6 +133,59 @@ std::string latest_checkpoint(const RunConfig& config) {
                           " to resume from; run without --resume, or point --out-dir/--run-name at the run");
   }
   return all.back().second;
+}
+
+ResumePoint verify_checkpoint(const std::string& manifest_path, const RunConfig& config) {
+  const Checkpoint manifest = load_manifest(manifest_path, config, "meta.fingerprint");
+  if (manifest.get_u64("meta.seed") != config.flags.seed) {
+    throw CheckpointError(manifest_path + " was trained with --seed " + std::to_string(manifest.get_u64("meta.seed")) +
+                          "; resume with the same --seed");
+  }
+  for (int s = 0; s < config.pipeline.stages; ++s) load_stage_file(manifest, s);
+  ResumePoint point;
+  point.step = static_cast<int64_t>(manifest.get_u64("meta.step"));
+  const auto before = parse_flags_text(manifest.get_string("meta.flags"));
+  for (const auto& now : flag_values(config.flags)) {
+    if (now.first == "resume" || now.first == "stop-after") continue;  // how this session runs, not the run
+    for (const auto& then : before) {
+      if (then.first == now.first && then.second != now.second) {
+        point.changed_flags.emplace_back(now.first, then.second + " -> " + now.second);
+      }
+    }
+  }
+  return point;
+}
+
+int64_t load_training_checkpoint(const std::string& manifest_path, const RunConfig& config, Backend& backend,
+                                 data::DataLoader* loader) {
+  const Checkpoint manifest = load_manifest(manifest_path, config, "meta.fingerprint");
+  const auto stores = backend.param_stores();
+  const auto optimizers = backend.optimizers();
+  for (size_t i = 0; i < stores.size(); ++i) {
+    const Checkpoint stage = load_stage_file(manifest, backend.first_stage() + static_cast<int>(i));
+    load_params(stage, *stores[i]);
+    optimizers[i]->load_state(stage, "opt.");
+    const auto& pos = stage.get("loader.position");
+    loader->set_position(data::LoaderPosition::from_bytes(pos.data(), pos.size()));
+  }
+  return static_cast<int64_t>(manifest.get_u64("meta.step"));
+}
+
+int64_t load_checkpoint_params(const std::string& manifest_path, const RunConfig& config, Backend& backend) {
+  const Checkpoint manifest = load_manifest(manifest_path, config, "meta.model_fingerprint");
+  const auto stores = backend.param_stores();
+  for (size_t i = 0; i < stores.size(); ++i) {
+    load_params(load_stage_file(manifest, backend.first_stage() + static_cast<int>(i)), *stores[i]);
+  }
+  return static_cast<int64_t>(manifest.get_u64("meta.step"));
+}
+
+int set_aside_checkpoints_after(const RunConfig& config, int64_t good_step) {
+  int n = 0;
+  for (const auto& c : list_checkpoints(config.checkpoint_dir)) {
+    if (c.first > good_step && std::rename(c.second.c_str(), (c.second + ".diverged").c_str()) == 0) ++n;
+  }
+  return n;
 }
 
 }  // namespace train

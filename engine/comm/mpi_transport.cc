@@ -94,7 +94,7 @@ MpiTransport::MpiTransport(int num_stages, double timeout_s)
   int initialized = 0;
   MPI_CHECK(MPI_Initialized(&initialized), "is the MPI library usable?");
   if (!initialized) {
-    MPI_CHECK(MPI_Init(nullptr, nullptr), "start the stages with mpirun -np <stages> (see train/pipeline)");
+    MPI_CHECK(MPI_Init(nullptr, nullptr), "start the stages with //train --executor mpi (mpirun -np <stages>)");
     impl_->initialized_here = true;
   }
   // Our own communicator with MPI_ERRORS_RETURN: a failure involving a dead peer comes back to us as a code

@@ -30,6 +30,8 @@ const char* direction_name(Direction dir);  // "forward", "backward"
 // use fixed tags above kMaxMicroBatches. Wrappers may add kTagWrapperBit for their own side messages.
 constexpr int kMaxMicroBatches = 4096;
 constexpr int kTagTied = 5000;
+constexpr int kTagSampleCode = 5001;  // sampling: a prompt's code from stage s to stage s+1 (train/stage_logits.cc)
+constexpr int kTagGather = 5002;      // a stage's parameters sent to rank 0 (--export-llmc)
 constexpr int kTagWrapperBit = 8192;
 
 // What was sent during a step (or since the last clear), per boundary and direction, plus the tied exchange.

@@ -179,6 +179,7 @@ class DistributedExecutor : public Executor {
   int num_local_stages() const override { return 1; }
   StageModule& local_stage(int) override { return *stage_; }
   int first_local_stage() const override { return transport_->stage(); }
+  comm::Transport* transport() override { return transport_.get(); }
 
  private:
   StepStats summarise(bool train) {

@@ -119,6 +119,9 @@ class Executor {
   virtual int num_local_stages() const = 0;          // S for (a), 1 for (b)
   virtual StageModule& local_stage(int i) = 0;       // i-th stage held by this process
   virtual int first_local_stage() const = 0;         // global index of local_stage(0)
+  // The transport to the other processes' stages (b), for exchanges beyond a training step (sampling, gathering
+  // parameters); nullptr when this process holds every stage (a).
+  virtual comm::Transport* transport() { return nullptr; }
 };
 
 // (a) All stages here. stages[s] is stage s.

@@ -1,4 +1,4 @@
-// tests/comm/real_link_test.cc: //train:pipeline --real-link-mbps, run as a user runs it: each rank in a network
+// tests/comm/real_link_test.cc: //train --executor mpi --real-link-mbps, run as a user runs it: each rank in a network
 // namespace of its own, behind a veth whose egress tc shapes (tools/netlink/netlink.sh, built into the binary).
 //   - two stages of the tiny preset over a real 50 Mbit/s link give the same losses, bit for bit, as the same run
 //     without it (the link changes timing only), and take at least the time the tied wte exchange needs at 50
@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/pipeline/subprocess.h"
 
 namespace {
 
@@ -88,7 +89,9 @@ std::string unavailable(std::string* probe_output) {
 
 // Two stages of the tiny preset, two steps, the wte tied between them: each step sends the wte gradient
 // (Vp * C * 4 = 50304 * 128 * 4 bytes) each way between the two stages.
-const char kTinyRun[] = "--preset tiny --stages 2 --steps 2 --threads 1 --comm-timeout-s 60";
+const std::string kTinyRun = pipeline_test::data_flags() +
+                              " --executor mpi --preset tiny --stages 2 --steps 2 --batch-size 4 --seq-len 64"
+                              " --threads 1 --comm-timeout-s 60 --sample-length 0";
 constexpr double kTiedBytesPerDirection = 50304.0 * 128 * 4;
 
 class RealLink : public ::testing::Test {
@@ -103,9 +106,12 @@ class RealLink : public ::testing::Test {
       shell("bash " + runfile("tools/netlink/netlink.sh") + " down " + name, "cleanup", 20);
     }
   }
-  // Runs the pipeline binary with args; with prefixed, `args` is the whole command (the binary behind a wrapper).
+  // Runs the trainer with args and --out-dir temp_path(tag); with prefixed, `args` is the whole command (the binary
+  // behind a wrapper).
   Outcome pipeline(const std::string& args, const std::string& tag, int limit_s, bool prefixed = false) {
-    Outcome r = shell(prefixed ? args : runfile("train/pipeline") + " " + args, tag, limit_s);
+    std::system(("rm -rf " + temp_path(tag)).c_str());
+    Outcome r = shell((prefixed ? args : runfile("train/train") + " " + args) + " --out-dir " + temp_path(tag), tag,
+                      limit_s);
     const std::string name = run_name(r.output);
     if (!name.empty()) names_.push_back(name);
     return r;
@@ -116,19 +122,18 @@ class RealLink : public ::testing::Test {
 };
 
 TEST_F(RealLink, SameLossesAsWithoutTheLinkAtTheShapedRate) {
-  const std::string with_link = temp_path("with_link.losses"), without = temp_path("without.losses");
-  const Outcome plain = pipeline(std::string(kTinyRun) + " --losses-out " + without, "without", 60);
+  const Outcome plain = pipeline(kTinyRun, "without", 60);
   ASSERT_EQ(plain.rc, 0) << plain.output;
-  const Outcome real = pipeline(std::string(kTinyRun) + " --real-link-mbps 50 --losses-out " + with_link, "with", 60);
+  const Outcome real = pipeline(kTinyRun + " --real-link-mbps 50", "with", 60);
   ASSERT_EQ(real.rc, 0) << real.output;
   const std::string name = run_name(real.output);
   ASSERT_FALSE(name.empty()) << "no real link launched:\n" << real.output;
   EXPECT_NE(real.output.find("netlink.sh: up " + name + ": "), std::string::npos) << real.output;
   EXPECT_NE(real.output.find("tbf 50 Mbit/s"), std::string::npos) << real.output;
-  // The link changes timing only: the same losses, bit for bit (the hex column), both steps.
-  const std::string losses = slurp(with_link);
+  // The link changes timing only: the same losses, bit for bit (9 significant digits), both steps.
+  const std::string losses = pipeline_test::logged_losses(temp_path("with"));
   EXPECT_EQ(std::count(losses.begin(), losses.end(), '\n'), 2) << losses;
-  EXPECT_EQ(losses, slurp(without));
+  EXPECT_EQ(losses, pipeline_test::logged_losses(temp_path("without")));
   // A lower bound only (a loaded machine is slower, never faster): each step's tied exchange needs its bytes' time
   // at 50 Mbit/s; without the shaping the whole run takes about a second.
   const double wire_s = 2 * 8 * kTiedBytesPerDirection / 50e6;
@@ -140,7 +145,7 @@ TEST_F(RealLink, SameLossesAsWithoutTheLinkAtTheShapedRate) {
 
 TEST_F(RealLink, StoppedRunRemovesItsNamespaces) {
   // The run needs about 9 s; `timeout` stops it after 4 (SIGTERM to the whole job).
-  const Outcome stopped = pipeline(std::string(kTinyRun) + " --real-link-mbps 50", "stopped", 4);
+  const Outcome stopped = pipeline(kTinyRun + " --real-link-mbps 50", "stopped", 4);
   EXPECT_EQ(stopped.rc, 124) << stopped.output;
   const std::string name = run_name(stopped.output);
   ASSERT_FALSE(name.empty()) << "no real link launched:\n" << stopped.output;
@@ -154,7 +159,7 @@ TEST_F(RealLink, DelayWithoutNetemIsRefused) {
   if (probe_.find("netem (delay) no") == std::string::npos) {
     GTEST_SKIP() << "this kernel has netem, so a delay is not refused (the delayed link itself is NOT tested)";
   }
-  const Outcome r = pipeline(std::string(kTinyRun) + " --real-link-mbps 50 --real-link-latency-ms 5", "netem", 30);
+  const Outcome r = pipeline(kTinyRun + " --real-link-mbps 50 --real-link-latency-ms 5", "netem", 30);
   EXPECT_EQ(r.rc, 2) << r.output;
   EXPECT_NE(r.output.find("this kernel has no netem qdisc"), std::string::npos) << r.output;
   const std::string name = run_name(r.output);
@@ -168,7 +173,7 @@ TEST_F(RealLink, UnprivilegedContainerIsRefused) {
   if (std::system("timeout 10 unshare --user --map-root-user true > /dev/null 2>&1") != 0) {
     GTEST_SKIP() << "unshare --user is not available here: the unprivileged case is NOT tested";
   }
-  const Outcome r = pipeline("unshare --user --map-root-user " + runfile("train/pipeline") + " " + kTinyRun +
+  const Outcome r = pipeline("unshare --user --map-root-user " + runfile("train/train") + " " + kTinyRun +
                                  " --real-link-mbps 50",
                              "unprivileged", 30, /*prefixed=*/true);
   EXPECT_EQ(r.rc, 2) << r.output;
@@ -182,15 +187,15 @@ TEST(RealLinkRefusals, CombinationsThatCannotWork) {
     std::string args, expected;
   } cases[] = {
       {"--real-link-mbps 50 --link-mbps 50", "cannot be combined with --link-mbps"},
-      {"--real-link-mbps 50 --hostfile hosts", "with --hostfile the ranks are on other hosts"},
-      {"--real-link-mbps 50 --executor local", "--real-link-mbps needs --executor mpi"},
+      {"--real-link-mbps 50 --hostfile hosts", "--real-link-mbps joins ranks on this machine"},
+      {"--real-link-mbps 50 --executor local", "need one process per stage: add --executor mpi"},
       {"--real-link-latency-ms 5", "--real-link-latency-ms needs --real-link-mbps"},
       {"--real-link-mbps -1", "must be >= 0"},
   };
   for (const auto& c : cases) {
-    const Outcome r = shell(runfile("train/pipeline") + " " + kTinyRun + " " + c.args, "refusal", 20);
+    const Outcome r = shell(runfile("train/train") + " " + kTinyRun + " " + c.args, "refusal", 20);
     EXPECT_EQ(r.rc, 2) << c.args << ":\n" << r.output;
-    EXPECT_NE(r.output.find("pipeline: "), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.output;
     EXPECT_NE(r.output.find(c.expected), std::string::npos) << c.args << ":\n" << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << "one line, nothing launched:\n" << r.output;
   }

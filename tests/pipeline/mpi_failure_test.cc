@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <algorithm>
 #include <string>
 #include <thread>
 
@@ -22,15 +23,16 @@ struct Outcome {
 Outcome signal_stage_one(int sig, const std::string& tag) {
   const std::string dir = pipeline_test::temp_dir() + "/" + tag;
   std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
-  const std::string losses = dir + "/losses", log = dir + "/log";
-  pipeline_test::Background job("timeout 120 " + pipeline_test::pipeline_binary() +
-                                    " --preset tiny --stages 3 --steps 100000 --batch 2 --seq-len 16 --threads 1"
-                                    " --comm-timeout-s 5 --quiet 1 --pid-dir " + dir + " --losses-out " + losses,
+  const std::string log = dir + "/log";
+  pipeline_test::Background job("timeout 120 " + pipeline_test::trainer_binary() + " " + pipeline_test::data_flags() +
+                                    " --executor mpi --preset tiny --stages 3 --steps 100000 --batch-size 2"
+                                    " --seq-len 16 --threads 1 --comm-timeout-s 5 --log-interval 1000 --pid-dir " +
+                                    dir + " --out-dir " + dir + "/out",
                                 log);
   // Mid-run: wait until rank 0 has logged two steps (bounded).
   const double start = pipeline_test::now_s();
   while (pipeline_test::now_s() - start < 60) {
-    const std::string l = pipeline_test::read_file(losses);
+    const std::string l = pipeline_test::logged_losses(dir + "/out");
     if (std::count(l.begin(), l.end(), '\n') >= 2) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -63,6 +65,19 @@ TEST(MpiFailure, StalledStageTimesOutNamingThePeer) {
   EXPECT_LT(o.seconds_after_signal, 5.0 + 10.0) << o.output;
   EXPECT_NE(o.output.find("no message from stage 1 (rank 1) within 5 s: peer dead or stalled"), std::string::npos)
       << o.output;
+}
+
+// A NaN loss stops every rank (lr 1e30 without clipping: weights ~1e30 after one update): exit status 3 from the
+// job, the error from rank 0 (the multi-process trainer of old trained on through -nan and exited 0).
+TEST(MpiFailure, NanLossStopsTheJob) {
+  if (!pipeline_test::have_mpirun()) GTEST_SKIP() << "mpirun not found in PATH: the MPI executor is NOT tested here";
+  const pipeline_test::PipelineRun r = pipeline_test::run_pipeline(
+      "", "--executor mpi --num-layers 2 --channels 32 --num-heads 2 --batch-size 2 --seq-len 16 --ratio 4 --steps 10"
+          " --lr 1e30 --grad-clip 0 --warmup-steps 0 --threads 1 --comm-timeout-s 30",
+      "nan");
+  EXPECT_EQ(r.rc, 3) << r.output;
+  EXPECT_NE(r.output.find("is not finite: training stopped"), std::string::npos) << r.output;
+  EXPECT_LT(pipeline_test::loss_values(r.losses).size(), 10u) << r.losses;
 }
 
 }  // namespace

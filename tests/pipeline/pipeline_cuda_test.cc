@@ -1,4 +1,4 @@
-// tests/pipeline/pipeline_cuda_test.cc: //train:pipeline --device cuda, run as a user runs it (the binary re-launches
+// tests/pipeline/pipeline_cuda_test.cc: //train --executor mpi --device cuda, run as a user runs it (the binary re-launches
 // itself under mpirun; every run is bounded by `timeout` and by the test's own wait).
 //
 // Everywhere: the refusals that need no GPU. --transport nccl on the CPU, and --device cuda on a machine without a
@@ -36,8 +36,8 @@ namespace {
 
 // Five steps of the tiny preset over two stages, M=2 under 1F1B (both directions cross in the steady state).
 const char kTinyRun[] =
-    "--preset tiny --steps 5 --batch 2 --seq-len 16 --threads 1 --stages 2 --micro-batches 2 --schedule 1f1b"
-    " --ratio 32 --comm-timeout-s 60";
+    "--preset tiny --steps 5 --batch-size 2 --seq-len 16 --threads 1 --stages 2 --micro-batches 2 --schedule 1f1b"
+    " --ratio 32 --comm-timeout-s 60 --log-interval 1 --executor mpi";
 
 using pipeline_test::loss_values;
 using pipeline_test::PipelineRun;
@@ -76,15 +76,14 @@ std::string cannot_run_on_gpus(int needed) {
 
 TEST(PipelineCudaRefusal, NcclOnTheCpu) {
   const PipelineRun r = run_pipeline("", std::string(kTinyRun) + " --transport nccl", "nccl_cpu");
-  expect_refusal(r, "pipeline: --transport nccl needs --device cuda (NCCL moves GPU memory); on the CPU use "
-                    "--transport mpi (the default)");
+  expect_refusal(r, "error: --transport nccl needs --device cuda (NCCL moves GPU memory); on the CPU use "
+                    "--transport mpi");
 }
 
 TEST(PipelineCudaRefusal, TransportWithTheLocalExecutor) {
   const PipelineRun r =
       run_pipeline("", std::string(kTinyRun) + " --executor local --transport mpi", "local_transport");
-  expect_refusal(r, "pipeline: --transport is for --executor mpi; --executor local runs every stage in this process, "
-                    "with no transport");
+  expect_refusal(r, "error: --transport is for --executor mpi; --executor local runs every stage in this process");
 }
 
 // Named NoGpu...: tools/gpu/check.sh lets only such tests skip on a GPU machine.
@@ -93,11 +92,14 @@ TEST(PipelineCudaRefusal, NoGpuCudaIsOneLineAndNoRanks) {
   if (engine::comm::visible_gpu_count(&why) > 0) {
     GTEST_SKIP() << "a GPU is present: this test checks the refusal on machines without one";
   }
-  // The same line whatever the transport or executor: the check runs before anything starts.
-  const std::string expected = "pipeline: --device cuda: " + why + "; use --device cpu";
+  // One line whatever the transport or executor: the check runs before anything starts.
   for (const std::string extra : {"", " --transport mpi", " --transport nccl", " --executor local"}) {
     SCOPED_TRACE(extra);
-    expect_refusal(run_pipeline("", std::string(kTinyRun) + " --device cuda" + extra, "no_gpu"), expected);
+    const PipelineRun r = run_pipeline("", std::string(kTinyRun) + " --device cuda" + extra, "no_gpu");
+    EXPECT_EQ(r.rc, 2) << r.output;
+    EXPECT_EQ(r.output.rfind("error: --device cuda: ", 0), 0u) << r.output;
+    EXPECT_NE(r.output.find("use --device cpu\n"), std::string::npos) << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   }
 }
 

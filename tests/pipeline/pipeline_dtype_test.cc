@@ -1,4 +1,4 @@
-// tests/pipeline/pipeline_dtype_test.cc: //train:pipeline --dtype bf16 on the CPU (bf16 autocast for the matmuls:
+// tests/pipeline/pipeline_dtype_test.cc: //train --dtype bf16 on the CPU (bf16 autocast for the matmuls:
 // operands rounded to bf16, fp32 accumulation, as //train's --dtype; the CPU computes the same rounded-operand
 // numbers through sgemm), run as a user runs it, every run bounded by `timeout` and by the test's own wait.
 //   - ten steps of the tiny preset over two stages: bf16 differs from fp32 from the first step's loss (the forward
@@ -22,10 +22,10 @@ using pipeline_test::run_pipeline;
 
 // S=2, M=2 under 1F1B: both directions cross in the steady state; the tied wte is summed between the two stages.
 const char kTinyRun[] =
-    "--preset tiny --steps 10 --batch 2 --seq-len 16 --threads 1 --stages 2 --micro-batches 2 --schedule 1f1b"
+    "--preset tiny --steps 10 --batch-size 2 --seq-len 16 --threads 1 --stages 2 --micro-batches 2 --schedule 1f1b"
     " --ratio 32 --comm-timeout-s 60";
 
-// The first line of a --losses-out file: "1 loss hexbits".
+// The first line of PipelineRun::losses: "1 loss grad_norm".
 std::string first_line(const std::string& losses) { return losses.substr(0, losses.find('\n')); }
 
 TEST(PipelineDtype, Bf16StaysCloseToFp32AndRepeatsBitwise) {
@@ -36,8 +36,8 @@ TEST(PipelineDtype, Bf16StaysCloseToFp32AndRepeatsBitwise) {
     ASSERT_EQ(runs.back().rc, 0) << runs.back().output;
   }
   const PipelineRun &fp32 = runs[0], &bf16 = runs[1], &again = runs[2];
-  EXPECT_NE(fp32.output.find("all stages in this process, dtype fp32\n"), std::string::npos) << fp32.output;
-  EXPECT_NE(bf16.output.find("all stages in this process, dtype bf16 ("), std::string::npos) << bf16.output;
+  EXPECT_NE(fp32.output.find("| device       cpu fp32, 1 CPU thread(s) per process\n"), std::string::npos) << fp32.output;
+  EXPECT_NE(bf16.output.find("| device       cpu bf16, 1 CPU thread(s) per process\n"), std::string::npos) << bf16.output;
 
   const std::vector<double> f = loss_values(fp32.losses), b = loss_values(bf16.losses);
   ASSERT_EQ(f.size(), 10u) << fp32.losses;
@@ -51,7 +51,7 @@ TEST(PipelineDtype, Bf16StaysCloseToFp32AndRepeatsBitwise) {
     EXPECT_LE(rel, 1e-3) << "step " << i + 1 << ": bf16 " << b[i] << " vs fp32 " << f[i];
   }
   std::printf("bf16 vs fp32, largest relative loss difference over %zu steps: %.2e\n", f.size(), worst);
-  // Deterministic: the same bits again (the hex column).
+  // Deterministic: the same bits again (9 significant digits: a float's bits).
   EXPECT_EQ(again.losses, bf16.losses);
 }
 
@@ -62,7 +62,8 @@ TEST(PipelineDtype, Bf16MpiExecutorMatchesLocalBitwise) {
   const PipelineRun mpi = run_pipeline("", bf16 + " --executor mpi", "bf16_mpi");
   ASSERT_EQ(local.rc, 0) << local.output;
   ASSERT_EQ(mpi.rc, 0) << mpi.output;
-  EXPECT_NE(mpi.output.find("device cpu, transport mpi, dtype bf16 ("), std::string::npos) << mpi.output;
+  EXPECT_NE(mpi.output.find("one process per stage, transport mpi"), std::string::npos) << mpi.output;
+  EXPECT_NE(mpi.output.find("| device       cpu bf16, 1 CPU thread(s) per process\n"), std::string::npos) << mpi.output;
   EXPECT_EQ(loss_values(mpi.losses).size(), 10u) << mpi.losses;
   EXPECT_EQ(mpi.losses, local.losses);
 }
@@ -70,7 +71,7 @@ TEST(PipelineDtype, Bf16MpiExecutorMatchesLocalBitwise) {
 TEST(PipelineDtype, UnknownDtypeIsOneLine) {
   const PipelineRun r = run_pipeline("", std::string(kTinyRun) + " --executor local --dtype fp16", "dtype_fp16");
   EXPECT_EQ(r.rc, 2) << r.output;
-  EXPECT_EQ(r.output, "pipeline: --dtype must be fp32 or bf16\n");
+  EXPECT_EQ(r.output, "error: --dtype must be one of fp32, bf16; got 'fp16'\n");
   EXPECT_TRUE(r.losses.empty()) << r.losses;
 }
 

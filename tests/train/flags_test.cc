@@ -71,12 +71,29 @@ TEST(Flags, ErrorsSayWhatIsWrong) {
       {{"positional"}, "unexpected argument 'positional'"},
       {{"--resume", "--sample-only"}, "exclude each other"},
       {{"--run-name", "a/b"}, "--run-name must be a non-empty name without '/'"},
+      // What the multi-process trainer of old accepted: trailing text, a wrapped integer, a NaN.
+      {{"--lr", "0.001x"}, "--lr expects a number, got '0.001x'"},
+      {{"--batch-size", "4294967297"}, "--batch-size expects an integer, got '4294967297'"},
+      {{"--lr", "nan"}, "--lr expects a number, got 'nan'"},
+      {{"--link-mbps", "inf"}, "--link-mbps expects a number, got 'inf'"},
+      {{"--executor", "ssh"}, "--executor must be one of local, mpi; got 'ssh'"},
+      {{"--threads", "-1"}, "--threads must be >= 0, got -1"},
+      {{"--comm-timeout-s", "0"}, "--comm-timeout-s must be > 0"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.args);
     EXPECT_NE(e.find(c.expected), std::string::npos) << "args[0]=" << c.args[0] << " gave: '" << e << "'";
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   }
+}
+
+TEST(Flags, BooleanTakesAnExplicitZeroOrOne) {
+  // "--untie-head 1" (the old pipeline binary's spelling) and a bare "--untie-head" mean the same.
+  EXPECT_TRUE(parse_flags(std::vector<std::string>{"--untie-head", "1", "--steps", "3"}).untie_head);
+  EXPECT_FALSE(parse_flags(std::vector<std::string>{"--untie-head", "0"}).untie_head);
+  const TrainFlags f = parse_flags(std::vector<std::string>{"--untie-head", "--steps", "3"});
+  EXPECT_TRUE(f.untie_head);
+  EXPECT_EQ(f.steps, 3);
 }
 
 TEST(Flags, HelpDocumentsEveryFlag) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "data/shards.h"
+#include "tests/pipeline/subprocess.h"
 #include "train/checkpoint.h"
 
 namespace {
@@ -82,20 +84,29 @@ std::vector<std::string> concat(std::vector<std::string> a, const std::vector<st
 // step -> "loss grad_norm" as printed in log.jsonl (9 significant digits: a float round-trips, so equal strings
 // mean bitwise equal floats). The last record of a step wins, as after a resume.
 std::map<int, std::string> logged_steps(const std::string& out_dir) {
-  std::ifstream in(out_dir + "/log.jsonl");
+  std::istringstream in(pipeline_test::read_file(out_dir + "/log.jsonl"));
   std::map<int, std::string> steps;
   std::string line;
-  auto field = [](const std::string& l, const std::string& key) {
-    const size_t p = l.find("\"" + key + "\": ");
-    if (p == std::string::npos) return std::string();
-    const size_t start = p + key.size() + 4;
-    return l.substr(start, l.find_first_of(",}", start) - start);
-  };
   while (std::getline(in, line)) {
-    if (field(line, "type") != "\"step\"") continue;
-    steps[std::stoi(field(line, "step"))] = field(line, "loss") + " " + field(line, "grad_norm");
+    if (pipeline_test::json_field(line, "type") != "\"step\"") continue;
+    steps[std::stoi(pipeline_test::json_field(line, "step"))] =
+        pipeline_test::json_field(line, "loss") + " " + pipeline_test::json_field(line, "grad_norm");
   }
   return steps;
+}
+
+// Starts the trainer in the background (stdout to /dev/null); the caller waits for or kills the pid.
+pid_t start_trainer(const std::vector<std::string>& args) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<char*> argv = {const_cast<char*>(kBinary)};
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    freopen("/dev/null", "w", stdout);
+    execv(kBinary, argv.data());
+    _exit(127);
+  }
+  return pid;
 }
 
 // The reference: 12 steps without interruption (run once per test process).
@@ -174,16 +185,8 @@ TEST(TrainE2E, KillNineThenResumeIsBitExact) {
   ASSERT_EQ(uninterrupted_run().size(), 12u);
   std::vector<std::string> args = concat(base_args(out), {"--steps", "12", "--checkpoint-interval", "1",
                                                           "--keep-last", "2"});
-  const pid_t pid = fork();
+  const pid_t pid = start_trainer(args);
   ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    std::vector<char*> argv = {const_cast<char*>(kBinary)};
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    freopen("/dev/null", "w", stdout);
-    execv(kBinary, argv.data());
-    _exit(127);
-  }
   // Kill as soon as the second checkpoint exists: the run is then writing or about to write the next one.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (train::list_checkpoints(ckpt_dir).size() < 2 && std::chrono::steady_clock::now() < deadline) {
@@ -204,15 +207,32 @@ TEST(TrainE2E, KillNineThenResumeIsBitExact) {
 
 TEST(TrainE2E, NanStopsWithLastGoodCheckpointIntact) {
   const std::string out = tmp_dir() + "/nan";
-  // lr 1e30 without clipping: the first update sends the weights to ~1e30, the second step's loss is not finite.
-  const Result r = run_trainer(concat(base_args(out), {"--steps", "10", "--lr", "1e30", "--grad-clip", "0",
-                                                       "--warmup-steps", "0", "--checkpoint-interval", "1"}));
+  const std::vector<std::string> every_step = {"--steps", "10", "--checkpoint-interval", "1", "--keep-last", "5",
+                                               "--grad-clip", "0", "--warmup-steps", "0"};
+  // Three good steps, then the run continues at lr 1e5: step 4's loss is computed from checkpoint 3 (finite), its
+  // update blows the weights up and checkpoint 4 holds them; step 5's loss is not finite.
+  ASSERT_EQ(run_trainer(concat(concat(base_args(out), every_step), {"--stop-after", "3"})).exit_code, 0);
+  const Result r = run_trainer(concat(concat(base_args(out), every_step), {"--resume", "--lr", "1e5"}));
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_NE(r.output.find("is not finite: training stopped"), std::string::npos) << r.output;
+  const auto steps = logged_steps(out);
+  ASSERT_GE(steps.size(), 5u) << r.output;
+  // The checkpoint named as good is one a finite loss was computed from, and --resume picks it.
   const auto left = train::list_checkpoints(out + "/checkpoints");
   ASSERT_FALSE(left.empty()) << r.output;
-  EXPECT_NO_THROW(train::Checkpoint::load(left.back().second));
-  EXPECT_LT(left.back().first, static_cast<int64_t>(logged_steps(out).size())) << "no checkpoint of a NaN state";
+  const int64_t good = left.back().first;
+  EXPECT_NE(r.output.find("known good (a finite loss was computed from its weights) is " + left.back().second),
+            std::string::npos) << r.output;
+  ASSERT_TRUE(steps.count(static_cast<int>(good) + 1)) << "no loss was logged from checkpoint " << good;
+  EXPECT_TRUE(std::isfinite(std::stod(steps.at(static_cast<int>(good) + 1)))) << steps.at(static_cast<int>(good) + 1);
+  // Resumed from it with a sane lr, training goes on with finite losses (from the poisoned checkpoint of the
+  // diverging update it would not: its weights are ~1e29).
+  const Result resumed = run_trainer(concat(concat(base_args(out), every_step), {"--resume", "--lr", "1e-3"}));
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resumed from " + left.back().second), std::string::npos) << resumed.output;
+  const auto after = logged_steps(out);
+  ASSERT_EQ(after.size(), 10u);
+  for (const auto& kv : after) EXPECT_TRUE(std::isfinite(std::stod(kv.second))) << "step " << kv.first;
 }
 
 TEST(TrainE2E, SampleOnlyFromCheckpoint) {
@@ -264,6 +284,107 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
   EXPECT_NE(r.output.find("was written by a different run"), std::string::npos) << r.output;
 }
 
+bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+// What a hostile user tried on the multi-process trainer of old: each is refused before anything is trained.
+TEST(TrainE2E, HostileInputsAreRefusedBeforeTraining) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string expected;
+  };
+  const std::string file = tmp_dir() + "/never_exported.bin";
+  const std::vector<Case> cases = {
+      {{"--lr", "0.001x"}, "--lr expects a number, got '0.001x'"},
+      {{"--batch-size", "4294967297"}, "--batch-size expects an integer, got '4294967297'"},
+      {{"--lr", "nan"}, "--lr expects a number, got 'nan'"},
+      {{"--steps", "100000", "--export-llmc", file}, "--export-llmc needs --bottleneck none"},
+      {{"--steps", "100000", "--bottleneck", "none", "--untie-head", "--export-llmc", file},
+       "--export-llmc cannot export --untie-head"},
+      {{"--batch-size", "200000", "--seq-len", "16"}, "of activations in this process, more than the"},
+  };
+  for (const auto& c : cases) {
+    const std::string out = tmp_dir() + "/hostile";
+    std::system(("rm -rf " + out).c_str());
+    const Result r = run_trainer(concat(base_args(out), c.args));
+    EXPECT_EQ(r.exit_code, 2) << c.args[0] << ": " << r.output;
+    const size_t e = r.output.find("error: ");
+    ASSERT_NE(e, std::string::npos) << r.output;
+    EXPECT_NE(r.output.substr(e, r.output.find('\n', e) - e).find(c.expected), std::string::npos) << r.output;
+    EXPECT_TRUE(logged_steps(out).empty()) << c.args[0] << ": nothing may be trained";
+    EXPECT_FALSE(exists(file));
+  }
+}
+
+// A token the model cannot embed in the validation split is found before the first step, not at the final
+// evaluation after the last one.
+TEST(TrainE2E, BadValidationTokenIsFoundBeforeTraining) {
+  const std::string bad = tmp_dir() + "/bad_val.bin";
+  std::vector<int32_t> tokens(1500, 101);
+  tokens[1234] = 60000;  // beyond GPT-2's 50257
+  data::write_shard(bad, tokens);
+  const std::string out = tmp_dir() + "/bad_val";
+  const Result r = run_trainer(concat(base_args(out), {"--val-data", bad, "--steps", "3"}));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(bad), std::string::npos) << "the error names the file:\n" << r.output;
+  EXPECT_TRUE(logged_steps(out).empty()) << r.output;
+}
+
+// --resume checks before it writes anything: a --steps it cannot reach, a changed flag (said and logged), a missing
+// or truncated stage file (named, exit 2, nothing overwritten).
+TEST(TrainE2E, ResumeChecksTheCheckpointAndSaysWhatChanged) {
+  const std::string out = tmp_dir() + "/resume_checks";
+  ASSERT_EQ(run_trainer(concat(base_args(out), {"--steps", "6", "--stop-after", "3"})).exit_code, 0);
+  const Result low = run_trainer(concat(base_args(out), {"--steps", "2", "--resume"}));
+  EXPECT_EQ(low.exit_code, 2) << low.output;
+  EXPECT_NE(low.output.find("error: --steps 2 is not beyond the checkpoint's step 3"), std::string::npos) << low.output;
+
+  const std::string manifest = train::checkpoint_path(out + "/checkpoints", 3);
+  const std::string stage1 = train::stage_checkpoint_path(out + "/checkpoints", 3, 1);
+  const std::string log_before = pipeline_test::read_file(out + "/log.jsonl");
+  std::system(("cp " + stage1 + " " + stage1 + ".saved").c_str());
+  ASSERT_EQ(truncate(stage1.c_str(), 1000), 0);
+  const Result truncated = run_trainer(concat(base_args(out), {"--steps", "6", "--resume"}));
+  EXPECT_EQ(truncated.exit_code, 2) << truncated.output;
+  EXPECT_NE(truncated.output.find("stage 1's file " + stage1), std::string::npos) << truncated.output;
+  EXPECT_NE(truncated.output.find("truncated"), std::string::npos) << truncated.output;
+  ASSERT_EQ(std::remove(stage1.c_str()), 0);
+  const Result missing = run_trainer(concat(base_args(out), {"--steps", "6", "--resume"}));
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("stage 1's file " + stage1 + " cannot be used (cannot open"), std::string::npos)
+      << missing.output;
+  const std::string log_after = pipeline_test::read_file(out + "/log.jsonl");
+  EXPECT_EQ(log_after, log_before) << "a refused resume writes nothing";
+  EXPECT_TRUE(exists(manifest));
+
+  std::system(("mv " + stage1 + ".saved " + stage1).c_str());
+  const Result changed = run_trainer(concat(base_args(out), {"--steps", "6", "--resume", "--lr", "1e-2"}));
+  EXPECT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("resume: --lr changed: 0.03 -> 0.01"), std::string::npos) << changed.output;
+  const std::string log = pipeline_test::read_file(out + "/log.jsonl");
+  EXPECT_NE(log.find("{\"type\": \"resume\", \"step\": 3, \"changed\": {\"lr\": \"0.03 -> 0.01\""),
+            std::string::npos) << log;
+  EXPECT_NE(log.rfind("\"lr\": \"0.01\""), std::string::npos) << "the log's config names the new --lr:\n" << log;
+}
+
+// Two runs never write one output directory: a --resume started while the run is alive is refused.
+TEST(TrainE2E, SecondRunOnALiveOutputDirectoryIsRefused) {
+  const std::string out = tmp_dir() + "/locked";
+  std::vector<std::string> args = concat(base_args(out), {"--steps", "100000", "--checkpoint-interval", "1"});
+  const pid_t pid = start_trainer(args);
+  ASSERT_GE(pid, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (train::list_checkpoints(out + "/checkpoints").empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const Result second = run_trainer(concat(args, {"--resume"}));
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  EXPECT_EQ(second.exit_code, 2) << second.output;
+  EXPECT_NE(second.output.find("error: another run (pid " + std::to_string(pid) + ") is writing " + out),
+            std::string::npos) << second.output;
+}
+
 // The val loss printed by a run ("eval  <step> | val loss X"), as text.
 std::string printed_val_loss(const std::string& output, int step) {
   char prefix[64];
@@ -300,7 +421,7 @@ TEST(TrainE2E, ExportLlmcThenInitFromGivesTheSameModel) {
   const Result d = run_trainer(concat(base_args(out + "_untied"), {"--steps", "1", "--stages", "2", "--bottleneck",
                                                                    "none", "--untie-head=1", "--export-llmc", file}));
   EXPECT_EQ(d.exit_code, 2);
-  EXPECT_NE(d.output.find("--export-llmc cannot export --untie-head 1"), std::string::npos) << d.output;
+  EXPECT_NE(d.output.find("--export-llmc cannot export --untie-head"), std::string::npos) << d.output;
 }
 
 TEST(TrainE2E, HelpListsFlagsAndExitsZero) {

@@ -9,7 +9,8 @@
 // network namespace of its own, its egress shaped by tc to R Mbit/s, MPI over TCP only: tools/netlink/netlink.sh,
 // see train/pipeline_launch.h), and the bytes a step puts on the wire.
 //
-// Each case runs as its own mpirun job (one rank per stage, this same binary as the worker). A step's time is the
+// Each case runs as its own mpirun job (one rank per stage, this same binary as the worker, which runs the one
+// trainer, train::run_training, with --executor mpi and reads the step times from its log). A step's time is the
 // median over the steps after the first (warm-up). The link emulator delays the boundary codes (one wire per
 // boundary and direction) and the tied wte gradient exchange between the first and the last stage (one wire per
 // direction of its own), so the "link" rows include both. The table splits the wire time of a step into the codes'
@@ -26,8 +27,11 @@
 #include <string>
 #include <vector>
 
+#include "train/data_setup.h"
+#include "train/flags.h"
 #include "train/pipeline_launch.h"
-#include "train/pipeline_run.h"
+#include "train/run_config.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -50,32 +54,51 @@ struct CaseResult {
   unsigned long long fwd = 0, bwd = 0, tied = 0;
 };
 
-// Worker: run the pipeline, rank 0 writes "median_s fwd_bytes bwd_bytes ratio tied_bytes" to the result file.
+// A number field of a JSONL record ("key": value), or -1.
+double json_number(const std::string& line, const std::string& key) {
+  const size_t p = line.find("\"" + key + "\": ");
+  return p == std::string::npos ? -1.0 : std::atof(line.c_str() + p + key.size() + 4);
+}
+
+// Worker (one rank): the trainer itself, on this case's flags; then rank 0 reads the run's log.jsonl and writes
+// "median_s fwd_bytes bwd_bytes ratio tied_bytes" to the result file.
 int worker(int argc, char** argv) {
-  std::string result;
-  std::vector<char*> args = {argv[0]};
+  std::string result, out_dir;
+  std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--bench-result" && i + 1 < argc) {
       result = argv[++i];
-    } else {
-      args.push_back(argv[i]);
+      continue;
     }
+    if (std::string(argv[i]) == "--out-dir" && i + 1 < argc) out_dir = argv[i + 1];
+    args.push_back(argv[i]);
   }
-  bool help = false;
-  train::PipelineRunOptions o = train::parse_pipeline_flags(static_cast<int>(args.size()), args.data(), &help);
-  std::vector<train::PipelineStepRecord> records;
-  const int rc = train::run_pipeline(o, &records);
-  if (rc != 0 || records.empty()) return rc != 0 ? rc : 1;
+  int rc = 0;
+  // The trainer's own lines (run table, steps, sample) would interleave with the table: only errors (stderr) show.
+  if (std::freopen("/dev/null", "w", stdout) == nullptr) return 2;
+  try {
+    rc = train::run_training(train::make_run_config(train::parse_flags(args)));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
   const char* rank = std::getenv("OMPI_COMM_WORLD_RANK");
-  if (rank != nullptr && std::atoi(rank) != 0) return 0;
+  if (rc != 0 || (rank != nullptr && std::atoi(rank) != 0)) return rc;
+  std::ifstream log(out_dir + "/log.jsonl");  // rank 0's
   std::vector<double> times;
-  for (size_t i = 1; i < records.size(); ++i) times.push_back(records[i].seconds);
-  if (times.empty()) times.push_back(records[0].seconds);
+  std::string line, last;
+  while (std::getline(log, line)) {
+    if (line.find("\"type\": \"step\"") == std::string::npos) continue;
+    if (json_number(line, "step") > 1) times.push_back(json_number(line, "ms") / 1e3);  // step 1 warms up
+    last = line;
+  }
+  if (last.empty()) return 1;
+  if (times.empty()) times.push_back(json_number(last, "ms") / 1e3);
   std::sort(times.begin(), times.end());
-  const train::PipelineStepRecord& r = records.back();
   std::ofstream out(result);
-  out << times[times.size() / 2] << " " << r.forward_bytes << " " << r.backward_bytes << " " << r.forward_ratio << " "
-      << r.tied_bytes << "\n";
+  out << times[times.size() / 2] << " " << static_cast<unsigned long long>(json_number(last, "bytes_fwd")) << " "
+      << static_cast<unsigned long long>(json_number(last, "bytes_bwd")) << " " << json_number(last, "compression")
+      << " " << static_cast<unsigned long long>(json_number(last, "bytes_tied")) << "\n";
   return 0;
 }
 
@@ -90,7 +113,8 @@ std::string flag(int argc, char** argv, const std::string& name, const std::stri
 // rank 0 wrote. `args` are the pipeline's flags; `result` names the result file.
 CaseResult run_case(int stages, std::vector<std::string> args, const std::string& result,
                     const train::RealLink& real_link) {
-  args.insert(args.end(), {"--bench-result", result});
+  std::system(("rm -rf " + result + ".out").c_str());  // a fresh output directory per case
+  args.insert(args.end(), {"--bench-result", result, "--out-dir", result + ".out"});
   const pid_t pid = fork();
   if (pid == 0) _exit(train::exec_mpirun(stages, "", args, 1, real_link));
   CaseResult r;
@@ -98,6 +122,7 @@ CaseResult run_case(int stages, std::vector<std::string> args, const std::string
   std::ifstream in(result);
   r.ok = static_cast<bool>(in >> r.seconds >> r.fwd >> r.bwd >> r.ratio >> r.tied);
   std::remove(result.c_str());
+  std::system(("rm -rf " + result + ".out").c_str());
   return r;
 }
 
@@ -105,11 +130,14 @@ CaseResult run_case(int stages, std::vector<std::string> args, const std::string
 std::vector<std::string> case_args(const Preset& p, int stages, const std::string& bottleneck, int ratio,
                                    const std::string& steps, const std::string& untie, double mbps,
                                    const std::string& latency) {
-  std::vector<std::string> args = {"--preset", p.name, "--stages", std::to_string(stages), "--micro-batches",
-                                   std::to_string(p.micro_batches), "--batch", std::to_string(p.batch),
-                                   "--seq-len", std::to_string(p.seq_len), "--steps", steps, "--bottleneck",
-                                   bottleneck, "--ratio", std::to_string(ratio), "--quiet", "1",
-                                   "--comm-timeout-s", "600", "--threads", "1", "--untie-head", untie};
+  // The trainer's flags: constant lr, no evaluation or sample, the one checkpoint at the end.
+  std::vector<std::string> args = {"--executor", "mpi", "--preset", p.name, "--stages", std::to_string(stages),
+                                   "--micro-batches", std::to_string(p.micro_batches), "--batch-size",
+                                   std::to_string(p.batch), "--seq-len", std::to_string(p.seq_len), "--steps", steps,
+                                   "--bottleneck", bottleneck, "--ratio", std::to_string(ratio), "--log-interval",
+                                   "1000000", "--eval-interval", "0", "--eval-batches", "1", "--sample-length", "0",
+                                   "--warmup-steps", "0", "--comm-timeout-s", "600", "--threads", "1",
+                                   "--untie-head", untie};
   if (mbps > 0) args.insert(args.end(), {"--link-mbps", std::to_string(mbps), "--link-latency-ms", latency});
   return args;
 }
@@ -197,6 +225,14 @@ int main(int argc, char** argv) {
     }
   }
   const std::string presets = flag(argc, argv, "presets", "tiny,d12");
+  try {
+    // The data once, before any rank starts (tinyshakespeare; offline: $RESBM_DATA_MIRROR).
+    train::RunConfig data = train::make_run_config(train::parse_flags(std::vector<std::string>{}));
+    train::setup_data(&data);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "link_bench: %s\n", e.what());
+    return 2;
+  }
   const int stages = std::atoi(flag(argc, argv, "stages", "4").c_str());
   const double mbps = std::atof(flag(argc, argv, "mbps", "100").c_str());
   const std::string latency = flag(argc, argv, "latency-ms", "0");

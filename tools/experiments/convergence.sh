@@ -3,12 +3,15 @@
 #
 #   tools/experiments/convergence.sh [STEPS] [OUT_DIR]        (defaults: 300, docs)
 #
-# Trains the tiny preset split into S=2 pipeline stages (two MPI ranks, one per stage) for STEPS steps, with the
+# Trains the tiny preset split into S=2 pipeline stages with the one trainer (//train --executor mpi: two MPI ranks,
+# one per stage) for STEPS steps, with the
 # same seed, the same token stream (sequential order) and the same hyper-parameters for every kind:
 #   none | resbm r=32 | resbm r=128 | linear r=128 | ae r=128   (tiny: C = 128, so r = 128 is a one-channel code)
 # then writes OUT_DIR/resbm_convergence.md (final train and validation loss, bytes per step, measured
-# compression) and OUT_DIR/resbm_convergence.png (train and validation curves, gnuplot). Raw JSONL logs go to
-# OUT_DIR/resbm_convergence_logs/. Data: `prepare tinyshakespeare` (online, or from $RESBM_DATA_MIRROR).
+# compression) and OUT_DIR/resbm_convergence.png (train and validation curves, gnuplot). Each run's log.jsonl is
+# copied to OUT_DIR/resbm_convergence_logs/<name>.jsonl (its output directory, with the final checkpoint, stays in
+# $RUNS_DIR, default /tmp/resbm_convergence_runs). Data: `prepare tinyshakespeare` (online, or from
+# $RESBM_DATA_MIRROR).
 # Environment: EXECUTOR=local runs the stages in one process instead (bitwise the same losses); EXTRA=1 adds
 # resbm r=32 with an int8 code, the fused layout at r=128 and the orthogonal identity at r=128; REUSE=1 keeps the
 # logs of runs that already completed STEPS steps (to add runs to an existing table).
@@ -19,9 +22,10 @@ OUT="${2:-docs}"
 EXECUTOR="${EXECUTOR:-mpi}"
 LOGS="$OUT/resbm_convergence_logs"
 DATA="${DATA_DIR:-/tmp/resbm_tinyshakespeare}"
+RUNS_DIR="${RUNS_DIR:-/tmp/resbm_convergence_runs}"
 mkdir -p "$OUT" "$LOGS" "$DATA"
 
-tools/bazel build //train:pipeline //tools:prepare >&2
+tools/bazel build //train //tools:prepare >&2
 bazel-bin/tools/prepare tinyshakespeare --out "$DATA" ${RESBM_DATA_MIRROR:+--mirror "$RESBM_DATA_MIRROR"} >&2
 
 # name | flags
@@ -39,9 +43,12 @@ if [ "${EXTRA:-0}" = 1 ]; then
     "resbm_orth_r128|--bottleneck resbm --ratio 128 --bottleneck-identity orthogonal"
   )
 fi
-COMMON=(--preset tiny --stages 2 --micro-batches 2 --batch 4 --seq-len 64 --steps "$STEPS" --lr 1e-3 --seed 1337
+# Constant lr 1e-3, weight decay 0.1, sequential data: the settings this table was first measured with.
+COMMON=(--preset tiny --stages 2 --micro-batches 2 --batch-size 4 --seq-len 64 --steps "$STEPS" --lr 1e-3
+        --warmup-steps 0 --final-lr-frac 1 --weight-decay 0.1 --data-order sequential --seed 1337
         --train-data "$DATA/tiny_shakespeare_train.bin" --val-data "$DATA/tiny_shakespeare_val.bin"
-        --val-every 50 --val-batches 16 --executor "$EXECUTOR" --comm-timeout-s 600 --quiet 1)
+        --eval-interval 50 --eval-batches 16 --executor "$EXECUTOR" --comm-timeout-s 600 --log-interval 1000000
+        --sample-length 0 --checkpoint-interval 0)
 
 for run in "${RUNS[@]}"; do
   name="${run%%|*}"
@@ -51,8 +58,10 @@ for run in "${RUNS[@]}"; do
     continue
   fi
   echo "== $name: $flags" >&2
+  rm -rf "${RUNS_DIR:?}/$name"
   # shellcheck disable=SC2086
-  timeout 7200 bazel-bin/train/pipeline "${COMMON[@]}" $flags --log-out "$LOGS/$name.jsonl" >&2
+  timeout 7200 bazel-bin/train/train "${COMMON[@]}" $flags --out-dir "$RUNS_DIR/$name" >&2
+  cp "$RUNS_DIR/$name/log.jsonl" "$LOGS/$name.jsonl"
 done
 
 # JSONL -> columns, in a scratch directory. Train: step loss (averaged below); val: step val_loss.
@@ -61,8 +70,10 @@ trap 'rm -rf "$DAT"' EXIT
 num() { sed -n "s/.*\"$1\": \([-0-9.e+]*\).*/\1/p"; }
 for run in "${RUNS[@]}"; do
   name="${run%%|*}"
-  grep '"loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$DAT/$name.train.dat"
-  grep '"val_loss"' "$LOGS/$name.jsonl" | awk -F'[:,}]' '{print $2, $4}' > "$DAT/$name.val.dat"
+  grep '"type": "step"' "$LOGS/$name.jsonl" | sed 's/.*"step": \([0-9]*\), "loss": \([^,]*\),.*/\1 \2/' \
+    > "$DAT/$name.train.dat"
+  grep '"type": "eval"' "$LOGS/$name.jsonl" | sed 's/.*"step": \([0-9]*\), "val_loss": \([^,}]*\).*/\1 \2/' \
+    > "$DAT/$name.val.dat"
 done
 
 {
@@ -81,9 +92,9 @@ done
     name="${run%%|*}"
     train=$(tail -n 20 "$DAT/$name.train.dat" | awk '{s += $2} END {printf "%.4f", s / NR}')
     val=$(tail -n 1 "$DAT/$name.val.dat" | awk '{printf "%.4f", $2}')
-    last=$(grep '"loss"' "$LOGS/$name.jsonl" | tail -n 1)
-    bytes=$(echo "$last" | num fwd_bytes)
-    ratio=$(echo "$last" | num ratio_fwd)
+    last=$(grep '"type": "step"' "$LOGS/$name.jsonl" | tail -n 1)
+    bytes=$(echo "$last" | num bytes_fwd)
+    ratio=$(echo "$last" | num compression)
     echo "| $name | $train | $val | $bytes | $(printf '%.1f' "$ratio") |"
   done
   echo

@@ -38,7 +38,7 @@ stage() {
   local have_train=0
   local runfiles_tests=(//tests/train:train_device_test //tests/pipeline:pipeline_cuda_test
                         //tests/pipeline:wire_layout_test)
-  if tools/bazel build //train //train:pipeline "${runfiles_tests[@]}" 2>/dev/null; then have_train=1; fi
+  if tools/bazel build //train "${runfiles_tests[@]}" 2>/dev/null; then have_train=1; fi
   rm -rf "$gpu_dir/bin" "$gpu_dir/lib" "$gpu_dir/lib.tar.gz"
   mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
   local bins=()
@@ -54,7 +54,7 @@ stage() {
          bazel-bin/engine/comm/nccl_transport/nccl_probe)
   : > "$gpu_dir/RUNFILES_TESTS"
   if [ "$have_train" = 1 ] && [ -x bazel-bin/train/train ]; then
-    bins+=(bazel-bin/train/train bazel-bin/train/pipeline)
+    bins+=(bazel-bin/train/train)
     for t in "${runfiles_tests[@]}"; do
       t="${t#//}"
       bins+=("bazel-bin/${t/://}")
@@ -144,7 +144,6 @@ bazel_like_test() {  # NAME [test arguments...]
   shift
   mkdir -p "$root/train" "$root/tmp"
   ln -sf "$gpu_dir/bin/train" "$root/train/train"
-  [ -x "$gpu_dir/bin/pipeline" ] && ln -sf "$gpu_dir/bin/pipeline" "$root/train/pipeline"
   (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 300 "$gpu_dir/bin/$name" "$@" > "$log" 2>&1)
   local rc=$? status=PASS
   [ $rc != 0 ] && status=FAIL
@@ -266,11 +265,11 @@ part_train() {
 }
 
 part_pipeline() {
-  # //train:pipeline --device cuda: one rank per stage. One GPU: two ranks share it over --transport mpi; NCCL
+  # //train --executor mpi --device cuda: one rank per stage. One GPU: two ranks share it over --transport mpi; NCCL
   # (which refuses two ranks on one GPU) needs two GPUs. Without mpirun only the local executor and the refusals run.
   # The device wire path's byte layout (CUDA codec kernels == the host codec's bytes).
   [ -x "$bin/wire_layout_test" ] && bazel_like_test wire_layout_test
-  if [ -x "$bin/pipeline_cuda_test" ] && [ -x "$bin/pipeline" ]; then
+  if [ -x "$bin/pipeline_cuda_test" ] && [ -x "$bin/train" ]; then
     local ngpus
     ngpus=$(nvidia-smi -L 2>/dev/null | wc -l)
     if ! command -v mpirun > /dev/null 2>&1; then
