@@ -73,6 +73,7 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
       {"steps", std::to_string(f.steps) + " (seed " + std::to_string(f.seed) + ", " + f.data_order + " data)"},
       {"memory", memory},
       {"device", f.device + " " + f.dtype + ", " + std::to_string(in.threads) + " CPU thread(s) per process"},
+      {"cpu gemms", in.cpu_gemms.empty() ? std::string("-") : in.cpu_gemms},
       {"train data", c.train_pattern},
       {"val data", c.val_pattern},
       {"output", c.out_dir},

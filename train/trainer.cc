@@ -148,6 +148,7 @@ int run_training(RunConfig c) {
   const JsonObject table = [&] {
     RunTableInputs in = table_inputs(*backend);  // collectives: every process
     in.threads = threads_per_process(c) > 0 ? threads_per_process(c) : engine::default_num_threads();
+    if (c.device == engine::Device::cpu) in.cpu_gemms = engine::cpu_gemm_description(device.ctx());
     return printer ? print_run_table(c, in) : JsonObject();
   }();
   std::unique_ptr<RunLog> log;
