@@ -146,18 +146,27 @@ TEST(TrainE2E, StopAndResumeIsBitExact) {
   EXPECT_EQ(logged_steps(out), uninterrupted_run());
 }
 
+// `flags` (8 steps) run whole, and again stopped after step 3 then resumed: the logged steps must be bitwise equal.
+// Returns the whole run's result.
+Result expect_stop_resume_bit_exact(const std::string& name, const std::vector<std::string>& flags) {
+  const std::string whole = tmp_dir() + "/" + name + "_whole", parts = tmp_dir() + "/" + name + "_parts";
+  const Result w = run_trainer(concat(base_args(whole), flags));
+  EXPECT_EQ(w.exit_code, 0) << w.output;
+  const Result stopped = run_trainer(concat(concat(base_args(parts), flags), {"--stop-after", "3"}));
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.output;
+  const Result r = run_trainer(concat(concat(base_args(parts), flags), {"--resume"}));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = logged_steps(whole);
+  EXPECT_EQ(expected.size(), 8u);
+  EXPECT_EQ(logged_steps(parts), expected);
+  return w;
+}
+
 TEST(TrainE2E, MuonThreeStagesOneFOneBResumeIsBitExact) {
   // Muon's momentum and AdamW's moments of every stage, with M = 2 micro-batches under 1F1B.
   const std::vector<std::string> flags = {"--num-layers", "3", "--stages", "3", "--micro-batches", "2",
                                           "--schedule", "1f1b", "--optimizer", "muon", "--steps", "8"};
-  const std::string whole = tmp_dir() + "/muon_whole", parts = tmp_dir() + "/muon_parts";
-  ASSERT_EQ(run_trainer(concat(base_args(whole), flags)).exit_code, 0);
-  ASSERT_EQ(run_trainer(concat(concat(base_args(parts), flags), {"--stop-after", "3"})).exit_code, 0);
-  const Result r = run_trainer(concat(concat(base_args(parts), flags), {"--resume"}));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto expected = logged_steps(whole);
-  ASSERT_EQ(expected.size(), 8u);
-  EXPECT_EQ(logged_steps(parts), expected);
+  expect_stop_resume_bit_exact("muon", flags);
 }
 
 // int8 codes whose gradients round stochastically from (seed, step, stage, micro-batch): a resumed run must draw the
@@ -167,16 +176,8 @@ TEST(TrainE2E, Int8CodesByteTokensReinjectionResumeIsBitExact) {
   const std::vector<std::string> flags = {"--num-layers", "3", "--stages", "3", "--tokenizer", "bytes",
                                           "--code-dtype", "int8", "--code-width", "3", "--reinject-tokens", "copy",
                                           "--untie-head", "--steps", "8"};
-  const std::string whole = tmp_dir() + "/int8_whole", parts = tmp_dir() + "/int8_parts";
-  const Result w = run_trainer(concat(base_args(whole), flags));
-  ASSERT_EQ(w.exit_code, 0) << w.output;
-  EXPECT_NE(w.output.find("---- sample at step 8"), std::string::npos) << w.output;
-  ASSERT_EQ(run_trainer(concat(concat(base_args(parts), flags), {"--stop-after", "3"})).exit_code, 0);
-  const Result r = run_trainer(concat(concat(base_args(parts), flags), {"--resume"}));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto expected = logged_steps(whole);
-  ASSERT_EQ(expected.size(), 8u);
-  EXPECT_EQ(logged_steps(parts), expected);
+  const Result whole = expect_stop_resume_bit_exact("int8", flags);
+  EXPECT_NE(whole.output.find("---- sample at step 8"), std::string::npos) << whole.output;
 }
 
 TEST(TrainE2E, KillNineThenResumeIsBitExact) {
