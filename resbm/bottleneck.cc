@@ -23,7 +23,8 @@ BottleneckKind parse_bottleneck_kind(const std::string& name) {
   if (name == "linear") return BottleneckKind::linear;
   if (name == "ae") return BottleneckKind::ae;
   if (name == "quant") return BottleneckKind::quant;
-  throw std::invalid_argument("unknown --bottleneck '" + name + "': expected none, resbm, linear, ae or quant");
+  if (name == "ssn") return BottleneckKind::ssn;
+  throw std::invalid_argument("unknown --bottleneck '" + name + "': expected none, resbm, linear, ae, quant or ssn");
 }
 
 IdentityPath parse_identity_path(const std::string& name) {
@@ -62,6 +63,7 @@ const char* bottleneck_kind_name(BottleneckKind kind) {
     case BottleneckKind::linear: return "linear";
     case BottleneckKind::ae: return "ae";
     case BottleneckKind::quant: return "quant";
+    case BottleneckKind::ssn: return "ssn";
   }
   return "?";
 }
@@ -79,7 +81,8 @@ const char* resbm_layout_name(ResbmLayout layout) { return layout == ResbmLayout
 
 namespace {
 bool compresses(BottleneckKind kind) {
-  return kind == BottleneckKind::resbm || kind == BottleneckKind::linear || kind == BottleneckKind::ae;
+  return kind == BottleneckKind::resbm || kind == BottleneckKind::linear || kind == BottleneckKind::ae ||
+         kind == BottleneckKind::ssn;
 }
 bool has_mlp(BottleneckKind kind) { return kind == BottleneckKind::resbm || kind == BottleneckKind::ae; }
 // The identity path needs a matrix (rather than a slice/pad): linear always, resbm unless P is the slice.
@@ -105,8 +108,22 @@ void validate_bottleneck(const BottleneckConfig& config, int C) {
     throw std::invalid_argument("--resbm-layout fused keeps IOTA's slice identity; --bottleneck-identity " +
                                 std::string(identity_path_name(config.identity)) + " needs --resbm-layout module");
   }
+  if (config.kind == BottleneckKind::ssn) {
+    // ssn has no encoder/decoder modules, identity choice or layout: refuse the flags that would silently do nothing.
+    if (config.identity != IdentityPath::slice || config.layout != ResbmLayout::module || config.hidden != 0) {
+      throw std::invalid_argument("--bottleneck ssn has no identity path, layout or bottleneck MLP: drop "
+                                  "--bottleneck-identity, --resbm-layout and --bottleneck-hidden (its MLP width is "
+                                  "4C, or set by --ssn-match-params)");
+    }
+    if (config.reinject != Reinjection::off) {
+      throw std::invalid_argument("--reinject-tokens does not apply to ssn: it rebuilds the frozen token embedding on every "
+                                  "stage already");
+    }
+  } else if (config.ssn_match_params) {
+    throw std::invalid_argument("--ssn-match-params applies to --bottleneck ssn only");
+  }
   if (config.code_channels != 0 && !compresses(config.kind)) {
-    throw std::invalid_argument("--code-width applies to resbm, linear and ae; --bottleneck " +
+    throw std::invalid_argument("--code-width applies to resbm, linear, ae and ssn; --bottleneck " +
                                 std::string(bottleneck_kind_name(config.kind)) + " sends all C channels");
   }
   if (compresses(config.kind) && config.code_channels != 0) {
@@ -153,6 +170,7 @@ std::string describe_bottleneck(const BottleneckConfig& config, int C) {
   if (config.kind == BottleneckKind::resbm || config.kind == BottleneckKind::linear) {
     s += std::string(" identity=") + identity_path_name(config.identity);
   }
+  if (config.kind == BottleneckKind::ssn && config.ssn_match_params) s += " match-params";
   if (has_mlp(config.kind)) {
     s += std::string(" layout=") + resbm_layout_name(config.layout) + " H=" + std::to_string(hidden_width(config, C));
   }
@@ -162,24 +180,7 @@ std::string describe_bottleneck(const BottleneckConfig& config, int C) {
 }
 
 void orthonormal_basis_rows(float* pt, int K, int C, uint64_t seed, int boundary) {
-  // Gaussian rows, then modified Gram-Schmidt in double: the same bits on every stage that asks.
-  Rng rng(param_seed(seed, "bottleneck." + std::to_string(boundary) + ".basis"));
-  std::vector<double> rows(static_cast<size_t>(K) * C);
-  for (double& v : rows) v = rng.normal();
-  for (int k = 0; k < K; ++k) {
-    double* r = &rows[static_cast<size_t>(k) * C];
-    for (int j = 0; j < k; ++j) {
-      const double* q = &rows[static_cast<size_t>(j) * C];
-      double dot = 0.0;
-      for (int c = 0; c < C; ++c) dot += r[c] * q[c];
-      for (int c = 0; c < C; ++c) r[c] -= dot * q[c];
-    }
-    double norm = 0.0;
-    for (int c = 0; c < C; ++c) norm += r[c] * r[c];
-    norm = std::sqrt(norm);
-    for (int c = 0; c < C; ++c) r[c] /= norm;
-  }
-  for (size_t i = 0; i < rows.size(); ++i) pt[i] = static_cast<float>(rows[i]);
+  orthonormal_rows(pt, K, C, param_seed(seed, "bottleneck." + std::to_string(boundary) + ".basis"));
 }
 
 namespace {
@@ -281,6 +282,8 @@ void BottleneckEncoder::init(ParamStore& trained, ParamStore& fixed, uint64_t se
 Var BottleneckEncoder::forward(engine::Graph& g, ParamStore& trained, ParamStore& fixed, const Var& x) const {
   // x (B,T,C) -> z (B,T,K)
   switch (config_.kind) {
+    case BottleneckKind::ssn:
+      throw std::logic_error("BottleneckEncoder: ssn is built by the stage model (resbm/ssn.h)");
     case BottleneckKind::none:
     case BottleneckKind::quant:
       return x;  // the full stream; quant's 8 bits are applied on the wire
@@ -335,6 +338,8 @@ void BottleneckDecoder::init(ParamStore& trained, ParamStore& fixed, uint64_t se
 Var BottleneckDecoder::forward(engine::Graph& g, ParamStore& trained, ParamStore& fixed, const Var& z) const {
   // z (B,T,K) -> x' (B,T,C)
   switch (config_.kind) {
+    case BottleneckKind::ssn:
+      throw std::logic_error("BottleneckDecoder: ssn is built by the stage model (resbm/ssn.h)");
     case BottleneckKind::none:
     case BottleneckKind::quant:
       return z;

@@ -22,6 +22,9 @@
 //   ae     : z = f_enc(x), x' = f_dec(z): the MLPs without the identity path (last layers N(0, 0.02), not zero,
 //            so that the decoder's output is not identically zero at the start).
 //   quant  : z = x (K = C), sent as an 8-bit code (the wire dtype is forced to int8).
+//   ssn    : Subspace Networks (the peer method): the blocks before the last boundary write into the stream only
+//            through a frozen basis U (C,K), so z = (x - frozen embeddings) U is exact. Not these classes: the
+//            stage model builds it from resbm/ssn.h.
 // The wire dtype (fp32, bf16, int8) is applied by the pipeline when it sends z (and dL/dz back); decoding on
 // arrival, straight-through for the gradient (engine/comm/codec.h). Layout `fused` (IOTA's: f_enc inside the
 // last block's MLP, f_dec inside the next block's attention, slice identity only) is built by the stage model
@@ -37,7 +40,7 @@
 
 namespace resbm {
 
-enum class BottleneckKind : uint8_t { none, resbm, linear, ae, quant };
+enum class BottleneckKind : uint8_t { none, resbm, linear, ae, quant, ssn };
 enum class IdentityPath : uint8_t { slice, orthogonal, learned };
 enum class ResbmLayout : uint8_t { module, fused };
 // Token re-injection (beyond the paper, measured): every stage after the first adds an embedding of the input token
@@ -59,9 +62,13 @@ struct BottleneckConfig {
   int hidden = 0;                               // H of f_enc / f_dec; 0: max(K, C / 4)
   engine::comm::WireDType code_dtype = engine::comm::WireDType::f32;  // quant forces i8
   Reinjection reinject = Reinjection::off;      // --reinject-tokens
+  bool ssn_match_params = false;                // --ssn-match-params: ssn's freed parameters widen its MLPs
+  // ssn: how many blocks lie before the last boundary (the constrained ones), from the layer partition. Not a
+  // flag: make_stage_model and the run config set it (ssn_mlp_hidden needs the whole model's count).
+  int ssn_blocks = 0;
 };
 
-BottleneckKind parse_bottleneck_kind(const std::string& name);  // "none", "resbm", "linear", "ae", "quant"
+BottleneckKind parse_bottleneck_kind(const std::string& name);  // "none", "resbm", "linear", "ae", "quant", "ssn"
 IdentityPath parse_identity_path(const std::string& name);      // "slice", "orthogonal", "learned"
 ResbmLayout parse_resbm_layout(const std::string& name);        // "module", "fused"
 Reinjection parse_reinjection(const std::string& name);         // "off", "zeros", "copy"

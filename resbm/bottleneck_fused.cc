@@ -11,21 +11,9 @@ using engine::Var;
 
 BlockParams declare_fused_encoder_block(ParamStore& s, const std::string& prefix, const GPT2Config& config,
                                         int K) {
-  const int64_t C = config.channels;
-  BlockParams p;  // the standard block's names and shapes, except the MLP's output projection
-  p.ln1_w = s.declare(prefix + "ln_1.weight", {C}, ParamKind::vector);
-  p.ln1_b = s.declare(prefix + "ln_1.bias", {C}, ParamKind::vector);
-  p.qkv_w = s.declare(prefix + "attn.c_attn.weight", {3 * C, C}, ParamKind::matrix);
-  p.qkv_b = s.declare(prefix + "attn.c_attn.bias", {3 * C}, ParamKind::vector);
-  p.attn_proj_w = s.declare(prefix + "attn.c_proj.weight", {C, C}, ParamKind::matrix);
-  p.attn_proj_b = s.declare(prefix + "attn.c_proj.bias", {C}, ParamKind::vector);
-  p.ln2_w = s.declare(prefix + "ln_2.weight", {C}, ParamKind::vector);
-  p.ln2_b = s.declare(prefix + "ln_2.bias", {C}, ParamKind::vector);
-  p.fc_w = s.declare(prefix + "mlp.c_fc.weight", {4 * C, C}, ParamKind::matrix);
-  p.fc_b = s.declare(prefix + "mlp.c_fc.bias", {4 * C}, ParamKind::vector);
-  p.fc_proj_w = s.declare(prefix + "mlp.c_proj_code.weight", {K, 4 * C}, ParamKind::matrix);
-  p.fc_proj_b = s.declare(prefix + "mlp.c_proj_code.bias", {K}, ParamKind::vector);
-  return p;
+  // The standard block, except the MLP's output projection: K wide, named c_proj_code.
+  const int C = config.channels;
+  return declare_block_shaped(s, prefix, config, {C, 4 * C, K, "attn.c_proj", "mlp.c_proj_code"});
 }
 
 void init_fused_encoder_block(ParamStore& store, const BlockParams& p, const GPT2Config& config, uint64_t seed) {

@@ -85,6 +85,25 @@ BlockParams declare_block(ParamStore& store, const std::string& prefix, const GP
   return p;
 }
 
+BlockParams declare_block_shaped(ParamStore& s, const std::string& prefix, const GPT2Config& config,
+                                 const BlockShape& shape) {
+  const int64_t C = config.channels, A = shape.attn_out, H = shape.mlp_hidden, O = shape.mlp_out;
+  BlockParams p;  // declare_block's order and kinds
+  p.ln1_w = s.declare(prefix + "ln_1.weight", {C}, ParamKind::vector);
+  p.ln1_b = s.declare(prefix + "ln_1.bias", {C}, ParamKind::vector);
+  p.qkv_w = s.declare(prefix + "attn.c_attn.weight", {3 * C, C}, ParamKind::matrix);
+  p.qkv_b = s.declare(prefix + "attn.c_attn.bias", {3 * C}, ParamKind::vector);
+  p.attn_proj_w = s.declare(prefix + shape.attn_proj + ".weight", {A, C}, ParamKind::matrix);
+  p.attn_proj_b = s.declare(prefix + shape.attn_proj + ".bias", {A}, ParamKind::vector);
+  p.ln2_w = s.declare(prefix + "ln_2.weight", {C}, ParamKind::vector);
+  p.ln2_b = s.declare(prefix + "ln_2.bias", {C}, ParamKind::vector);
+  p.fc_w = s.declare(prefix + "mlp.c_fc.weight", {H, C}, ParamKind::matrix);
+  p.fc_b = s.declare(prefix + "mlp.c_fc.bias", {H}, ParamKind::vector);
+  p.fc_proj_w = s.declare(prefix + shape.mlp_proj + ".weight", {O, H}, ParamKind::matrix);
+  p.fc_proj_b = s.declare(prefix + shape.mlp_proj + ".bias", {O}, ParamKind::vector);
+  return p;
+}
+
 std::vector<BlockParams> declare_blocks_llmc_order(ParamStore& store, int first, int last,
                                                    const GPT2Config& config) {
   std::vector<BlockParams> blocks(last - first);

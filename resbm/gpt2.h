@@ -74,6 +74,16 @@ std::string block_prefix(int layer);
 EmbeddingParams declare_embeddings(engine::ParamStore& store, const GPT2Config& config);
 // Declares one block's 12 tensors, contiguous in the store, named prefix + "ln_1.weight" etc.
 BlockParams declare_block(engine::ParamStore& store, const std::string& prefix, const GPT2Config& config);
+// A block of another shape, for the bottleneck layouts that resize its projections (the fused ResBM encoder, ssn):
+// the attention projection's output width, the MLP's hidden and output widths (GPT-2's: C, 4C, C), and the names
+// of the two output projections (GPT-2's: "attn.c_proj", "mlp.c_proj"; a resized one gets a name of its own, so
+// that an llm.c checkpoint can never load into it).
+struct BlockShape {
+  int attn_out, mlp_hidden, mlp_out;
+  std::string attn_proj = "attn.c_proj", mlp_proj = "mlp.c_proj";
+};
+BlockParams declare_block_shaped(engine::ParamStore& store, const std::string& prefix, const GPT2Config& config,
+                                 const BlockShape& shape);
 FinalNormParams declare_final_norm(engine::ParamStore& store, const GPT2Config& config);
 
 // Declares blocks first..last-1 in llm.c's tensor order (all ln_1.weight, then all ln_1.bias, ...), so that the
@@ -149,6 +159,9 @@ void init_normal(engine::ParamStore& store, int index, float std, uint64_t seed)
 // The same from param_seed(seed, seed_name): a parameter that must start equal to another (an untied head = wte).
 void init_normal_as(engine::ParamStore& store, int index, float std, uint64_t seed, const std::string& seed_name);
 void init_constant(engine::ParamStore& store, int index, float value);
+// K orthonormal rows of length C (K <= C), row-major (K,C): Gaussian rows drawn from stream_seed, then modified
+// Gram-Schmidt in double, so that every stage (and rank) that asks gets the same bits.
+void orthonormal_rows(float* rows /*(K,C)*/, int K, int C, uint64_t stream_seed);
 
 void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, uint64_t seed);
 void init_block(engine::ParamStore& store, const BlockParams& p, const GPT2Config& config, uint64_t seed);

@@ -82,6 +82,28 @@ void init_constant(engine::ParamStore& store, int index, float value) {
   upload(store, index, std::vector<float>(store.param(index).var.value.numel(), value));
 }
 
+void orthonormal_rows(float* out, int K, int C, uint64_t stream_seed) {
+  if (K < 1 || K > C) throw std::invalid_argument("orthonormal_rows: K=" + std::to_string(K) + " must be in [1, C=" +
+                                                  std::to_string(C) + "]");
+  Rng rng(stream_seed);
+  std::vector<double> rows(static_cast<size_t>(K) * C);
+  for (double& v : rows) v = rng.normal();
+  for (int k = 0; k < K; ++k) {
+    double* r = &rows[static_cast<size_t>(k) * C];
+    for (int j = 0; j < k; ++j) {
+      const double* q = &rows[static_cast<size_t>(j) * C];
+      double dot = 0.0;
+      for (int c = 0; c < C; ++c) dot += r[c] * q[c];
+      for (int c = 0; c < C; ++c) r[c] -= dot * q[c];
+    }
+    double norm = 0.0;
+    for (int c = 0; c < C; ++c) norm += r[c] * r[c];
+    norm = std::sqrt(norm);
+    for (int c = 0; c < C; ++c) r[c] /= norm;
+  }
+  for (size_t i = 0; i < rows.size(); ++i) out[i] = static_cast<float>(rows[i]);
+}
+
 void init_embeddings(engine::ParamStore& store, const EmbeddingParams& p, const GPT2Config& config, uint64_t seed) {
   std::vector<float> wte = normal_values(store, p.wte, 0.02f, seed, store.param(p.wte).name);  // (Vp, C)
   // The padding rows V..Vp-1 never see a token and their logits are ignored by the loss; zero keeps them inert.

@@ -34,18 +34,33 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
   const int C = config.channels, K = code_width(bottleneck, C);
   const bool first = stage == 0, last = stage == num_stages - 1;
   fused_ = bottleneck.kind == BottleneckKind::resbm && bottleneck.layout == ResbmLayout::fused;
-  if (first) embed_ = declare_embeddings(trained_, config);
+  ssn_ = bottleneck.kind == BottleneckKind::ssn;
+  if (ssn_) {
+    if (num_stages < 2) {
+      throw std::invalid_argument("--bottleneck ssn needs --stages >= 2: its subspace constrains the blocks before a "
+                                  "boundary, and one stage has no boundary");
+    }
+    untie_head_ = true;  // the first stage has no C-wide wte to tie the head to
+    ssn_frozen_ = declare_ssn_frozen(fixed_, config, K);
+    ssn_hidden_ = ssn_mlp_hidden(config, K, bottleneck.ssn_blocks, bottleneck.ssn_match_params);
+  }
+  if (first && ssn_) ssn_embed_ = declare_ssn_embeddings(trained_, config, K);
+  if (first && !ssn_) embed_ = declare_embeddings(trained_, config);
   if (!first && fused_) w_dec_ = declare_fused_decoder(trained_, stage - 1, config, K);
-  if (!first && !fused_) {
+  if (!first && !fused_ && !ssn_) {
     decoder_ = BottleneckDecoder(trained_, fixed_, bottleneck, stage - 1, C);
     has_decoder_ = true;
   }
   for (int l = first_layer; l < last_layer; ++l) {
     const bool encoder_block = fused_ && !last && l == last_layer - 1;
+    if (ssn_ && !last) {
+      blocks_.push_back(declare_ssn_block(trained_, block_prefix(l), config, K, ssn_hidden_));
+      continue;
+    }
     blocks_.push_back(encoder_block ? declare_fused_encoder_block(trained_, block_prefix(l), config, K)
                                     : declare_block(trained_, block_prefix(l), config));
   }
-  if (!last && !fused_) {
+  if (!last && !fused_ && !ssn_) {
     encoder_ = BottleneckEncoder(trained_, fixed_, bottleneck, stage, C);
     has_encoder_ = true;
   }
@@ -54,7 +69,7 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
     // The tied head: the first stage's wte when it is this stage, else this stage's own copy, named "wte" too so
     // that it is initialised to the same values (param_seed(seed, "wte")).
     // Untied: a head of its own, lm_head.weight, initialised under wte's seed in init().
-    if (untie_head) {
+    if (untie_head_) {
       head_wte_ = trained_.declare("lm_head.weight", {config.padded_vocab_size, C}, engine::ParamKind::embedding);
     } else {
       head_wte_ = first ? embed_.wte
@@ -75,14 +90,16 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
 
 void StageModel::init(uint64_t seed) {
   const bool first = stage_ == 0, last = stage_ == num_stages_ - 1;
-  if (first) init_embeddings(trained_, embed_, config_, seed);
+  if (ssn_) init_ssn_frozen(fixed_, ssn_frozen_, config_, seed);  // from the seed alone: equal on every stage
+  if (first && ssn_) init_ssn_embeddings(trained_, ssn_embed_);
+  if (first && !ssn_) init_embeddings(trained_, embed_, config_, seed);
   if (has_decoder_) decoder_.init(trained_, fixed_, seed);
   if (w_dec_ >= 0) init_normal(trained_, w_dec_, 0.02f, seed);
   for (size_t i = 0; i < blocks_.size(); ++i) {
     if (fused_ && stage_ < num_stages_ - 1 && i + 1 == blocks_.size()) {
       init_fused_encoder_block(trained_, blocks_[i], config_, seed);
     } else {
-      init_block(trained_, blocks_[i], config_, seed);
+      init_block(trained_, blocks_[i], config_, seed);  // ssn's K-wide blocks too: GPT-2's stds, by name
     }
   }
   if (has_encoder_) encoder_.init(trained_, fixed_, seed);
@@ -131,6 +148,15 @@ engine::Var StageModel::logits(engine::Graph& g, const engine::Tensor& tokens, c
 
 engine::Var StageModel::body(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
   if (fused_) return body_fused(g, tokens, input);
+  const engine::Var x = stream(g, tokens, input);  // (B,T,C)
+  if (stage_ == num_stages_ - 1) return x;         // for the head
+  return ssn_ ? ssn_encode(g, fixed_, ssn_frozen_, tokens, x)  // (B,T,K)
+              : encoder_.forward(g, trained_, fixed_, x);      // (B,T,K)
+}
+
+engine::Var StageModel::stream(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
+  if (fused_) throw std::logic_error("StageModel::stream: the fused layout never forms the stream at a boundary");
+  if (ssn_) return stream_ssn(g, tokens, input);
   engine::Var x;  // (B,T,C) residual stream
   if (stage_ == 0) {
     x = embed_forward(g, trained_, embed_, tokens);
@@ -142,8 +168,7 @@ engine::Var StageModel::body(engine::Graph& g, const engine::Tensor& tokens, con
     }
   }
   for (const BlockParams& b : blocks_) x = block_forward(g, trained_, b, x, config_);
-  if (stage_ == num_stages_ - 1) return x;          // (B,T,C), for the head
-  return encoder_.forward(g, trained_, fixed_, x);  // (B,T,K)
+  return x;
 }
 
 engine::Var StageModel::body_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
@@ -161,6 +186,19 @@ engine::Var StageModel::body_fused(engine::Graph& g, const engine::Tensor& token
   }
   return x;  // (B,T,C), for the head
 }
+
+engine::Var StageModel::stream_ssn(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input) {
+  const bool first = stage_ == 0, last = stage_ == num_stages_ - 1;
+  engine::Var x = first ? ssn_embed_forward(g, trained_, fixed_, ssn_embed_, ssn_frozen_, tokens)  // (B,T,C)
+                        : ssn_decode(g, fixed_, ssn_frozen_, tokens, input);  // (B,T,K) -> (B,T,C)
+  for (const BlockParams& b : blocks_) {
+    x = last ? block_forward(g, trained_, b, x, config_)  // after the last boundary: dense
+             : ssn_block_forward(g, trained_, fixed_, b, ssn_frozen_, x, config_);
+  }
+  return x;  // (B,T,C)
+}
+
+uint64_t StageModel::frozen_hash() { return ssn_ ? ssn_frozen_hash(fixed_, ssn_frozen_) : 0; }
 
 int StageModel::input_width() const { return stage_ == 0 ? 0 : code_width(bottleneck_, config_.channels); }
 
@@ -183,7 +221,15 @@ size_t StageModel::activation_bytes(int B, int T) const {
   // alignment slack, plus 1 MiB.
   const size_t rows = static_cast<size_t>(B) * T;
   const size_t C = config_.channels, H = hidden_width(bottleneck_, config_.channels);
-  const size_t per_row = 2 * (5 * C + 2 * H + 2) + (reinject_table_ >= 0 ? 2 * C : 0);  // + E[tok] and the sum
+  size_t per_row = 2 * (5 * C + 2 * H + 2) + (reinject_table_ >= 0 ? 2 * C : 0);  // + E[tok] and the sum
+  if (ssn_) {
+    // Per constrained block: the two K-wide projections and their C-wide maps, and the MLP's extra width (fc and
+    // gelu) over the 4C counted in `blocks`; the embedding's K-wide lookup, frozen lookup and map.
+    const size_t K = code_width(bottleneck_, config_.channels), Hs = ssn_hidden_;
+    const size_t extra_mlp = Hs > 4 * C ? Hs - 4 * C : 0;
+    if (stage_ != num_stages_ - 1) per_row += (last_layer_ - first_layer_) * (2 * (K + C) + 2 * extra_mlp);
+    per_row += 3 * C + K;
+  }
   return blocks + 2 * rows * per_row * sizeof(float) + (size_t{1} << 20);
 }
 
@@ -194,7 +240,9 @@ std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const Bot
                                              uint64_t seed, engine::Device device) {
   const std::vector<int> first =
       engine::pipeline::partition_layers(config.num_layers, pipeline.stages, pipeline.boundaries);
-  auto model = std::make_unique<StageModel>(config, bottleneck, stage, pipeline.stages, first[stage], first[stage + 1],
+  BottleneckConfig b = bottleneck;
+  if (b.kind == BottleneckKind::ssn) b.ssn_blocks = first[pipeline.stages - 1];  // the blocks before the last stage
+  auto model = std::make_unique<StageModel>(config, b, stage, pipeline.stages, first[stage], first[stage + 1],
                                             device, pipeline.untie_head);
   model->init(seed);
   return model;

@@ -11,6 +11,9 @@
 // Token re-injection (BottleneckConfig::reinject): a stage after the first adds E[tokens] to its decoded stream,
 // E the last stage's head weight, or a middle stage's own "reinject.<s>.weight" (resbm/bottleneck.h), through the
 // embedding op with a fixed all-zero position table (positions are not re-injected: the code carries them).
+// --bottleneck ssn (resbm/ssn.h): the first stage embeds through K-wide tables plus the frozen ones, the blocks of
+// every stage but the last write through the frozen basis U, a boundary sends z = (x - frozen) U and the next
+// stage rebuilds x; the last stage's blocks are dense and its head is always untied.
 // Every parameter is initialised from (seed, its name) (resbm/gpt2.h param_seed), so a stage's blocks start exactly
 // as the whole model's do and the last stage's wte copy equals the first stage's.
 #pragma once
@@ -21,6 +24,7 @@
 #include "engine/pipeline/pipeline.h"
 #include "resbm/bottleneck.h"
 #include "resbm/gpt2.h"
+#include "resbm/ssn.h"
 
 namespace resbm {
 
@@ -37,6 +41,9 @@ class StageModel : public engine::pipeline::StageModule {
                       const engine::Var& input) override;
   // The last stage only: the logits (B,T,Vp) instead of the loss, through the same code as forward() (sampling).
   engine::Var logits(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
+  // The residual stream (B,T,C) after this stage's blocks, before its encoder (the module layout and ssn; tests and
+  // diagnostics: what a boundary compresses).
+  engine::Var stream(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
   int input_width() const override;
   int output_width() const override;
   int stream_width() const override { return config_.channels; }
@@ -49,12 +56,17 @@ class StageModel : public engine::pipeline::StageModule {
   int num_stages() const { return num_stages_; }
   const GPT2Config& config() const { return config_; }
   engine::ParamStore& fixed_params() { return fixed_; }
+  // ssn: the hash of the frozen tensors (equal on every stage of a run: the run table checks it); 0 otherwise.
+  uint64_t frozen_hash();
+  // ssn: the constrained blocks' MLP width (4C, or matched by --ssn-match-params); 0 otherwise.
+  int ssn_hidden() const { return ssn_hidden_; }
 
  private:
   void zero_padding_rows(int table);  // rows V..Vp-1 of a (Vp,C) table in trained_
   // Everything but the head: the code (B,T,K) on a non-last stage, the final residual stream (B,T,C) on the last.
   engine::Var body(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
   engine::Var body_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
+  engine::Var stream_ssn(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
   GPT2Config config_;
   BottleneckConfig bottleneck_;
   int stage_, num_stages_, first_layer_, last_layer_;
@@ -70,6 +82,10 @@ class StageModel : public engine::pipeline::StageModule {
   int w_dec_ = -1;                                   // fused decoder's (C,K) matrix
   int reinject_table_ = -1;                          // (Vp,C) token table added to x', or -1
   int zero_positions_ = -1;                          // fixed_: (maxT,C) zeros, the embedding op's position table
+  bool ssn_ = false;                                 // --bottleneck ssn
+  int ssn_hidden_ = 0;
+  SsnFrozen ssn_frozen_;
+  SsnEmbeddingParams ssn_embed_;
   BottleneckDecoder decoder_;
   BottleneckEncoder encoder_;
 };

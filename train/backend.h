@@ -60,6 +60,8 @@ class Backend {
 
   // Over all stages (collectives under mpi).
   virtual int64_t num_parameters() = 0;       // trained elements, the tied wte counted once
+  // Every stage's hash of its frozen tensors (ssn's basis and tables; 0 for other kinds), 48 bits, stage order.
+  virtual std::vector<uint64_t> frozen_hashes() = 0;
   virtual size_t activation_bytes() = 0;      // activation arenas
 };
 

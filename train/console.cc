@@ -74,6 +74,7 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
       {"memory", memory},
       {"device", f.device + " " + f.dtype + ", " + std::to_string(in.threads) + " CPU thread(s) per process"},
       {"cpu gemms", in.cpu_gemms.empty() ? std::string("-") : in.cpu_gemms},
+      {"frozen", in.frozen},
       {"train data", c.train_pattern},
       {"val data", c.val_pattern},
       {"output", c.out_dir},
@@ -81,6 +82,7 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
   std::printf("+------------------------------------------------------------------------------\n");
   JsonObject json;
   for (const auto& row : rows) {
+    if (row.second.empty()) continue;  // a row that does not apply to this run (ssn's frozen hash)
     std::printf("| %-12s %s\n", row.first, row.second.c_str());
     json.add(row.first, row.second);
   }

@@ -17,6 +17,7 @@ struct RunTableInputs {
   size_t activation_bytes = 0;
   int threads = 0;              // CPU threads per process (local == mpi bitwise needs the same count)
   std::string cpu_gemms;        // the CPU GEMM library and which bf16 path it takes (empty on the GPU)
+  std::string frozen;           // ssn: the frozen tensors' hash, checked equal on every stage (empty: no row)
   double compression_fwd = 0;   // measured on the first step (0: not yet measured)
   double compression_bwd = 0;
 };

@@ -107,7 +107,8 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "the last stage's LM head is its own weight (lm_head.weight, starting equal to wte): no tied-gradient "
        "exchange between the first and the last stage", {}},
       {"", "bottleneck", Kind::str, &f->bottleneck,
-       "what crosses each stage boundary", {"none", "resbm", "linear", "ae", "quant"}},
+       "what crosses each stage boundary (ssn: Subspace Networks, the peer method; resbm/ssn.h)",
+       {"none", "resbm", "linear", "ae", "quant", "ssn"}},
       {"", "ratio", Kind::i32, &f->ratio, "compression ratio r: the code width is K = C / r", {}},
       {"", "code-dtype", Kind::str, &f->code_dtype, "dtype of the code on the wire", {"fp32", "bf16", "int8"}},
       {"", "bottleneck-identity", Kind::str, &f->bottleneck_identity,
@@ -123,6 +124,9 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "every stage after the first adds an embedding of the token ids to its decoded stream (the last stage "
        "uses its head's weight; a middle stage's own table starts at zeros or as a copy of wte)",
        {"off", "zeros", "copy"}},
+      {"", "ssn-match-params", Kind::boolean, &f->ssn_match_params,
+       "ssn: widen the constrained blocks' MLPs with the parameters the K-wide embeddings and projections free, so "
+       "that the model has as many parameters as --bottleneck none with --untie-head", {}},
       {"", "boundaries", Kind::str, &f->boundaries,
        "layers where stages 1..S-1 begin, e.g. 3,6,9 (empty: an even split)", {}},
 

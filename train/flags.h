@@ -94,6 +94,7 @@ struct TrainFlags {
   int resbm_hidden = 0;                        // 0: the module's default width
   int code_width = 0;                          // K directly (0: C / ratio)
   std::string reinject_tokens = "off";         // off | zeros | copy
+  bool ssn_match_params = false;               // ssn: MLPs widened to none's parameter count
   std::string boundaries;                      // "3,6,9": layers where stages 1..S-1 begin; empty: even split
 
   // Processes and links. local: every stage in this process; mpi: one process per stage under mpirun.

@@ -185,6 +185,15 @@ class PipelineBackend : public Backend {
     return static_cast<int64_t>(total);
   }
 
+  std::vector<uint64_t> frozen_hashes() override {
+    // 48 bits travel exactly as doubles (53-bit mantissa) through the stage gather.
+    std::vector<double> mine;
+    for (resbm::StageModel* s : stages_) mine.push_back(static_cast<double>(s->frozen_hash() & 0xFFFFFFFFFFFFull));
+    std::vector<uint64_t> out;
+    for (double h : gather_stages(mine, 1)) out.push_back(static_cast<uint64_t>(h));
+    return out;
+  }
+
   size_t activation_bytes() override {
     std::vector<double> mine;
     for (size_t i = 0; i < stages_.size(); ++i) {

@@ -8,6 +8,7 @@
 
 #include "kernels/context.h"
 #include "resbm/llmc_checkpoint.h"
+#include "resbm/ssn.h"
 
 #ifdef RESBM_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -68,6 +69,7 @@ resbm::BottleneckConfig bottleneck_config(const TrainFlags& f, int C) {
     b.code_channels = f.code_width;
     b.reinject = resbm::parse_reinjection(f.reinject_tokens);
     b.hidden = f.resbm_hidden;
+    b.ssn_match_params = f.ssn_match_params;
     resbm::validate_bottleneck(b, C);
   } catch (const std::invalid_argument& e) {
     throw FlagError(std::string("invalid bottleneck (--bottleneck, --ratio, --resbm-layout ...): ") + e.what());
@@ -205,9 +207,21 @@ RunConfig make_run_config(const TrainFlags& flags) {
   r.pipeline.comm_timeout_s = flags.comm_timeout_s;
   try {
     r.pipeline.boundaries = engine::pipeline::parse_boundaries(flags.boundaries);
-    engine::pipeline::partition_layers(r.model.num_layers, flags.stages, r.pipeline.boundaries);
+    const std::vector<int> first =
+        engine::pipeline::partition_layers(r.model.num_layers, flags.stages, r.pipeline.boundaries);
+    r.bottleneck.ssn_blocks = first[flags.stages - 1];  // ssn: the blocks before the last boundary
   } catch (const std::invalid_argument& e) {
     throw FlagError(std::string("--boundaries '") + flags.boundaries + "': " + e.what());
+  }
+  if (r.bottleneck.kind == resbm::BottleneckKind::ssn) {
+    if (flags.stages < 2) {
+      throw FlagError("--bottleneck ssn needs --stages >= 2: its subspace constrains the blocks before a boundary, "
+                      "and one stage has none");
+    }
+    if (!flags.init_from.empty()) {
+      throw FlagError("--init-from loads GPT-2's C-wide embeddings and output projections, which --bottleneck ssn "
+                      "replaces by K-wide ones: train ssn from --seed");
+    }
   }
   resolve_processes(flags, &r);
   check_export(r);
@@ -228,8 +242,13 @@ size_t RunConfig::bf16_gemm_scratch_elements() const {
   const size_t N = static_cast<size_t>(B) * T, C = model.channels;
   const size_t H = resbm::hidden_width(bottleneck, model.channels), K = resbm::code_width(bottleneck, model.channels);
   size_t most = kernels::bf16_gemm_scratch_elements(N, C, model.padded_vocab_size);
-  const size_t widths_in[] = {C, 4 * C, H, K};
-  const size_t widths_out[] = {C, 3 * C, 4 * C, H, K};
+  // ssn's constrained MLPs are Hs wide (4C, or wider with --ssn-match-params).
+  const size_t Hs = bottleneck.kind == resbm::BottleneckKind::ssn
+                        ? static_cast<size_t>(resbm::ssn_mlp_hidden(model, static_cast<int>(K), bottleneck.ssn_blocks,
+                                                                    bottleneck.ssn_match_params))
+                        : 4 * C;
+  const size_t widths_in[] = {C, 4 * C, H, K, Hs};
+  const size_t widths_out[] = {C, 3 * C, 4 * C, H, K, Hs};
   for (size_t in : widths_in) {
     for (size_t out : widths_out) most = std::max(most, kernels::bf16_gemm_scratch_elements(N, in, out));
   }

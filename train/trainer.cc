@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 
 #include "data/loader.h"
 #include "data/tokenizer.h"
@@ -69,6 +70,24 @@ RunTableInputs table_inputs(Backend& backend) {
     in.optimizer_bytes += static_cast<size_t>(all[s + 1]);
   }
   in.activation_bytes = backend.activation_bytes();
+  const std::vector<uint64_t> hashes = backend.frozen_hashes();
+  if (hashes.front() != 0) {
+    // ssn rebuilds U, F and F_pos from the seed on every stage; stages that disagree would decode garbage.
+    for (size_t s = 1; s < hashes.size(); ++s) {
+      if (hashes[s] != hashes.front()) {
+        char msg[256];
+        std::snprintf(msg, sizeof(msg),
+                      "stage %zu's frozen ssn tensors (hash %012llx) differ from stage 0's (%012llx): every rank "
+                      "must run the same binary with the same --seed",
+                      s, static_cast<unsigned long long>(hashes[s]), static_cast<unsigned long long>(hashes.front()));
+        throw std::runtime_error(msg);
+      }
+    }
+    char row[128];
+    std::snprintf(row, sizeof(row), "ssn basis U and tables F, F_pos: hash %012llx, equal on all %zu stages",
+                  static_cast<unsigned long long>(hashes.front()), hashes.size());
+    in.frozen = row;
+  }
   return in;
 }
 

@@ -208,6 +208,10 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
       {BottleneckKind::resbm, 32, WireDType::i8, 5, 5 * 1 + 4, /*code_channels=*/5},
       {BottleneckKind::linear, 32, WireDType::f32, 3, 3 * 4, /*code_channels=*/3},
       {BottleneckKind::resbm, 32, WireDType::bf16, 2, 2 * 2, /*code_channels=*/2},
+      // ssn sends its K subspace coordinates like any code (the token ids are known on every stage: not sent).
+      {BottleneckKind::ssn, 128, WireDType::f32, 1, 1 * 4},
+      {BottleneckKind::ssn, 32, WireDType::i8, 4, 4 * 1 + 4},
+      {BottleneckKind::ssn, 32, WireDType::bf16, 5, 5 * 2, /*code_channels=*/5},
   };
   for (const Case& c : cases) {
     BottleneckConfig b = kind(c.kind, c.ratio);
@@ -228,8 +232,8 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
       const double uncompressed = double(S - 1) * M * rows * C * 4;
       EXPECT_DOUBLE_EQ(st.compression_ratio(d), uncompressed / (double(S - 1) * M * per_message));
     }
-    // The tied wte gradient crosses once each way between the first and the last stage.
-    EXPECT_EQ(st.wire.tied_bytes, 2ull * config_.padded_vocab_size * C * 4);
+    // The tied wte gradient crosses once each way between the first and the last stage; ssn's head is untied.
+    EXPECT_EQ(st.wire.tied_bytes, c.kind == BottleneckKind::ssn ? 0ull : 2ull * config_.padded_vocab_size * C * 4);
     if (c.code_channels == 2 && c.dtype == WireDType::bf16) {
       EXPECT_DOUBLE_EQ(st.compression_ratio(Direction::forward), 128.0);  // 512 bytes per row over 4
     }

@@ -1,8 +1,8 @@
 // The one trainer under --executor mpi (one process per stage, re-launched under mpirun) against --executor local
 // (every stage in one process): the same flags give bitwise the same losses and gradient norms, the same checkpoint
 // files byte for byte, and the same sample. A compact grid covers every value of S in {2, 4}, M in {1, 4}, GPipe
-// and 1F1B, AdamW and Muon, `none` and `resbm` (plus an untied head and the fused layout), 6 steps each on a small
-// model. Both executors run with --threads 1: the bitwise claim is for equal thread counts per process
+// and 1F1B, AdamW and Muon, `none`, `resbm` (plus an untied head and the fused layout) and `ssn` (S = 3, its frozen
+// tensors rebuilt on every rank: the run table's hash must say they agree), 6 steps each on a small model. Both executors run with --threads 1: the bitwise claim is for equal thread counts per process
 // (train/README.md says why). Every run is bounded by `timeout`.
 #include <string>
 #include <tuple>
@@ -38,6 +38,9 @@ TEST_P(MpiMatchesLocal, SixStepsBitwise) {
   ASSERT_EQ(local.rc, 0) << local.output;
   ASSERT_EQ(mpi.rc, 0) << mpi.output;
   EXPECT_NE(mpi.output.find("one process per stage"), std::string::npos) << mpi.output;
+  if (c.bottleneck == "ssn") {
+    EXPECT_NE(mpi.output.find("equal on all " + std::to_string(c.S) + " stages"), std::string::npos) << mpi.output;
+  }
   EXPECT_EQ(pipeline_test::loss_values(local.losses).size(), 6u) << local.losses;
   EXPECT_EQ(mpi.losses, local.losses);
   // The final checkpoint: every stage file byte for byte (parameters, optimizer state, loader position).
@@ -62,7 +65,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{2, 1, "gpipe", "adamw", "resbm", ""}, Case{2, 4, "1f1b", "muon", "none", ""},
                       Case{4, 1, "gpipe", "muon", "resbm", "--code-dtype int8"},
                       Case{4, 4, "1f1b", "adamw", "resbm", "--untie-head --resbm-layout fused"},
-                      Case{4, 4, "gpipe", "adamw", "none", ""}),
+                      Case{4, 4, "gpipe", "adamw", "none", ""},
+                      Case{3, 2, "1f1b", "muon", "ssn", "--code-dtype int8 --ssn-match-params"}),
     name);
 
 // --export-llmc under mpi gathers every stage's parameters to rank 0: the same llm.c file, byte for byte, as the

@@ -14,6 +14,7 @@
 #include "engine/pipeline/pipeline.h"
 #include "gtest/gtest.h"
 #include "resbm/stage_model.h"
+#include "tests/resbm/stage_test_data.h"
 
 namespace {
 
@@ -26,17 +27,7 @@ using resbm::Reinjection;
 constexpr uint64_t kSeed = 99;
 constexpr int kB = 2, kT = 8, kS = 3;
 
-// Small enough that every table is a few KiB: V = 64 (Vp = 128), C = 32, L = 3 blocks, one per stage.
-resbm::GPT2Config small_config() {
-  resbm::GPT2Config c;
-  c.max_seq_len = 16;
-  c.vocab_size = 64;
-  c.padded_vocab_size = 128;
-  c.num_layers = 3;
-  c.num_heads = 2;
-  c.channels = 32;
-  return c;
-}
+using resbm_test::small_config;
 
 BottleneckConfig resbm_with(Reinjection reinject) {
   BottleneckConfig b;
@@ -59,27 +50,8 @@ int64_t count(engine::ParamStore& store) {
 }
 
 // Token ids 0..31 only: rows 32..63 of a table must never see a gradient.
-struct Batch {
-  std::vector<int32_t> tok, tgt;
-  Tensor tokens, targets;
-  explicit Batch(uint32_t seed) : tok(kB * kT), tgt(kB * kT) {
-    std::mt19937 rng(seed);
-    for (size_t i = 0; i < tok.size(); ++i) {
-      tok[i] = static_cast<int32_t>(rng() % 32);
-      tgt[i] = (tok[i] * 5 + 3) % 64;
-    }
-    tokens = view(tok);
-    targets = view(tgt);
-  }
-  static Tensor view(std::vector<int32_t>& v) {
-    Tensor t;
-    t.data = v.data();
-    t.ndim = 2;
-    t.shape[0] = kB;
-    t.shape[1] = kT;
-    t.dtype = engine::DType::i32;
-    return t;
-  }
+struct Batch : resbm_test::TokenBatch {
+  explicit Batch(uint32_t seed) : TokenBatch(kB, kT, seed, 32) {}
 };
 
 TEST(Reinjection, MiddleStagesGetATableTheLastReusesItsHead) {
@@ -184,7 +156,7 @@ std::vector<float> int8_losses(bool stochastic, uint64_t rounding_seed) {
     std::vector<int32_t> tok = first.tok, tgt = first.tgt;  // (M*B, T): the two micro-batches stacked
     tok.insert(tok.end(), second.tok.begin(), second.tok.end());
     tgt.insert(tgt.end(), second.tgt.begin(), second.tgt.end());
-    Tensor tokens = Batch::view(tok), targets = Batch::view(tgt);
+    Tensor tokens = Batch::view(tok, kB, kT), targets = Batch::view(tgt, kB, kT);
     tokens.shape[0] = targets.shape[0] = 2 * kB;
     losses.push_back(exec->step(tokens, targets, 1e-2f).loss);
   }

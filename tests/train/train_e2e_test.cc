@@ -428,7 +428,7 @@ TEST(TrainE2E, ExportLlmcThenInitFromGivesTheSameModel) {
 TEST(TrainE2E, HelpListsFlagsAndExitsZero) {
   const Result r = run_trainer({"--help"});
   EXPECT_EQ(r.exit_code, 0);
-  EXPECT_NE(r.output.find("--bottleneck {none,resbm,linear,ae,quant}"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--bottleneck {none,resbm,linear,ae,quant,ssn}"), std::string::npos) << r.output;
 }
 
 }  // namespace

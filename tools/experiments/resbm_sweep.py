@@ -92,6 +92,13 @@ def cpu_grid():
     for name, flags in (("none", ["--bottleneck", "none"]), ("resbm_r32", ["--bottleneck", "resbm", "--ratio", "32"]),
                         ("resbm_r128", ["--bottleneck", "resbm", "--ratio", "128"])):
         add(name + "_muon", g, [1], flags + ["--optimizer", "muon"])
+    # Subspace Networks (the peer method, --bottleneck ssn) at the bytes per token of resbm r = 32 and r = 128: the
+    # same K on the same fp32 wire. Without and with the parameter match (--ssn-match-params widens its MLPs back to
+    # `none`'s parameter count); Muon once per r, in the Muon table.
+    for r in (32, 128):
+        add(f"ssn_r{r}", "ssn", three, ["--bottleneck", "ssn", "--ratio", str(r)])
+        add(f"ssn_match_r{r}", "ssn", [1], ["--bottleneck", "ssn", "--ratio", str(r), "--ssn-match-params"])
+        add(f"ssn_r{r}_muon", "muon", [1], ["--bottleneck", "ssn", "--ratio", str(r), "--optimizer", "muon"])
     # S = 4 (one block per stage): three boundaries; re-injection tables on the middle stages start at zeros or wte.
     g = "stages4"
     add("none", g, [1], ["--bottleneck", "none"], S=4)
@@ -289,6 +296,10 @@ def fmt(x, digits=4):
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+# Sections whose runs share the `none` runs of the "kinds" section as their baseline (same C, S, seed, AdamW).
+SHARED_BASELINE = ("kinds", "width", "ssn")
+
+
 def do_report(args, runs):
     rows = {r["name"]: summarise(r) for r in runs}
     missing = [r["name"] for r in runs if rows[r["name"]] is None]
@@ -300,7 +311,7 @@ def do_report(args, runs):
     def baseline(group, C, S, seed):
         for r in runs:
             if r["kind"] in ("none", "none_muon") and r["C"] == C and r["S"] == S and r["seed"] == seed and \
-                    (r["group"] == group or (group in ("kinds", "width") and r["group"] in ("kinds", "width"))) and \
+                    (r["group"] == group or (group in SHARED_BASELINE and r["group"] in SHARED_BASELINE)) and \
                     (("muon" in r["kind"]) == (group == "muon")):
                 return rows[r["name"]]
         return None
@@ -330,9 +341,12 @@ def do_report(args, runs):
     out("")
     titles = {"kinds": "Every kind (C = 256, S = 2, AdamW)", "muon": "Muon (C = 256, S = 2)",
               "stages4": "S = 4 (C = 256, one block per stage)", "width": "Width trend at fixed r (S = 2, AdamW)",
+              "ssn": "Subspace Networks against ResBM at equal bytes per token (C = 256, S = 2, AdamW)",
               "d12": "d12 on a GPU (bf16, GPT-2 BPE)"}
-    for group in ("kinds", "muon", "stages4", "width", "d12"):
+    for group in ("kinds", "ssn", "muon", "stages4", "width", "d12"):
         keys = [k for k in cells if k[0] == group]
+        if group == "ssn":  # beside the resbm rows at the same bytes, and none
+            keys = [k for k in cells if k[0] == "kinds" and k[1] in ("none", "resbm_r32", "resbm_r128")] + keys
         if group == "width":
             keys += [k for k in cells if k[0] == "kinds" and k[1] in ("none", "resbm_r32", "resbm_r128")]
             keys.sort(key=lambda k: (k[2], k[1] != "none", k[1]))
