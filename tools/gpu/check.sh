@@ -13,20 +13,18 @@
 #                               present). The total must stay under the device tool's 64 MiB carry limit.
 #   tools/gpu/check.sh run      THERE (on the GPU machine), in ONE device call with carry [".gpu"]:
 #                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
-#                               Runs every CUDA test, the NCCL probe, short training runs twice each (bitwise-equal
-#                               losses: tiny fp32 and bf16, GPT-2 124M bf16), the trainer's and the pipeline's GPU
-#                               tests, the kernel benchmark, the whole-step benchmark (GPT-2 124M bf16 at B=16..64,
-#                               tokens/s and MFU; fp32; the ResBM cost side by side), and last compute-sanitizer memcheck and
-#                               racecheck over the GPU tests (small cases, within what is left of a 540 s budget:
-#                               CHECK_BUDGET_S); prints one summary table at the end. CHECK_PARTS picks parts (tests,
-#                               bench, nccl, train, pipeline, sanitize) for a second call when one is not enough. Logs go
-#                               to /tmp/gpu_check; when $OUT is set (the device tool), two files come back in it:
-#                               summary.md (the table, the benchmark, the error figures) and logs.txt (every log).
+#                               Within a global 540 s deadline (CHECK_BUDGET_S) every step respects: a smoke test
+#                               (driver, ldd, one step), the GPU-tagged tests at small sizes, the kernel and step
+#                               benchmarks (d12 bf16 B=64 T=1024), short training runs (bitwise reruns; one d12 bf16
+#                               run), NCCL, the pipeline on the GPU, compute-sanitizer memcheck on flash attention
+#                               and the bf16 ops. Each result row is appended to $OUT/summary.md the moment it exists
+#                               and each log to $OUT/logs.txt (an overrun loses nothing that finished). CHECK_PARTS
+#                               picks parts (smoke, tests, bench, train, nccl, pipeline, sanitize) for a second call.
 # Exit status: 0 when every step that ran passed (SKIP rows do not fail the run, and say why).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$here"
+cd "$here" || exit 1
 mode="${1:-run}"
 gpu_dir="$here/.gpu"
 
@@ -39,7 +37,7 @@ stage() {
   local runfiles_tests=(//tests/train:train_device_test //tests/pipeline:pipeline_cuda_test
                         //tests/pipeline:wire_layout_test)
   if tools/bazel build //train "${runfiles_tests[@]}" 2>/dev/null; then have_train=1; fi
-  rm -rf "$gpu_dir/bin" "$gpu_dir/lib" "$gpu_dir/lib.tar.gz"
+  rm -rf "${gpu_dir:?}/bin" "${gpu_dir:?}/lib" "${gpu_dir:?}/lib.tar.gz"
   mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
   local bins=()
   # The tests the BUILD file declares now (bazel-bin may still hold binaries of removed targets).
@@ -80,7 +78,7 @@ stage() {
   fi
   # The libraries travel compressed (OpenBLAS alone is 36 MiB): the carry limit is 64 MiB with the working tree.
   rm -f "$gpu_dir/lib.tar.gz"
-  tar -C "$gpu_dir" -czf "$gpu_dir/lib.tar.gz" lib && rm -rf "$gpu_dir/lib"
+  tar -C "$gpu_dir" -czf "$gpu_dir/lib.tar.gz" lib && rm -rf "${gpu_dir:?}/lib"
   git rev-parse HEAD > "$gpu_dir/COMMIT" 2>/dev/null || true
   # The tests that use the GPU (tag "gpu"): the sanitizers run over these only.
   tools/bazel query 'attr(tags, gpu, tests(//tests/kernels/cuda:all) + tests(//tests/bench:all))' 2>/dev/null | sed 's|.*:||' > "$gpu_dir/GPU_TESTS"
@@ -92,16 +90,54 @@ stage() {
 }
 
 # ---------------------------------------------------------------------------------------------------------------
-# run mode
+# run mode: one device call of at most 9 minutes (CHECK_BUDGET_S, default 540 s, inside the tool's 600 s limit).
+#
+# Every step asks `slot` for its time: the smaller of its own budget and what is left before the global deadline
+# (minus a 10 s reserve for the summary), or a SKIP row when too little is left. Every result row is appended to
+# $OUT/summary.md the moment it exists, and each step's log to $OUT/logs.txt when the step ends, so a call cut short
+# loses nothing that had finished. Budgets per part (seconds; the order is the order of importance):
+#   smoke 40     driver and GPU name, `ldd` of every carried binary (a missing library fails here, not later), one
+#                small bf16 step; a failed smoke test stops the check (everything after would fail the same way)
+#   tests 150    the GPU-tagged tests only (CPU-only tests ran in CI), at small sizes (RESBM_TEST_SMALL=1)
+#   bench 120    the kernel benchmark; the step benchmark at d12 bf16 B=64 T=1024 (tokens/s, MFU); ResBM's cost
+#   train 110    tiny fp32 and bf16 twice each (bitwise reruns), one d12 bf16 run, the trainer's GPU test
+#   nccl 20, pipeline 60   NCCL probe; //train --executor mpi --device cuda
+#   sanitize 40  compute-sanitizer memcheck on the flash-attention and bf16-op tests (small cases), then racecheck
+#                if time is left
 out=/tmp/gpu_check
 rm -rf "$out" && mkdir -p "$out"
-summary="$out/summary.md"
-rows=()
+sink="${OUT:-$out}"  # where results stream to: the device tool's $OUT when set
 failures=0
-row() {  # row STEP STATUS DETAIL
-  rows+=("| $1 | $2 | $3 |")
+check_start=$(date +%s)
+deadline=$((check_start + ${CHECK_BUDGET_S:-540}))
+
+row() {  # row STEP STATUS DETAIL: printed and appended to the summary at once
+  printf '| %s | %s | %s |\n' "$1" "$2" "$3" >> "$sink/summary.md"
   [ "$2" = FAIL ] && failures=$((failures + 1))
-  echo "== $1: $2 $3"
+  echo "== $1: $2 $3 (t+$(( $(date +%s) - check_start )) s)"
+}
+
+keep() {  # keep LOG...: append logs to $sink/logs.txt (the device tool brings back few files: one for every log)
+  local f
+  for f in "$@"; do
+    [ -f "$f" ] || continue
+    { echo "===== $(basename "$f")"; tail -n 300 "$f"; } >> "$sink/logs.txt"
+  done
+}
+
+# slot NAME MAX: sets $t to the seconds this step may run (<= MAX, ending 10 s before the deadline); returns 1 with a
+# SKIP row when fewer than 15 s are left for it.
+slot() {
+  local left=$((deadline - 10 - $(date +%s)))
+  t=$(( left < $2 ? left : $2 ))
+  if [ "$t" -lt 15 ]; then
+    row "$1" SKIP "the call's ${CHECK_BUDGET_S:-540} s budget is spent (rerun this part: CHECK_PARTS=...)"
+    return 1
+  fi
+}
+
+part_end() {  # part_end NAME BUDGET STARTED: one line on how the part kept its budget
+  echo "-- part $1: $(( $(date +%s) - $3 )) s of its $2 s"
 }
 
 # gtest counts from a log: "passed/skipped/failed"
@@ -113,22 +149,27 @@ gtest_counts() {
   echo "${p:-0} passed, ${s:-0} skipped, ${f:-0} failed"
 }
 
-# train_twice LABEL ARGS...: two identical 'train --device cuda' runs; PASS when both train and their per-step
-# losses are bitwise equal.
-train_twice() {
-  local label="$1" tag i
-  shift
+# train_run LABEL TIMES MAX ARGS...: TIMES identical 'train --device cuda' runs (1 or 2); with 2, PASS needs their
+# per-step losses bitwise equal.
+train_run() {
+  local label="$1" times="$2" max="$3" tag i
+  shift 3
   tag=$(echo "$label" | tr ' =' '__')
   local args=(--device cuda --eval-interval 0 --sample-interval 0 --train-data "$gpu_dir/data/*train*.bin"
               --val-data "$gpu_dir/data/*val*.bin" "$@")
-  for i in 1 2; do
-    timeout 240 "$gpu_dir/bin/train" "${args[@]}" --out-dir "$out/$tag$i" > "$out/$tag$i.log" 2>&1
+  for ((i = 1; i <= times; i++)); do
+    slot "$label run $i" "$max" || return
+    timeout "$t" "$gpu_dir/bin/train" "${args[@]}" --out-dir "$out/$tag$i" > "$out/$tag$i.log" 2>&1
+    keep "$out/$tag$i.log"
   done
   if [ -f "$out/${tag}1/log.jsonl" ] && grep -q '"loss"' "$out/${tag}1/log.jsonl"; then
-    local ms
-    ms=$(grep -oE '[0-9.]+ ms/step|step_ms":[0-9.]+' "$out/${tag}1.log" "$out/${tag}1/log.jsonl" 2>/dev/null | tail -1)
-    if cmp -s <(grep -o '"loss":[^,]*' "$out/${tag}1/log.jsonl") <(grep -o '"loss":[^,]*' "$out/${tag}2/log.jsonl"); then
-      row "$label x2" PASS "losses bitwise equal; first/last: $(grep -o '"loss":[^,]*' "$out/${tag}1/log.jsonl" | sed -n '1p;$p' | tr '\n' ' ')${ms:+; $ms}"
+    local losses ms
+    losses=$(grep -o '"loss":[^,]*' "$out/${tag}1/log.jsonl" | sed -n '1p;$p' | tr '\n' ' ')
+    ms=$(grep -oE '[0-9.]+ ms \|' "$out/${tag}1.log" | tail -1)
+    if [ "$times" = 1 ]; then
+      row "$label" PASS "first/last: $losses; last step ${ms% |}"
+    elif cmp -s <(grep -o '"loss":[^,]*' "$out/${tag}1/log.jsonl") <(grep -o '"loss":[^,]*' "$out/${tag}2/log.jsonl"); then
+      row "$label x2" PASS "losses bitwise equal; first/last: $losses; last step ${ms% |}"
     else
       row "$label x2" FAIL "losses differ between two identical runs"
     fi
@@ -137,14 +178,15 @@ train_twice() {
   fi
 }
 
-# bazel_like_test NAME: a test that runs our binaries by their workspace path (train/train, ...) as under
-# `bazel test`: from a folder laid out like its runfiles, with TEST_TMPDIR set.
-bazel_like_test() {  # NAME [test arguments...]
-  local name="$1" root="$out/runfiles_$1" log="$out/test_$1.log"
-  shift
+# bazel_like_test NAME MAX [test arguments...]: a test that runs our binaries by their workspace path (train/train)
+# as under `bazel test`: from a folder laid out like its runfiles, with TEST_TMPDIR set.
+bazel_like_test() {
+  local name="$1" max="$2" root="$out/runfiles_$1" log="$out/test_$1.log"
+  shift 2
+  slot "test $name" "$max" || return
   mkdir -p "$root/train" "$root/tmp"
   ln -sf "$gpu_dir/bin/train" "$root/train/train"
-  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout 300 "$gpu_dir/bin/$name" "$@" > "$log" 2>&1)
+  (cd "$root" && TEST_TMPDIR="$root/tmp" timeout "$t" "$gpu_dir/bin/$name" "$@" > "$log" 2>&1)
   local rc=$? status=PASS
   [ $rc != 0 ] && status=FAIL
   # Only the tests of machines without a GPU (named NoGpu...) may skip here.
@@ -152,85 +194,101 @@ bazel_like_test() {  # NAME [test arguments...]
     status=FAIL
   fi
   row "test $name" "$status" "$(gtest_counts "$log"), rc=$rc"
+  keep "$log"
 }
 
 # The parts of a run, in the order they run: CHECK_PARTS (comma-separated; default all) picks some, e.g. a second
 # device call with CHECK_PARTS=sanitize,pipeline when the first one's budget ran out.
-want() { [[ ",${CHECK_PARTS:-tests,bench,nccl,train,pipeline,sanitize}," == *",$1,"* ]]; }
+want() { [[ ",${CHECK_PARTS:-smoke,tests,bench,train,nccl,pipeline,sanitize}," == *",$1,"* ]]; }
 
-part_tests() {
-  # Every CUDA test (a test that SKIPS on a GPU machine is a failure here: it means it could not use the GPU)
-  for t in "${tests[@]}"; do
-    local name log rc counts status
-    name=$(basename "$t")
+part_smoke() {  # 40 s. Returns 1 when the GPU cannot be used at all.
+  local started=$(date +%s) b missing=""
+  if ! nvidia-smi -L > "$out/nvidia-smi.txt" 2>&1; then
+    row "smoke: driver" FAIL "nvidia-smi failed: $(head -1 "$out/nvidia-smi.txt" | cut -c1-150)"
+    return 1
+  fi
+  row "smoke: driver" PASS "$(head -1 "$out/nvidia-smi.txt"); commit $(cat "$gpu_dir/COMMIT" 2>/dev/null)"
+  for b in "$bin"/*; do
+    ldd "$b" 2>/dev/null | grep -q 'not found' && missing+="$(basename "$b"): $(ldd "$b" | grep 'not found' | awk '{print $1}' | tr '\n' ' ')"
+  done
+  if [ -n "$missing" ]; then row "smoke: ldd" FAIL "${missing:0:300}"; return 1; fi
+  row "smoke: ldd" PASS "$(ls "$bin" | wc -l) binaries, every library found"
+  if [ -x "$bin/gpu_step" ] && slot "smoke: one step" 30; then
+    timeout "$t" "$bin/gpu_step" 2 128 2 > "$out/smoke_step.log" 2>&1
+    local rc=$?
+    keep "$out/smoke_step.log"
+    if [ $rc != 0 ]; then
+      row "smoke: one step" FAIL "gpu_step 2 128 2: rc=$rc: $(grep -m1 -i 'error\|fail' "$out/smoke_step.log" | cut -c1-150)"
+      return 1
+    fi
+    row "smoke: one step" PASS "gpu_step B=2 T=128 bf16, 2 steps"
+  fi
+  part_end smoke 40 "$started"
+}
+
+part_tests() {  # 150 s: the GPU-tagged tests, small sizes (a test that SKIPS on a GPU machine fails here)
+  local started=$(date +%s) tb name log rc counts status
+  for tb in "${tests[@]}"; do
+    name=$(basename "$tb")
+    slot "test $name" 60 || continue
     log="$out/test_$name.log"
-    timeout 300 "$t" > "$log" 2>&1
+    RESBM_TEST_SMALL=1 timeout "$t" "$tb" > "$log" 2>&1
     rc=$?
     counts=$(gtest_counts "$log")
     status=PASS
-    if [ $rc != 0 ]; then status=FAIL; fi
-    if [ "$name" != signatures_test ] && grep -q '^\[  SKIPPED \]' "$log"; then status=FAIL; counts="$counts (skipped on a GPU machine: $(grep -m1 'no CUDA device' "$log"))"; fi
+    [ $rc != 0 ] && status=FAIL
+    if grep -q '^\[  SKIPPED \]' "$log"; then status=FAIL; counts="$counts (skipped on a GPU machine: $(grep -m1 'no CUDA device' "$log"))"; fi
     row "test $name" "$status" "$counts, rc=$rc"
+    grep -h '^\[ compare  \]' "$log" >> "$out/compare_errors.txt" 2>/dev/null
+    keep "$log"
   done
-  # The max relative errors the tests printed, for the record.
-  grep -h '^\[ compare  \]' "$out"/test_*.log > "$out/compare_errors.txt" 2>/dev/null || true
+  part_end tests 150 "$started"
 }
 
-part_bench() {
-  # The kernel benchmark
-  if [ -x "$bin/gpu_kernels" ]; then
-    timeout 300 "$bin/gpu_kernels" 8 1024 20 > "$out/gpu_kernels.md" 2>&1
-    local rc=$?
-    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels, table below (rc=$rc)"
+part_bench() {  # 120 s
+  local started=$(date +%s) spec label rc
+  if [ -x "$bin/gpu_kernels" ] && slot "bench gpu_kernels" 30; then
+    timeout "$t" "$bin/gpu_kernels" 8 1024 20 > "$out/bench_gpu_kernels.log" 2>&1
+    rc=$?
+    row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels (table in logs.txt), rc=$rc"
+    keep "$out/bench_gpu_kernels.log"
   fi
-
-  # The whole-step GPT-2 124M (gpu_step, llm.c-style flat step): bf16 at B = 16, 32, 64 (T = 1024; flash attention,
-  # and at B = 64 also the cuBLAS + softmax attention), fp32 at B = 8 for the record, and the ResBM cost side by side
-  # in one process (3 boundaries = 4 stages' worth, r = 32 and 128).
-  if [ -x "$bin/gpu_step" ]; then
-    local spec label
-    for spec in "16 1024 10" "32 1024 10" "64 1024 10" "64 1024 10 --attention cublas" "8 1024 10 --dtype fp32" \
-                "16 1024 10 --compare --bottlenecks 3 --ratio 32" "16 1024 10 --compare --bottlenecks 3 --ratio 128"; do
-      label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
-      # shellcheck disable=SC2086
-      timeout 240 "$bin/gpu_step" $spec > "$out/gpu_step_$label.md" 2>&1
-      local rc=$?
-      row "bench gpu_step $spec" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
-          "$( (grep -m1 'ResBM cost' "$out/gpu_step_$label.md" || grep -A2 'step ms' "$out/gpu_step_$label.md" | tail -1) | cut -c1-220) (rc=$rc)"
-    done
-    if ls "$gpu_dir"/data/gpt2_124M.bin > /dev/null 2>&1; then  # llm.c's weights, when someone carried them
-      timeout 240 "$bin/gpu_step" 16 1024 10 --load "$gpu_dir/data/gpt2_124M.bin" > "$out/gpu_step_llmc.md" 2>&1
-      local rc=$?
-      row "bench gpu_step on llm.c weights" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
-          "$(grep -A2 'step ms' "$out/gpu_step_llmc.md" | tail -1 | cut -c1-200) (rc=$rc)"
-    fi
-  fi
+  # The number the GPU issue asks for first: d12 bf16 at B=64 T=1024; then ResBM's cost side by side (3 boundaries).
+  [ -x "$bin/gpu_step" ] || return
+  for spec in "64 1024 10" "16 1024 10 --compare --bottlenecks 3 --ratio 32" "8 1024 10 --dtype fp32"; do
+    label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
+    slot "bench gpu_step $spec" 50 || continue
+    # shellcheck disable=SC2086
+    timeout "$t" "$bin/gpu_step" $spec > "$out/bench_gpu_step_$label.log" 2>&1
+    rc=$?
+    row "bench gpu_step $spec" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
+        "$( (grep -m1 'ResBM cost' "$out/bench_gpu_step_$label.log" || grep -A2 'step ms' "$out/bench_gpu_step_$label.log" | tail -1) | cut -c1-220) (rc=$rc)"
+    keep "$out/bench_gpu_step_$label.log"
+  done
+  part_end bench 120 "$started"
 }
 
-part_nccl() {
-  # NCCL: the transport's refusal of a world size != stages, then a real exchange (or, on one GPU, the refusal of
-  # two ranks on one GPU).
-  local probe="$bin/nccl_probe"
+part_nccl() {  # 20 s: the transport's refusals, or a real exchange with 2+ GPUs
+  local started=$(date +%s) probe="$bin/nccl_probe" rc
   if [ ! -x "$probe" ]; then
     row "nccl" SKIP "no nccl_probe binary"
   elif ! command -v mpirun > /dev/null 2>&1; then
-    timeout 60 "$probe" 1 > "$out/nccl_probe_1.log" 2>&1
-    local rc1=$?
-    if grep -qi 'opal_init\|orte_init\|ompi_mpi_init\|ompi_rte_init\|MPI_Init' "$out/nccl_probe_1.log" && [ $rc1 != 0 ]; then
-      # OpenMPI's runtime (mpirun, its plugins) is not on this machine and is not carried (11 MiB, many deps).
-      row "nccl" SKIP "no usable MPI runtime here (no mpirun; singleton MPI_Init failed): $(grep -m1 -i 'init' "$out/nccl_probe_1.log" | cut -c1-100)"
+    slot "nccl one rank" 10 || return
+    timeout "$t" "$probe" 1 > "$out/nccl_probe_1.log" 2>&1
+    rc=$?
+    keep "$out/nccl_probe_1.log"
+    if grep -qi 'opal_init\|orte_init\|ompi_mpi_init\|ompi_rte_init\|MPI_Init' "$out/nccl_probe_1.log" && [ $rc != 0 ]; then
+      row "nccl" SKIP "no usable MPI runtime here (no mpirun; singleton MPI_Init failed)"
     else
-      timeout 60 "$probe" 2 > "$out/nccl_probe_2.log" 2>&1
-      local rc2=$?
-      row "nccl one rank" "$( [ $rc1 = 0 ] && echo PASS || echo FAIL )" "$(tail -1 "$out/nccl_probe_1.log") (no mpirun: singleton only)"
-      row "nccl world size refusal" "$( [ $rc2 = 3 ] && grep -q 'MPI ranks' "$out/nccl_probe_2.log" && echo PASS || echo FAIL )" \
-          "rc=$rc2: $(tail -1 "$out/nccl_probe_2.log" | cut -c1-150)"
+      row "nccl one rank" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "$(tail -1 "$out/nccl_probe_1.log" | cut -c1-150) (no mpirun: singleton only)"
     fi
   else
     local ngpu
     ngpu=$(nvidia-smi -L 2>/dev/null | wc -l)
-    timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 "$probe" 2 > "$out/nccl_probe_np2.log" 2>&1
-    local rc=$?
+    slot "nccl 2 ranks" 20 || return
+    timeout "$t" mpirun --allow-run-as-root --oversubscribe -np 2 "$probe" 2 > "$out/nccl_probe_np2.log" 2>&1
+    rc=$?
+    keep "$out/nccl_probe_np2.log"
     if [ "$ngpu" -ge 2 ]; then
       row "nccl 2 stages" "$( [ $rc = 0 ] && [ "$(grep -c 'OK' "$out/nccl_probe_np2.log")" = 2 ] && echo PASS || echo FAIL )" \
           "rc=$rc: $(grep nccl_probe "$out/nccl_probe_np2.log" | tr '\n' ' ' | cut -c1-200)"
@@ -238,99 +296,91 @@ part_nccl() {
       row "nccl shared-GPU refusal" "$( [ $rc != 0 ] && grep -q 'share one GPU' "$out/nccl_probe_np2.log" && echo PASS || echo FAIL )" \
           "1 GPU, 2 ranks: rc=$rc: $(grep -m1 'share one GPU' "$out/nccl_probe_np2.log" | cut -c1-150)"
     fi
-    timeout 60 mpirun --allow-run-as-root -np 1 "$probe" 2 > "$out/nccl_probe_np1.log" 2>&1
-    rc=$?
-    row "nccl world size refusal" "$( [ $rc != 0 ] && grep -q 'MPI ranks' "$out/nccl_probe_np1.log" && echo PASS || echo FAIL )" \
-        "rc=$rc: $(grep -m1 'MPI ranks' "$out/nccl_probe_np1.log" | cut -c1-150)"
   fi
+  part_end nccl 20 "$started"
 }
 
-part_train() {
-  # Short training runs on CUDA, each twice (losses must be bitwise equal): the tiny preset in fp32 and in bf16
-  # (--dtype bf16: the matmuls on bf16 tensor cores), and GPT-2 124M (d12) at B=8, T=1024 in bf16.
+part_train() {  # 110 s
+  local started=$(date +%s)
   if [ ! -x "$bin/train" ]; then
     row "train (cuda)" SKIP "no trainer binary staged"
   elif ! ls "$gpu_dir"/data/*train*.bin > /dev/null 2>&1; then
     row "train (cuda)" SKIP "no token shards in .gpu/data"
   else
-    train_twice "train tiny fp32" --preset tiny --steps 10
-    train_twice "train tiny bf16" --preset tiny --steps 10 --dtype bf16
-    train_twice "train d12 bf16 B=8 T=1024" --preset d12 --steps 6 --batch-size 8 --seq-len 1024 --dtype bf16
+    train_run "train tiny fp32" 2 15 --preset tiny --steps 10
+    train_run "train tiny bf16" 2 15 --preset tiny --steps 10 --dtype bf16
+    train_run "train d12 bf16 B=8 T=1024" 1 40 --preset d12 --steps 10 --batch-size 8 --seq-len 1024 --dtype bf16
   fi
-  # The trainer's own GPU tests (CUDA vs CPU losses in fp32 and bf16, reruns bitwise) run the binary as Bazel would:
-  # from a runfiles-like folder holding train/train.
-  if [ -x "$bin/train_device_test" ] && [ -x "$bin/train" ]; then
-    bazel_like_test train_device_test
-  fi
+  # The trainer's own GPU tests (CUDA vs CPU losses in fp32 and bf16, reruns bitwise).
+  if [ -x "$bin/train_device_test" ] && [ -x "$bin/train" ]; then bazel_like_test train_device_test 30; fi
+  part_end train 110 "$started"
 }
 
-part_pipeline() {
+part_pipeline() {  # 60 s
   # //train --executor mpi --device cuda: one rank per stage. One GPU: two ranks share it over --transport mpi; NCCL
   # (which refuses two ranks on one GPU) needs two GPUs. Without mpirun only the local executor and the refusals run.
-  # The device wire path's byte layout (CUDA codec kernels == the host codec's bytes).
-  [ -x "$bin/wire_layout_test" ] && bazel_like_test wire_layout_test
+  local started=$(date +%s)
+  [ -x "$bin/wire_layout_test" ] && bazel_like_test wire_layout_test 10
   if [ -x "$bin/pipeline_cuda_test" ] && [ -x "$bin/train" ]; then
     local ngpus
     ngpus=$(nvidia-smi -L 2>/dev/null | wc -l)
     if ! command -v mpirun > /dev/null 2>&1; then
-      bazel_like_test pipeline_cuda_test \
+      bazel_like_test pipeline_cuda_test 50 \
         --gtest_filter='PipelineCudaRefusal.*:PipelineCuda.LocalExecutorOnGpuMatchesCpuAndRepeatsBitwise'
       row "pipeline mpi/nccl on GPU" SKIP "no mpirun on this machine: the one-process-per-stage runs need OpenMPI"
     elif [ "$ngpus" -ge 2 ]; then
-      bazel_like_test pipeline_cuda_test --gtest_filter='-PipelineCuda.NcclWithOneGpuIsRefused'
+      bazel_like_test pipeline_cuda_test 50 --gtest_filter='-PipelineCuda.NcclWithOneGpuIsRefused'
     else
-      bazel_like_test pipeline_cuda_test --gtest_filter='-PipelineCuda.NcclMatchesMpiBitwiseOnTwoGpus'
+      bazel_like_test pipeline_cuda_test 50 --gtest_filter='-PipelineCuda.NcclMatchesMpiBitwiseOnTwoGpus'
       row "pipeline nccl 2 GPUs" SKIP "one GPU here: NCCL needs one GPU per rank"
     fi
   fi
+  part_end pipeline 60 "$started"
 }
 
-part_sanitize() {
-  # compute-sanitizer over the GPU tests, last: it is the slow part. Small cases only (RESBM_TEST_SMALL=1) and a
-  # time budget, so that the whole check fits one 600 s device call; what the budget cuts is reported as SKIP.
-  local sanitizer=""
+part_sanitize() {  # 40 s and whatever is left: memcheck on flash attention and the bf16 ops, then racecheck
+  local started=$(date +%s) sanitizer="" c tool name tb log rc errs
   for c in compute-sanitizer /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
            /opt/nvidia/*/compute-sanitizer/compute-sanitizer; do
     if command -v "$c" > /dev/null 2>&1; then sanitizer=$(command -v "$c"); break; fi
   done
-  if [ -z "$sanitizer" ]; then
-    row "compute-sanitizer" SKIP "not found on this machine"
-  else
-    for tool in memcheck racecheck; do
-      for t in "${tests[@]}"; do
-        local name log rc errs
-        name=$(basename "$t")
-        grep -qx "$name" "$gpu_dir/GPU_TESTS" 2>/dev/null || continue  # CPU-only tests: nothing for a sanitizer
-        log="$out/${tool}_$name.log"
-        local left=$((budget_end - $(date +%s)))
-        if [ "$left" -lt 30 ]; then
-          row "$tool $name" SKIP "time budget of this device call spent (rerun: RESBM_TEST_SMALL=1 compute-sanitizer --tool $tool .gpu/bin/$name)"
-          continue
-        fi
-        # Fixed seed: a sanitizer finding must be reproducible.
-        RESBM_TEST_SMALL=1 RESBM_TEST_SEED=1234 timeout "$left" "$sanitizer" --tool "$tool" --error-exitcode 9 "$t" > "$log" 2>&1
-        rc=$?
-        errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | tail -1)
-        if grep -q '^\[  SKIPPED \]' "$log"; then
-          # e.g. the sanitizer refuses the device (seen on gVisor machines): the test skipped, nothing was checked
-          row "$tool $name" SKIP "the test could not use the GPU under the sanitizer: $(grep -m1 'no CUDA device' "$log" | cut -c1-100)"
-        elif [ $rc = 0 ] && [ "${errs:-0}" = 0 ] && grep -q 'ERROR SUMMARY' "$log"; then
-          row "$tool $name" PASS "0 errors"
-        elif [ $rc = 124 ]; then
-          row "$tool $name" FAIL "timed out (budget)"
-        else
-          row "$tool $name" FAIL "rc=$rc, ${errs:-?} errors (see ${tool}_$name.log)"
-        fi
-      done
+  if [ -z "$sanitizer" ]; then row "compute-sanitizer" SKIP "not found on this machine"; return; fi
+  for tool in memcheck racecheck; do
+    for name in bf16_flash_attention_test bf16_ops_test; do
+      tb="$bin/$name"
+      [ -x "$tb" ] || { row "$tool $name" SKIP "not staged"; continue; }
+      slot "$tool $name" 120 || continue
+      log="$out/${tool}_$name.log"
+      # Fixed seed: a finding must be reproducible.
+      RESBM_TEST_SMALL=1 RESBM_TEST_SEED=1234 timeout "$t" "$sanitizer" --tool "$tool" --error-exitcode 9 "$tb" > "$log" 2>&1
+      rc=$?
+      errs=$(grep -oE 'ERROR SUMMARY: [0-9]+ error' "$log" | grep -oE '[0-9]+' | tail -1)
+      if grep -q '^\[  SKIPPED \]' "$log"; then
+        row "$tool $name" SKIP "the test could not use the GPU under the sanitizer: $(grep -m1 'no CUDA device' "$log" | cut -c1-100)"
+      elif [ $rc = 0 ] && [ "${errs:-0}" = 0 ] && grep -q 'ERROR SUMMARY' "$log"; then
+        row "$tool $name" PASS "0 errors"
+      elif [ $rc = 124 ]; then
+        row "$tool $name" FAIL "cut by its time slot (${t} s)"
+      else
+        row "$tool $name" FAIL "rc=$rc, ${errs:-?} errors (see ${tool}_$name.log)"
+      fi
+      keep "$log"
     done
-  fi
+  done
+  part_end sanitize 40 "$started"
 }
 
 run_checks() {
   local bin="$gpu_dir/bin"
-  # Everything must end inside one device call (600 s at most): the sanitizers get what is left until this mark.
-  local budget_end=$(( $(date +%s) + ${CHECK_BUDGET_S:-540} ))
   [ -d "$bin" ] || { echo "check.sh run: no .gpu/bin: run 'tools/gpu/check.sh stage' on the build machine and carry .gpu" >&2; exit 1; }
+  mkdir -p "$sink"
+  : > "$sink/logs.txt"
+  {
+    echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), budget ${CHECK_BUDGET_S:-540} s"
+    echo
+    echo "| step | status | detail |"
+    echo "|---|---|---|"
+  } > "$sink/summary.md"
   # Libraries: ours first, then the toolkit's, then CUDA libraries that pip packages ship (nvidia-* wheels).
   local pylibs
   pylibs=$(python3 - <<'PY' 2>/dev/null
@@ -350,48 +400,36 @@ PY
   export LD_LIBRARY_PATH="$libdir:/usr/local/cuda/lib64:${pylibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
 
-  nvidia-smi -L > "$out/nvidia-smi.txt" 2>&1
-  row "device" "$( [ $? = 0 ] && echo INFO || echo FAIL )" "$(head -1 "$out/nvidia-smi.txt"); commit $(cat "$gpu_dir/COMMIT" 2>/dev/null)"
-
-  # The test binaries (the sanitizers run over these too), except those run from a runfiles-like folder.
+  # The GPU-tagged test binaries (the list the stage step wrote); the CPU-only ones ran in CI, not here.
   tests=()
-  for t in "$bin"/*_test; do
-    [ -x "$t" ] || continue
-    grep -qx "$(basename "$t")" "$gpu_dir/RUNFILES_TESTS" 2>/dev/null && continue  # run by bazel_like_test
-    tests+=("$t")
+  local tb
+  for tb in "$bin"/*_test; do
+    [ -x "$tb" ] || continue
+    grep -qx "$(basename "$tb")" "$gpu_dir/RUNFILES_TESTS" 2>/dev/null && continue  # run by bazel_like_test
+    grep -qx "$(basename "$tb")" "$gpu_dir/GPU_TESTS" 2>/dev/null || continue
+    tests+=("$tb")
   done
-  want tests && part_tests
-  want bench && part_bench
-  want nccl && part_nccl
-  want train && part_train
-  want pipeline && part_pipeline
-  want sanitize && part_sanitize
-
+  local smoke_ok=1
+  if want smoke; then part_smoke || smoke_ok=0; fi
+  if [ "$smoke_ok" = 1 ]; then
+    want tests && part_tests
+    want bench && part_bench
+    want train && part_train
+    want nccl && part_nccl
+    want pipeline && part_pipeline
+    want sanitize && part_sanitize
+  else
+    row "the rest" SKIP "the smoke test failed: nothing else can pass on this machine"
+  fi
   {
-    echo "# GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), $(head -1 "$out/nvidia-smi.txt")"
-    echo
-    echo "| step | status | detail |"
-    echo "|---|---|---|"
-    printf '%s\n' "${rows[@]}"
-    echo
-    [ -f "$out/gpu_kernels.md" ] && cat "$out/gpu_kernels.md"
-    for f in "$out"/gpu_step_*.md; do [ -f "$f" ] && { echo; echo "### $(basename "$f" .md)"; cat "$f"; }; done
     echo
     echo "## largest relative errors per comparison (CUDA vs CPU twin)"
     [ -f "$out/compare_errors.txt" ] && sort -u "$out/compare_errors.txt" | head -80
-  } > "$summary"
-  if [ -n "${OUT:-}" ]; then  # the device tool brings back at most 8 files: one summary, one concatenated log
-    cp "$summary" "$OUT/summary.md"
-    for f in "$out"/*.log "$out"/*.txt; do
-      [ -f "$f" ] || continue
-      echo "===== $(basename "$f")"
-      tail -n 300 "$f"
-    done > "$OUT/logs.txt"
-  fi
+  } >> "$sink/summary.md"
   echo
-  cat "$summary"
+  cat "$sink/summary.md"
   echo
-  echo "check.sh: $failures failing step(s); logs in $out${OUT:+ (and \$OUT/logs.txt)}"
+  echo "check.sh: $failures failing step(s) in $(( $(date +%s) - check_start )) s; every log in $sink/logs.txt"
   [ "$failures" = 0 ]
 }
 
