@@ -121,7 +121,8 @@ class Simulation {
 
   void try_run(int s, double now) {
     Stage& st = stages_[s];
-    if (st.running || st.next >= st.actions.size()) return;
+    // Busy, done, or still in its update (an input that arrives then waits for the try_run at ready_since).
+    if (st.running || st.next >= st.actions.size() || now < st.ready_since) return;
     const Action& a = st.actions[st.next];
     const auto need = input_of(s, a);
     if (std::get<0>(need) >= 0 && !arrived_.count(std::make_tuple(s, std::get<0>(need), std::get<1>(need),
