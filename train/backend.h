@@ -28,6 +28,8 @@ struct StepOutput {
   uint64_t bytes_tied = 0;   // tied wte gradient, first <-> last stage, both ways
   double compression_fwd = 1.0;  // uncompressed fp32 boundary bytes / bytes sent (1 when S = 1)
   double compression_bwd = 1.0;
+  // Per stage (stage order): compute ms of its forwards, its backwards, its update (engine::pipeline::PhaseTimes).
+  std::vector<double> forward_ms, backward_ms, update_ms;
 };
 
 class Backend {

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "engine/comm/link_model.h"
+
 namespace train {
 
 std::string format_bytes(double bytes) {
@@ -56,7 +58,8 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
     if (c.real_link.mbps > 0) {
       std::snprintf(link, sizeof(link), ", real link %g Mbit/s (tc)", c.real_link.mbps);
     } else if (c.link.mbps > 0 || c.link.latency_ms > 0) {
-      std::snprintf(link, sizeof(link), ", emulated link %g Mbit/s %g ms", c.link.mbps, c.link.latency_ms);
+      std::snprintf(link, sizeof(link), ", emulated link %g Mbit/s %g ms (%s wires)", c.link.mbps,
+                    c.link.latency_ms, engine::comm::link_mode_name(c.link.mode));
     }
     processes += link;
   }

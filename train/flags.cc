@@ -146,6 +146,9 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "link-mbps", Kind::f64, &f->link_mbps,
        "emulated link rate in Mbit/s per boundary and direction (0: none); needs --executor mpi", {}},
       {"", "link-latency-ms", Kind::f64, &f->link_latency_ms, "emulated one-way link latency in ms", {}},
+      {"", "link-mode", Kind::str, &f->link_mode,
+       "emulated wires: boundary (one per boundary and direction) or node (each stage's uplink and downlink "
+       "shared by everything it sends, receives: a home connection)", {"boundary", "node"}},
       {"", "real-link-mbps", Kind::f64, &f->real_link_mbps,
        "a real link: each rank in a network namespace of its own, its egress shaped by tc to this rate, MPI over "
        "TCP only (root; --executor mpi; 0: none)", {}},

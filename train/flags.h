@@ -105,6 +105,7 @@ struct TrainFlags {
   double comm_timeout_s = 300.0;               // bounded waits for a peer stage
   double link_mbps = 0.0;                      // emulated link (0: none); --executor mpi
   double link_latency_ms = 0.0;
+  std::string link_mode = "boundary";          // emulated wires: per boundary and direction, or per node
   double real_link_mbps = 0.0;                 // real tc-shaped link between namespaces (0: none); root
   double real_link_latency_ms = 0.0;
   std::string pid_dir;                         // each process writes DIR/stage<s>.pid (tools that signal a stage)

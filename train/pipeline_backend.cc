@@ -108,6 +108,11 @@ class PipelineBackend : public Backend {
     out.bytes_tied = stats.wire.tied_bytes;
     out.compression_fwd = out.bytes_fwd ? stats.compression_ratio(engine::comm::Direction::forward) : 1.0;
     out.compression_bwd = out.bytes_bwd ? stats.compression_ratio(engine::comm::Direction::backward) : 1.0;
+    for (const engine::pipeline::PhaseTimes& p : stats.phases) {
+      out.forward_ms.push_back(p.forward_s * 1e3);
+      out.backward_ms.push_back(p.backward_s * 1e3);
+      out.update_ms.push_back(p.update_s * 1e3);
+    }
     return out;
   }
 

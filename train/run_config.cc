@@ -100,6 +100,7 @@ void resolve_processes(const TrainFlags& f, RunConfig* r) {
   r->hostfile = resolve_path(f.hostfile);
   r->link.mbps = f.link_mbps;
   r->link.latency_ms = f.link_latency_ms;
+  r->link.mode = engine::comm::parse_link_mode(f.link_mode);
   r->real_link.mbps = f.real_link_mbps;
   r->real_link.latency_ms = f.real_link_latency_ms;
   r->pid_dir = resolve_path(f.pid_dir);

@@ -30,6 +30,16 @@ std::string json_escape(const std::string& s) {
   return out + "\"";
 }
 
+std::string json_array(const std::vector<double>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.6g", values[i]);  // microsecond resolution at these magnitudes
+    out += (i ? ", " : "") + std::string(buf);
+  }
+  return out + "]";
+}
+
 void JsonObject::key(const std::string& k) {
   if (!body_.empty()) body_ += ", ";
   body_ += json_escape(k) + ": ";
@@ -109,7 +119,10 @@ void RunLog::log_step(const StepRecord& r) {
             .add("bytes_fwd", r.bytes_fwd)
             .add("bytes_bwd", r.bytes_bwd)
             .add("bytes_tied", r.bytes_tied)
-            .add("compression", r.compression));
+            .add("compression", r.compression)
+            .add_raw("stage_forward_ms", json_array(r.forward_ms))
+            .add_raw("stage_backward_ms", json_array(r.backward_ms))
+            .add_raw("stage_update_ms", json_array(r.update_ms)));
 }
 
 void RunLog::log_eval(int64_t step, double val_loss) {

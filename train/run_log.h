@@ -32,6 +32,7 @@ class JsonObject {
 };
 
 std::string json_escape(const std::string& s);  // quoted JSON string literal
+std::string json_array(const std::vector<double>& values);  // [1.5, 2, ...] (6 significant digits)
 
 struct StepRecord {
   int64_t step = 0;
@@ -44,6 +45,10 @@ struct StepRecord {
   int64_t bytes_bwd = 0;    // bytes sent backward
   int64_t bytes_tied = 0;   // tied wte gradient exchanged between the first and the last stage, both ways
   double compression = 1.0; // uncompressed boundary bytes / bytes on the wire (forward)
+  // Per stage: compute ms of the step's forwards, backwards, and update (the update reported one step late: see
+  // engine::pipeline::PhaseTimes). Logged as stage_forward_ms, stage_backward_ms, stage_update_ms: what
+  // tools/wan_sim reads.
+  std::vector<double> forward_ms, backward_ms, update_ms;
 };
 
 class RunLog {

@@ -232,6 +232,9 @@ int run_training(RunConfig c) {
     r.bytes_bwd = static_cast<int64_t>(out.bytes_bwd);
     r.bytes_tied = static_cast<int64_t>(out.bytes_tied);
     r.compression = out.compression_fwd;
+    r.forward_ms = out.forward_ms;
+    r.backward_ms = out.backward_ms;
+    r.update_ms = out.update_ms;
     if (log) log->log_step(r);
     if (!std::isfinite(out.loss) || !std::isfinite(out.grad_norm)) {
       if (!printer) return kExitDiverged;  // every process saw the same loss; rank 0 explains

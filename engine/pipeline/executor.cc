@@ -24,13 +24,19 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Per stage, what the end of a step needs from every stage: [grad norm^2, mean loss, wire stats...].
-int summary_width(int stages) { return 2 + comm::WireStats(stages - 1).num_doubles(); }
+// Per stage, what the end of a step needs from every stage: [grad norm^2, mean loss, forward s, backward s,
+// update s, wire stats...].
+constexpr int kSummaryHead = 5;
+int summary_width(int stages) { return kSummaryHead + comm::WireStats(stages - 1).num_doubles(); }
 
 void write_summary(StageRunner& runner, bool train, double* out) {
-  out[0] = train ? runner.grad_norm_squared() : 0.0;
+  out[0] = train ? runner.grad_norm_squared() : 0.0;  // first: its time counts in the phases below
   out[1] = runner.mean_loss();
-  runner.transport().stats().to_doubles(out + 2);
+  const PhaseTimes& phases = runner.phase_times();
+  out[2] = phases.forward_s;
+  out[3] = phases.backward_s;
+  out[4] = phases.update_s;
+  runner.transport().stats().to_doubles(out + kSummaryHead);
 }
 
 // The executor-independent end of a step: combine the stages' summaries (in stage order), clip, update.
@@ -40,8 +46,10 @@ StepStats combine(const PipelineConfig& config, const std::vector<double>& all, 
   stats.wire.resize(S - 1);
   double norm_sq = 0.0;
   for (int s = 0; s < S; ++s) {
-    norm_sq += all[s * width];
-    stats.wire.add_doubles(&all[s * width + 2]);
+    const double* mine = &all[s * width];
+    norm_sq += mine[0];
+    stats.phases.push_back({mine[2], mine[3], mine[4]});
+    stats.wire.add_doubles(mine + kSummaryHead);
   }
   stats.grad_norm = static_cast<float>(std::sqrt(norm_sq));
   stats.loss = static_cast<float>(all[(S - 1) * width + 1]);

@@ -95,12 +95,23 @@ using OptimizerFactory = std::function<std::unique_ptr<StageOptimizer>(ParamStor
 // ctx must outlive the optimizers.
 OptimizerFactory default_adamw(const kernels::KernelContext& ctx, float weight_decay = 0.1f);
 
+// Seconds one stage spent computing during a step (wall clock, waits for messages excluded), the input of the
+// pipeline simulator (tools/wan_sim).
+struct PhaseTimes {
+  double forward_s = 0.0;   // its M forwards, from the code's arrival to the outgoing code handed to the transport
+  double backward_s = 0.0;  // its M backwards, likewise
+  // Its optimizer update, which runs after the stages' summaries are exchanged and so is reported one step late:
+  // the update that ended the previous step (0 on the first step of a process), plus this step's grad-norm share.
+  double update_s = 0.0;
+};
+
 struct StepStats {
   float loss = 0.0f;          // mean over the M micro-batches (every process gets the same value)
   float grad_norm = 0.0f;     // global, before clipping
   comm::WireStats wire;       // all boundaries, summed over stages (sender's counts)
   uint64_t uncompressed_bytes_per_direction = 0;  // (S-1) * M * B*T*C * 4: what `none` at fp32 would send
   double seconds = 0.0;       // wall time of the step in this process
+  std::vector<PhaseTimes> phases;  // per stage, in stage order
   // uncompressed / sent, per direction (0 when nothing was sent).
   double compression_ratio(comm::Direction dir) const;
 };

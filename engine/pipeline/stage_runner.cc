@@ -3,6 +3,7 @@
 #include "engine/pipeline/stage_runner.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "engine/check.h"
 #include "engine/device.h"
@@ -15,6 +16,10 @@ namespace engine::pipeline {
 using comm::Direction;
 
 namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 // Rows [m*B, (m+1)*B) of a (M*B, T) i32 tensor, as a (B,T) view.
 Tensor micro_rows(const Tensor& all, int m, int B, int T) {
   Tensor t = all;
@@ -106,6 +111,7 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
     sl.input = g.new_var({B_, T_, K}, DType::f32, /*requires_grad=*/train);  // (B,T,K)
     receive_code(Direction::forward, m, sl.input.value, rows, K);
   }
+  const double t0 = now_s();  // compute starts once the input is here (a distributed stage blocks in the receive)
   sl.output = module_.forward(g, micro_rows(tokens, m, B_, T_), micro_rows(targets, m, B_, T_), sl.input);
   if (transport_.is_last()) {
     if (on_gpu()) {
@@ -120,12 +126,14 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
     send_code(Direction::forward, m, sl.output.value, rows, K);
   }
   if (!train) g.reset();
+  phases_.forward_s += now_s() - t0;
 }
 
 void StageRunner::backward(int m) {
   Slot& sl = slot(m);
   Graph& g = *sl.graph;
   const int64_t rows = static_cast<int64_t>(B_) * T_;
+  double t0 = now_s();
   if (transport_.is_last()) {
     // Each micro-batch's loss enters as loss/M, so the accumulated gradients are those of the step's mean loss.
     g.backward(sl.output, 1.0f / static_cast<float>(config_.micro_batches));
@@ -133,12 +141,14 @@ void StageRunner::backward(int m) {
     const int K = module_.output_width();
     Tensor dout = g.new_scratch({B_, T_, K});  // (B,T,K) dL/dz, decoded: straight-through the wire codec
     receive_code(Direction::backward, m, dout, rows, K);
+    t0 = now_s();  // the wait for the gradient is not compute
     g.backward_from(sl.output, dout);
   }
   if (!transport_.is_first()) send_code(Direction::backward, m, sl.input.grad, rows, module_.input_width());
   g.reset();
   sl.input = Var{};
   sl.output = Var{};
+  phases_.backward_s += now_s() - t0;
 }
 
 void StageRunner::send_code(Direction dir, int m, const Tensor& x, int64_t rows, int K) {
@@ -186,6 +196,8 @@ void StageRunner::receive_code(Direction dir, int m, const Tensor& x, int64_t ro
 
 void StageRunner::begin_step(int64_t step) {
   step_ = step;
+  phases_ = PhaseTimes{};
+  phases_.update_s = last_update_s_;
   std::fill(losses_.begin(), losses_.end(), 0.0f);
   transport_.clear_stats();
 }
@@ -231,6 +243,7 @@ void StageRunner::receive_tied() {
 }
 
 double StageRunner::grad_norm_squared() {
+  const double t0 = now_s();
   double sum = 0.0;
   ParamStore& params = module_.params();
   const int tied = module_.tied_param();
@@ -248,12 +261,15 @@ double StageRunner::grad_norm_squared() {
     }
     sum += part;
   }
+  phases_.update_s += now_s() - t0;
   return sum;
 }
 
 void StageRunner::apply_update(float lr, float grad_scale) {
+  const double t0 = now_s();
   optimizer_->step(lr, grad_scale);
   module_.zero_grads();
+  last_update_s_ = now_s() - t0;
 }
 
 }  // namespace engine::pipeline

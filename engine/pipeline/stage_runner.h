@@ -41,6 +41,9 @@ class StageRunner {
   void receive_tied();
   double grad_norm_squared();         // this stage's share, the tied weight counted on the first stage only
   void apply_update(float lr, float grad_scale);  // optimizer step, then zero the gradients
+  // This step's compute so far (see PhaseTimes; begin_step clears forward and backward, and update_s keeps the
+  // previous step's apply_update until grad_norm_squared adds its own time).
+  const PhaseTimes& phase_times() const { return phases_; }
 
   comm::Transport& transport() { return transport_; }
   StageModule& module() { return module_; }
@@ -69,6 +72,8 @@ class StageRunner {
   std::vector<Action> actions_;
   std::vector<Slot> slots_;
   std::unique_ptr<StageOptimizer> optimizer_;
+  PhaseTimes phases_;                            // this step's compute, per phase
+  double last_update_s_ = 0.0;                   // how long the previous apply_update took
   std::vector<float> losses_;                    // last stage: loss of each micro-batch of the step
   int64_t step_ = 0;                             // global index of the current step (seeds code-gradient rounding)
   Device device_ = Device::cpu;                  // where the module's parameters and activations live

@@ -172,5 +172,54 @@ TEST(LinkEmulator, CarriesDeviceMemoryAsItsInnerTransport) {
   EXPECT_TRUE(device.carries_device_memory());
 }
 
+// Three stages over local queues, each wrapped in a node-mode emulator sharing one fake time.
+struct Trio {
+  double now = 0.0;
+  std::vector<FakeClock*> clocks;
+  std::vector<std::unique_ptr<LinkEmulator>> s;
+  explicit Trio(LinkConfig link) {
+    link.mode = LinkMode::node;
+    auto local = make_local_transports(3);
+    for (auto& t : local) {
+      auto c = std::make_unique<FakeClock>(&now);
+      clocks.push_back(c.get());
+      s.push_back(std::make_unique<LinkEmulator>(std::move(t), link, std::move(c)));
+    }
+  }
+};
+
+// node mode: stage 1's one downlink carries the code from stage 0 and the gradient from stage 2. 8 Mbit/s: 10^6
+// bytes hold a wire 1 s; latency 50 ms. Stage 0 sends at 0 (its uplink [0,1]), stage 2 at 0.5 (its uplink
+// [0.5,1.5]); stage 1's downlink takes them in order of departure: the code [0,1] arrives 1.05, the gradient
+// [max(0.5, 1), 2] arrives 2.05, even though stage 1 asks for the gradient first. (boundary mode: 1.05 and 1.55.)
+TEST(LinkEmulator, NodeModeSharesTheDownlinkInOrderOfDeparture) {
+  Trio t({8.0, 50.0});
+  std::vector<char> payload(1000000, 'x'), got(1000000);
+  t.s[0]->send(Direction::forward, 0, payload.data(), payload.size());
+  t.now = 0.5;
+  t.s[2]->send(Direction::backward, 0, payload.data(), payload.size());
+  t.s[1]->recv(Direction::backward, 0, got.data(), got.size());
+  EXPECT_DOUBLE_EQ(t.now, 2.05);
+  t.s[1]->recv(Direction::forward, 0, got.data(), got.size());
+  ASSERT_EQ(t.clocks[1]->sleeps.size(), 2u);
+  EXPECT_DOUBLE_EQ(t.clocks[1]->sleeps[0], 2.05);
+  EXPECT_DOUBLE_EQ(t.clocks[1]->sleeps[1], 1.05);  // arrived long ago: no wait
+  EXPECT_EQ(got, payload);
+}
+
+// node mode: stage 1's one uplink carries its code to stage 2 and its gradient to stage 0, one after the other:
+// both sent at 0, the second leaves at 1 and arrives 2.05 (boundary mode: both 1.05, on wires of their own).
+TEST(LinkEmulator, NodeModeSharesTheUplink) {
+  Trio t({8.0, 50.0});
+  std::vector<char> payload(1000000, 'y'), got(1000000);
+  t.s[1]->send(Direction::forward, 0, payload.data(), payload.size());
+  t.s[1]->send(Direction::backward, 0, payload.data(), payload.size());
+  t.s[2]->recv(Direction::forward, 0, got.data(), got.size());
+  t.s[0]->recv(Direction::backward, 0, got.data(), got.size());
+  EXPECT_DOUBLE_EQ(t.clocks[2]->sleeps.at(0), 1.05);
+  EXPECT_DOUBLE_EQ(t.clocks[0]->sleeps.at(0), 2.05);
+  EXPECT_EQ(got, payload);
+}
+
 }  // namespace
 }  // namespace engine::comm

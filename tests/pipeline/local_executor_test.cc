@@ -234,6 +234,14 @@ TEST_F(LocalExecutorTest, WireBytesFollowTheFormula) {
     }
     // The tied wte gradient crosses once each way between the first and the last stage; ssn's head is untied.
     EXPECT_EQ(st.wire.tied_bytes, c.kind == BottleneckKind::ssn ? 0ull : 2ull * config_.padded_vocab_size * C * 4);
+    // Every stage reports its compute (what tools/wan_sim reads); the first step has no previous update, but the
+    // grad-norm share is timed into it.
+    ASSERT_EQ(st.phases.size(), static_cast<size_t>(S));
+    for (const engine::pipeline::PhaseTimes& p : st.phases) {
+      EXPECT_GT(p.forward_s, 0.0);
+      EXPECT_GT(p.backward_s, 0.0);
+      EXPECT_GT(p.update_s, 0.0);
+    }
     if (c.code_channels == 2 && c.dtype == WireDType::bf16) {
       EXPECT_DOUBLE_EQ(st.compression_ratio(Direction::forward), 128.0);  // 512 bytes per row over 4
     }

@@ -77,6 +77,7 @@ TEST(Flags, ErrorsSayWhatIsWrong) {
       {{"--lr", "nan"}, "--lr expects a number, got 'nan'"},
       {{"--link-mbps", "inf"}, "--link-mbps expects a number, got 'inf'"},
       {{"--executor", "ssh"}, "--executor must be one of local, mpi; got 'ssh'"},
+      {{"--link-mode", "star"}, "--link-mode must be one of boundary, node; got 'star'"},
       {{"--threads", "-1"}, "--threads must be >= 0, got -1"},
       {{"--comm-timeout-s", "0"}, "--comm-timeout-s must be > 0"},
   };
