@@ -4,9 +4,11 @@
     tools/bazel build //train //tools/wan_sim && python3 tools/experiments/wan_sim_score.py  # measures what has no compute log yet, writes the tables
     python3 tools/experiments/wan_sim_score.py --report   # the tables from the committed logs only
 
-T = (steps to reach the target validation loss) x (seconds per step), for every run of the ResBM sweep whose log is
-committed (docs/resbm_experiments/logs/*.jsonl: byte-level tinyshakespeare, 4 blocks, C = 256, S = 2, M = 1; more
-land as the sweep goes on, and the tables follow them). Steps come from the run's evaluations (every 125 steps,
+T = (steps to reach the target validation loss) x (seconds per step), for every configuration of the ResBM sweep at
+C = 256, S = 2 whose logs are committed (docs/resbm_experiments/logs/*.jsonl: byte-level tinyshakespeare, 4 blocks,
+M = 1; more land as the sweep goes on, and the tables follow them). One row per configuration: its steps to target
+are the mean over its seeds (a seed that never reaches the target is counted and named), its compute is measured
+on its lowest seed's configuration. Steps come from the run's evaluations (every 125 steps,
 linearly interpolated between two evaluations); the target is the validation loss `none` reaches at half the budget
 (step 500, the mean over its seeds). Seconds per step come from tools/wan_sim, over links of 10, 100 and 1000 Mbit/s per node
 with 50 ms one way, node mode (a home connection: a stage's one downlink carries codes and gradients):
@@ -26,6 +28,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,25 +130,39 @@ def main():
     for binary in (TRAIN, WAN_SIM):
         if not os.path.exists(binary):
             sys.exit(f"error: {binary} is missing: build it first, tools/bazel build //train //tools/wan_sim")
-    runs = sweep_runs()
+    # The grid's width and depth trends (C = 128, 384; S = 4) have their own `none` and are left out: one target.
+    runs = [r for r in sweep_runs() if r["flags"]["channels"] == "256" and r["flags"]["stages"] == "2"]
     # The target: the validation loss `none` (the full stream, uncompressed) reaches at half the budget, the mean over
     # its seeds (as docs/resbm_convergence.md measures tokens to it); a kind that needs more than twice none's steps
     # may not reach it at all.
     nones = [r for r in runs if r["flags"]["bottleneck"] == "none" and r["flags"]["channels"] == "256" and
-             r["flags"]["stages"] == "2"]
+             r["flags"]["stages"] == "2" and r["flags"].get("optimizer", "adamw") == "adamw"]
     half = int(nones[0]["flags"]["steps"]) // 2
     target = sum(dict(r["evals"])[half] for r in nones) / len(nones)
     for r in runs:
         r["steps"] = steps_to(r["evals"], target)
+    # One row per configuration (the run name without its seed), in the order the sweep's logs sort.
+    configs = {}
+    for r in runs:
+        configs.setdefault(re.sub(r"_s[0-9]+$", "", r["name"]), []).append(r)
+    rows = []
+    for name, seeds in configs.items():
+        reached = [r["steps"] for r in seeds if r["steps"] is not None]
+        first = min(seeds, key=lambda r: int(r["flags"]["seed"]))
+        rows.append({"name": name if len(seeds) == 1 else f"{name} ({len(seeds)} seeds)", "run": first,
+                     "flags": first["flags"], "val": sum(r["evals"][-1][1] for r in seeds) / len(seeds),
+                     # Steps to target: the mean over the seeds, when every seed reaches it.
+                     "steps": sum(reached) / len(reached) if len(reached) == len(seeds) else None,
+                     "missed": len(seeds) - len(reached)})
 
     # (a) the CPU model.
     head = ["| run | final val loss | steps to target |"] + [f" T at {m} Mbit/s |" for m in RATES] + \
         [f" T at {RATES[0]} Mbit/s, fastest M and schedule |"]
     rows_a = ["".join(head), "| --- | ---: | ---: |" + " ---: |" * (len(RATES) + 1)]
-    for r in runs:
-        log = os.path.join(COMPUTE_LOGS, r["name"] + ".jsonl")
+    for r in rows:
+        log = os.path.join(COMPUTE_LOGS, r["run"]["name"] + ".jsonl")
         if not args.report:
-            log = measure_compute(r)
+            log = measure_compute(r["run"])
         if not os.path.exists(log):
             rows_a.append(f"| {r['name']} | (no compute log) |")
             continue
@@ -159,16 +176,16 @@ def main():
                 f = p["fastest"]
                 tf = None if r["steps"] is None else r["steps"] * f["step_s"]
                 fastest = f"{fmt_time(tf)} (M={f['micro_batches']} {f['schedule']}, {f['step_s']:.3f} s/step)"
-        steps = "-" if r["steps"] is None else f"{r['steps']:.0f}"
-        rows_a.append(f"| {r['name']} | {r['evals'][-1][1]:.4f} | {steps} | " + " | ".join(cells) +
-                      f" | {fastest} |")
+        steps = f"{r['steps']:.0f}" if r["steps"] is not None else (
+            "-" if r["missed"] == 0 else f"- ({r['missed']} seed(s) never reach it)")
+        rows_a.append(f"| {r['name']} | {r['val']:.4f} | {steps} | " + " | ".join(cells) + f" | {fastest} |")
 
     # (b) the internet shape.
     fwd_flops = TOKENS * (24 * C * C + 4 * T_SEQ * C)
     fwd_ms = 1e3 * fwd_flops / (H100_FLOPS * MFU)
     rows_b = ["| run | code on the wire | bytes per micro-batch | s/step | T to target |",
               "| --- | --- | ---: | ---: | ---: |"]
-    for r in runs:
+    for r in rows:
         K, dtype = code_of(r["flags"])
         p = wan_sim(["--stages", str(STAGES), "--micro-batches", str(MICRO), "--schedule", "1f1b",
                      "--forward-ms", f"{fwd_ms:.6f}", "--backward-ms", f"{2 * fwd_ms:.6f}", "--rows", str(TOKENS),
@@ -180,7 +197,7 @@ def main():
                       f"{fmt_time(t)} |")
 
     note_a = (f"Target validation loss {target:.4f}: `none`'s at step {half} (mean of {len(nones)} seed(s)); "
-              f"{len(runs)} finished runs. Compute measured on a 2-core machine with a niced background job.\n")
+              f"{len(rows)} configurations from {len(runs)} finished runs. Compute measured on a 2-core machine with a niced background job.\n")
     note_b = (f"Assumed H100 compute per stage and step: forward {fwd_ms:.1f} ms, backward {2 * fwd_ms:.1f} ms "
               f"({fwd_flops / 1e12:.2f} TFLOP forward at {MFU:.0%} of 989 TFLOP/s). Same target and steps as (a).\n")
     text_a = note_a + "\n" + "\n".join(rows_a) + "\n"
