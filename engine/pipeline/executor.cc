@@ -13,6 +13,15 @@
 
 namespace engine::pipeline {
 
+void Executor::forward_backward(const Tensor&, const Tensor&) {
+  ENGINE_CHECK(false, "this executor cannot split a step (data-parallel replicas need the local executor for now)");
+}
+
+StepStats Executor::finish_step(float) {
+  ENGINE_CHECK(false, "this executor cannot split a step (data-parallel replicas need the local executor for now)");
+  return {};
+}
+
 double StepStats::compression_ratio(comm::Direction dir) const {
   const uint64_t sent = wire.total_bytes(dir);
   return sent == 0 ? 0.0 : static_cast<double>(uncompressed_bytes_per_direction) / static_cast<double>(sent);
@@ -79,16 +88,24 @@ class LocalExecutor : public Executor {
   }
 
   StepStats step(const Tensor& tokens, const Tensor& targets, float lr) override {
-    const double t0 = now_s();
+    forward_backward(tokens, targets);
+    return finish_step(lr);
+  }
+
+  void forward_backward(const Tensor& tokens, const Tensor& targets) override {
+    step_start_ = now_s();
     run_actions(tokens, targets, /*train=*/true);
     // Tied weight: both halves sent before either is received (one thread).
     for (auto& r : runners_) r->send_tied();
     for (auto& r : runners_) r->receive_tied();
+  }
+
+  StepStats finish_step(float lr) override {
     StepStats stats = summarise(/*train=*/true);
     const float scale = clip_scale(config_, stats.grad_norm);
     for (auto& r : runners_) r->apply_update(lr, scale);
     ++step_;
-    stats.seconds = now_s() - t0;
+    stats.seconds = now_s() - step_start_;
     return stats;
   }
 
@@ -143,6 +160,7 @@ class LocalExecutor : public Executor {
   std::vector<Action> forward_only_;  // the evaluation schedule: forwards 0..M-1
   std::vector<size_t> next_;          // per stage, the index of its next action in this step
   int64_t step_ = 0;                  // global index of the next training step
+  double step_start_ = 0.0;
   int B_, T_;
 };
 
