@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/optim/diloco.h"
 #include "engine/params.h"
 #include "engine/tensor.h"
 #include "train/optimizer.h"
@@ -26,6 +27,7 @@ struct StepOutput {
   uint64_t bytes_fwd = 0;    // codes sent across all boundaries this step
   uint64_t bytes_bwd = 0;    // code gradients sent back
   uint64_t bytes_tied = 0;   // tied wte gradient, first <-> last stage, both ways
+  uint64_t bytes_dp = 0;     // data-parallel sync between replicas (engine/pipeline/pipeline.h StepStats::dp_bytes)
   double compression_fwd = 1.0;  // uncompressed fp32 boundary bytes / bytes sent (1 when S = 1)
   double compression_bwd = 1.0;
   // Per stage (stage order): compute ms of its forwards, its backwards, its update (engine::pipeline::PhaseTimes).
@@ -55,8 +57,11 @@ class Backend {
   // The stages this process holds: first_stage(), first_stage() + 1, ...; their stores and optimizers, in order.
   virtual int first_stage() const = 0;
   virtual int num_stages() const = 0;  // S
+  // With R replicas (--executor local) every replica's stages, replica-major: slot g = r S + s.
   virtual std::vector<engine::ParamStore*> param_stores() = 0;
   virtual std::vector<TrainOptimizer*> optimizers() = 0;
+  // DiLoCo's outer state of stage s (--dp-sync diloco), checkpointed with replica 0's stage; nullptr otherwise.
+  virtual engine::optim::DilocoOuter* diloco_outer(int stage) { return nullptr; }
   // Whether this process reports: it prints the run table, steps and samples, writes the log and the manifest.
   bool is_rank0() const { return first_stage() == 0; }
 

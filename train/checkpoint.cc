@@ -200,9 +200,14 @@ std::string checkpoint_path(const std::string& dir, int64_t step) {
   return dir + "/" + name;
 }
 
-std::string stage_checkpoint_path(const std::string& dir, int64_t step, int stage) {
-  char name[48];
-  std::snprintf(name, sizeof(name), "ckpt_%08lld.stage%d.bin", static_cast<long long>(step), stage);
+std::string stage_checkpoint_path(const std::string& dir, int64_t step, int stage, int replica) {
+  char name[64];
+  if (replica < 0) {
+    std::snprintf(name, sizeof(name), "ckpt_%08lld.stage%d.bin", static_cast<long long>(step), stage);
+  } else {
+    std::snprintf(name, sizeof(name), "ckpt_%08lld.replica%d.stage%d.bin", static_cast<long long>(step), replica,
+                  stage);
+  }
   return dir + "/" + name;
 }
 
@@ -221,12 +226,18 @@ std::vector<std::string> dir_entries(const std::string& dir) {
 // The step of a stage file's name ckpt_<8 digits>.stage<s>.bin, or -1.
 int64_t stage_file_step(const std::string& name) {
   long long step;
-  int stage, consumed = 0;
-  if (name.size() < 20 || std::sscanf(name.c_str(), "ckpt_%8lld.stage%d.bin%n", &step, &stage, &consumed) != 2 ||
-      consumed != static_cast<int>(name.size())) {
-    return -1;
+  int replica, stage, consumed = 0;
+  if (name.size() >= 20 && std::sscanf(name.c_str(), "ckpt_%8lld.stage%d.bin%n", &step, &stage, &consumed) == 2 &&
+      consumed == static_cast<int>(name.size())) {
+    return step;
   }
-  return step;
+  consumed = 0;
+  if (name.size() >= 28 &&
+      std::sscanf(name.c_str(), "ckpt_%8lld.replica%d.stage%d.bin%n", &step, &replica, &stage, &consumed) == 3 &&
+      consumed == static_cast<int>(name.size())) {
+    return step;
+  }
+  return -1;
 }
 
 }  // namespace

@@ -68,7 +68,8 @@ class Checkpoint {
 // manifest naming them with their checksums, <dir>/ckpt_<step>.bin, written last (train/train_state.cc): a
 // checkpoint exists once its manifest does.
 std::string checkpoint_path(const std::string& dir, int64_t step);  // the manifest
-std::string stage_checkpoint_path(const std::string& dir, int64_t step, int stage);
+// With replicas (replica >= 0): ckpt_<step>.replica<r>.stage<s>.bin.
+std::string stage_checkpoint_path(const std::string& dir, int64_t step, int stage, int replica = -1);
 // (step, manifest path) of every checkpoint in dir, oldest first. Empty when dir is missing.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& dir);
 // Deletes all but the newest keep_last checkpoints (manifest first, then its stage files), except the one of step

@@ -34,9 +34,24 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
   } else {
     std::snprintf(compression, sizeof(compression), "measured on the first step");
   }
-  char batch[128];
-  std::snprintf(batch, sizeof(batch), "B=%d x T=%d x M=%d micro-batches = %lld tokens/step", c.B, c.T, c.M,
-                static_cast<long long>(c.tokens_per_step()));
+  char batch[160];
+  const int R = c.replicas.replicas;
+  if (R > 1) {
+    std::snprintf(batch, sizeof(batch), "R=%d replicas x B=%d x T=%d x M=%d micro-batches = %lld tokens/step", R, c.B,
+                  c.T, c.M, static_cast<long long>(c.tokens_per_step()));
+  } else {
+    std::snprintf(batch, sizeof(batch), "B=%d x T=%d x M=%d micro-batches = %lld tokens/step", c.B, c.T, c.M,
+                  static_cast<long long>(c.tokens_per_step()));
+  }
+  char replicas[192] = "";  // no row with one replica
+  if (R > 1 && c.replicas.sync == engine::pipeline::DpSync::step) {
+    std::snprintf(replicas, sizeof(replicas),
+                  "%d, synchronous: gradients averaged over the replicas every step (fp32, replica order)", R);
+  } else if (R > 1) {
+    std::snprintf(replicas, sizeof(replicas),
+                  "%d, DiLoCo: a sync every %d steps, outer Nesterov lr %g momentum %g on the averaged change (fp32)",
+                  R, c.replicas.inner_steps, c.replicas.outer.outer_lr, c.replicas.outer.outer_momentum);
+  }
   char optimizer[192];
   if (f.optimizer == "muon") {
     std::snprintf(optimizer, sizeof(optimizer),
@@ -69,6 +84,7 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
       {"model", model},
       {"parameters", std::to_string(in.num_parameters)},
       {"stages", stages},
+      {"replicas", replicas},
       {"bottleneck", bottleneck},
       {"compression", compression},
       {"batch", batch},
@@ -102,7 +118,9 @@ std::string format_step_line(const StepRecord& r, int total_steps) {
                 static_cast<long long>(r.step), total_steps, r.loss, r.lr, r.grad_norm, r.ms, r.tokens_per_s,
                 format_bytes(static_cast<double>(r.bytes_fwd)).c_str(),
                 format_bytes(static_cast<double>(r.bytes_bwd)).c_str(), r.compression);
-  return buf;
+  std::string line = buf;
+  if (r.bytes_dp > 0) line += " | dp " + format_bytes(static_cast<double>(r.bytes_dp));  // a replica sync this step
+  return line;
 }
 
 }  // namespace train

@@ -130,6 +130,17 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
       {"", "boundaries", Kind::str, &f->boundaries,
        "layers where stages 1..S-1 begin, e.g. 3,6,9 (empty: an even split)", {}},
 
+      {"Replicas (data parallelism)", "replicas", Kind::i32, &f->replicas,
+       "R replicas of the whole pipeline, each training on its own rows of every step's batch (R x M x B rows), "
+       "kept in sync by --dp-sync; --executor local for now", {}},
+      {"", "dp-sync", Kind::str, &f->dp_sync,
+       "step: gradients averaged over the replicas every step (synchronous data parallelism); diloco: each replica "
+       "trains alone for --inner-steps, then DiLoCo's outer Nesterov step on their averaged change", {"step", "diloco"}},
+      {"", "inner-steps", Kind::i32, &f->inner_steps, "DiLoCo: inner steps H between two syncs (the paper: hundreds)",
+       {}},
+      {"", "outer-lr", Kind::f32, &f->outer_lr, "DiLoCo: the outer step's learning rate", {}},
+      {"", "outer-momentum", Kind::f32, &f->outer_momentum, "DiLoCo: the outer step's Nesterov momentum", {}},
+
       {"Processes and links", "executor", Kind::str, &f->executor,
        "local: every stage in this process; mpi: one process per stage, re-launched under mpirun (the same "
        "losses, bit for bit at equal --threads)", {"local", "mpi"}},
@@ -284,6 +295,8 @@ void validate(const TrainFlags& f) {
   require_at_least("ratio", f.ratio, 1);
   require_at_least("resbm-hidden", f.resbm_hidden, 0);
   require_at_least("code-width", f.code_width, 0);
+  require_at_least("replicas", f.replicas, 1);
+  require_at_least("inner-steps", f.inner_steps, 0);
   if (!(f.lr > 0.0f)) throw FlagError("--lr must be > 0, got " + std::to_string(f.lr));
   if (!(f.muon_lr > 0.0f)) throw FlagError("--muon-lr must be > 0, got " + std::to_string(f.muon_lr));
   if (f.final_lr_frac < 0.0f || f.final_lr_frac > 1.0f) {

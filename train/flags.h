@@ -95,6 +95,13 @@ struct TrainFlags {
   int code_width = 0;                          // K directly (0: C / ratio)
   std::string reinject_tokens = "off";         // off | zeros | copy
   bool ssn_match_params = false;               // ssn: MLPs widened to none's parameter count
+
+  // Replicas (data parallelism)
+  int replicas = 1;                            // R
+  std::string dp_sync = "step";                // step | diloco
+  int inner_steps = 0;                         // DiLoCo's H (0: unset; --dp-sync diloco needs it)
+  float outer_lr = 0.7f;                       // DiLoCo's outer step (the paper's defaults)
+  float outer_momentum = 0.9f;
   std::string boundaries;                      // "3,6,9": layers where stages 1..S-1 begin; empty: even split
 
   // Processes and links. local: every stage in this process; mpi: one process per stage under mpirun.

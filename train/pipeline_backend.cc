@@ -7,6 +7,7 @@
 #include "engine/comm/nccl_transport/stage_transport.h"
 #include "engine/device.h"
 #include "engine/pipeline/pipeline.h"
+#include "engine/pipeline/replicas.h"
 #include "resbm/llmc_checkpoint.h"
 #include "resbm/stage_model.h"
 #include "train/backend.h"
@@ -34,9 +35,10 @@ void require_activation_memory(const RunConfig& config, const std::vector<std::u
                                int first_stage) {
   if (config.device != engine::Device::cpu) return;
   double needed = 0.0;
+  const int replicas = config.mpi ? 1 : config.replicas.replicas;  // every local replica holds the same arenas
   for (size_t i = 0; i < models.size(); ++i) {
     const int s = first_stage + static_cast<int>(i);
-    needed += static_cast<double>(models[i]->activation_bytes(config.B, config.T)) *
+    needed += static_cast<double>(models[i]->activation_bytes(config.B, config.T)) * replicas *
               engine::pipeline::max_in_flight(config.pipeline.schedule, s, config.pipeline.stages, config.M);
   }
   const double available = available_host_bytes();
@@ -81,15 +83,37 @@ class PipelineBackend : public Backend {
       stages_.push_back(m.get());
       modules.push_back(std::move(m));
     }
+    all_stages_ = stages_;
     const auto factory = make_optimizer_factory(config.flags, ctx, &registry_);
-    if (config.mpi) {
+    const int R = config.replicas.replicas;
+    if (R > 1) {
+      // R copies of the pipeline from the same seed (and --init-from): replica 0 is `modules`, built above.
+      std::vector<std::vector<std::unique_ptr<engine::pipeline::StageModule>>> replicas;
+      replicas.push_back(std::move(modules));
+      for (int r = 1; r < R; ++r) {
+        replicas.emplace_back();
+        for (auto& m : resbm::make_stage_models(config.model, config.bottleneck, config.pipeline, config.flags.seed,
+                                                config.device)) {
+          if (!config.init_from.empty()) {
+            resbm::load_llmc_checkpoint(config.init_from, m->params(), config.model, /*allow_missing=*/true);
+          }
+          all_stages_.push_back(m.get());
+          replicas.back().push_back(std::move(m));
+        }
+      }
+      auto replicated = engine::pipeline::make_replicated_local_executor(config.pipeline, config.replicas,
+                                                                         std::move(replicas), factory, ctx, config.B,
+                                                                         config.T);
+      replicated_ = replicated.get();
+      executor_ = std::move(replicated);
+    } else if (config.mpi) {
       executor_ = engine::pipeline::make_distributed_executor(config.pipeline, std::move(modules.front()),
                                                               std::move(transport), factory, ctx, config.B, config.T);
     } else {
       executor_ = engine::pipeline::make_local_executor(config.pipeline, std::move(modules), factory, ctx, config.B,
                                                         config.T);
     }
-    for (auto* s : stages_) {
+    for (auto* s : all_stages_) {
       TrainOptimizer* opt = registry_.find(&s->params());
       if (opt == nullptr) throw std::logic_error("pipeline executor created no optimizer for a stage");
       optimizers_.push_back(opt);
@@ -108,6 +132,7 @@ class PipelineBackend : public Backend {
     out.bytes_tied = stats.wire.tied_bytes;
     out.compression_fwd = out.bytes_fwd ? stats.compression_ratio(engine::comm::Direction::forward) : 1.0;
     out.compression_bwd = out.bytes_bwd ? stats.compression_ratio(engine::comm::Direction::backward) : 1.0;
+    out.bytes_dp = stats.dp_bytes;
     for (const engine::pipeline::PhaseTimes& p : stats.phases) {
       out.forward_ms.push_back(p.forward_s * 1e3);
       out.backward_ms.push_back(p.backward_s * 1e3);
@@ -142,7 +167,11 @@ class PipelineBackend : public Backend {
 
   std::vector<engine::ParamStore*> gather_params_to_rank0() override {
     engine::comm::Transport* transport = executor_->transport();
-    if (transport == nullptr) return param_stores();
+    if (transport == nullptr) {  // every stage is here: replica 0's (the replicas share one model)
+      std::vector<engine::ParamStore*> out;
+      for (auto* s : stages_) out.push_back(&s->params());
+      return out;
+    }
     const engine::Tensor mine = stages_.front()->params().all_values();
     std::vector<uint8_t> host(mine.nbytes());
     engine::copy_to_host(host.data(), mine);
@@ -168,10 +197,13 @@ class PipelineBackend : public Backend {
   int num_stages() const override { return config_.pipeline.stages; }
   std::vector<engine::ParamStore*> param_stores() override {
     std::vector<engine::ParamStore*> out;
-    for (auto* s : stages_) out.push_back(&s->params());
+    for (auto* s : all_stages_) out.push_back(&s->params());
     return out;
   }
   std::vector<TrainOptimizer*> optimizers() override { return optimizers_; }
+  engine::optim::DilocoOuter* diloco_outer(int stage) override {
+    return replicated_ == nullptr ? nullptr : replicated_->outer(stage);
+  }
 
   int64_t num_parameters() override {
     std::vector<double> mine;
@@ -204,6 +236,7 @@ class PipelineBackend : public Backend {
     for (size_t i = 0; i < stages_.size(); ++i) {
       const int s = first_stage() + static_cast<int>(i);
       mine.push_back(2.0 * static_cast<double>(stages_[i]->activation_bytes(config_.B, config_.T)) *
+                     (config_.mpi ? 1 : config_.replicas.replicas) *
                      engine::pipeline::max_in_flight(config_.pipeline.schedule, s, num_stages(), config_.M));
     }
     double total = 0.0;
@@ -219,7 +252,9 @@ class PipelineBackend : public Backend {
 
   RunConfig config_;
   OptimizerRegistry registry_;  // before executor_: the executor's optimizers are registered here
-  std::vector<resbm::StageModel*> stages_;  // owned by the executor
+  std::vector<resbm::StageModel*> stages_;      // owned by the executor; replica 0's with --replicas
+  std::vector<resbm::StageModel*> all_stages_;  // every replica's, replica-major (= stages_ with one replica)
+  engine::pipeline::ReplicatedExecutor* replicated_ = nullptr;  // executor_, when R > 1
   std::vector<TrainOptimizer*> optimizers_;
   std::unique_ptr<engine::pipeline::Executor> executor_;
   std::unique_ptr<StageLogits> logits_;

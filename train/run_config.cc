@@ -160,8 +160,38 @@ std::string RunConfig::model_fingerprint() const {
 std::string RunConfig::fingerprint() const {
   std::ostringstream os;
   os << model_fingerprint() << " | M=" << M << " B=" << B << " T=" << T << " opt=" << flags.optimizer;
+  if (replicas.replicas > 1) os << " | R=" << replicas.replicas << " sync=" << engine::pipeline::dp_sync_name(replicas.sync);
   return os.str();
 }
+
+namespace {
+
+// --replicas, --dp-sync, --inner-steps, --outer-lr, --outer-momentum -> the replica config, with their refusals.
+engine::pipeline::ReplicaConfig replica_config(const TrainFlags& f, const RunConfig& r) {
+  engine::pipeline::ReplicaConfig c;
+  c.replicas = f.replicas;
+  c.sync = engine::pipeline::parse_dp_sync(f.dp_sync);  // the flag table has checked the name
+  const bool diloco = c.sync == engine::pipeline::DpSync::diloco;
+  if (diloco && f.inner_steps < 1) {
+    throw FlagError("--dp-sync diloco needs --inner-steps H, the inner steps between two syncs (DiLoCo's paper uses "
+                    "hundreds; H = 1 with --outer-lr 1 --outer-momentum 0 is parameter averaging every step)");
+  }
+  if (!diloco && f.inner_steps != 0) throw FlagError("--inner-steps is DiLoCo's: add --dp-sync diloco");
+  if (f.replicas > 1 && r.mpi) {
+    throw FlagError("--replicas " + std::to_string(f.replicas) + " runs with --executor local for now (every "
+                    "replica's stages in this process); the R x S-rank --executor mpi version is not built yet");
+  }
+  if (!(f.outer_lr > 0.0f) || !(f.outer_momentum >= 0.0f && f.outer_momentum < 1.0f)) {
+    throw FlagError("--outer-lr must be > 0 and --outer-momentum in [0, 1), got " + std::to_string(f.outer_lr) +
+                    " and " + std::to_string(f.outer_momentum));
+  }
+  c.inner_steps = diloco ? f.inner_steps : 1;
+  c.outer.outer_lr = f.outer_lr;
+  c.outer.outer_momentum = f.outer_momentum;
+  return c;
+}
+
+}  // namespace
 
 RunConfig make_run_config(const TrainFlags& flags) {
   RunConfig r;
@@ -225,6 +255,7 @@ RunConfig make_run_config(const TrainFlags& flags) {
     }
   }
   resolve_processes(flags, &r);
+  r.replicas = replica_config(flags, r);
   check_export(r);
 
   r.out_dir = resolve_path(flags.out_dir.empty() ? "out/" + flags.run_name : flags.out_dir);

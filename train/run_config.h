@@ -7,6 +7,7 @@
 
 #include "engine/comm/link_emulator.h"
 #include "engine/pipeline/pipeline.h"
+#include "engine/pipeline/replicas.h"
 #include "resbm/bottleneck.h"
 #include "resbm/gpt2.h"
 #include "train/flags.h"
@@ -25,6 +26,7 @@ struct RunConfig {
   resbm::GPT2Config model;
   resbm::BottleneckConfig bottleneck;
   engine::pipeline::PipelineConfig pipeline;
+  engine::pipeline::ReplicaConfig replicas;  // R replicas of the pipeline and their sync (R = 1: none)
   engine::Device device = engine::Device::cpu;  // --device (checked: a CUDA build with a GPU)
   bool bf16_gemms = false;  // --dtype bf16: the matmuls' operands rounded to bf16 (kernels/context.h)
   int B = 0, T = 0, M = 0;  // rows per micro-batch, sequence length, micro-batches per step
@@ -48,7 +50,8 @@ struct RunConfig {
   // bottlenecks and the LM head at B*T rows (kernels::bf16_gemm_scratch_elements).
   size_t bf16_gemm_scratch_elements() const;
 
-  int64_t tokens_per_step() const { return static_cast<int64_t>(B) * T * M; }
+  // Every replica's rows: R x M x B sequences of T tokens.
+  int64_t tokens_per_step() const { return static_cast<int64_t>(B) * T * M * replicas.replicas; }
   // One line naming what must match for a checkpoint's parameters to load (model, bottleneck, stages) ...
   std::string model_fingerprint() const;
   // ... and for the whole training state to resume (plus batch geometry and optimizer).

@@ -119,6 +119,7 @@ void RunLog::log_step(const StepRecord& r) {
             .add("bytes_fwd", r.bytes_fwd)
             .add("bytes_bwd", r.bytes_bwd)
             .add("bytes_tied", r.bytes_tied)
+            .add("bytes_dp", r.bytes_dp)
             .add("compression", r.compression)
             .add_raw("stage_forward_ms", json_array(r.forward_ms))
             .add_raw("stage_backward_ms", json_array(r.backward_ms))

@@ -1,7 +1,7 @@
 // train/run_log.h: RunLog, the run's JSON Lines log (log.jsonl in the output directory).
 //
 // One JSON object per line: a "config" record first (every flag plus the derived run table), then one "step"
-// record per optimizer step {step, loss, lr, grad_norm, ms, tokens_per_s, bytes_fwd, bytes_bwd, bytes_tied, compression} and
+// record per optimizer step {step, loss, lr, grad_norm, ms, tokens_per_s, bytes_fwd, bytes_bwd, bytes_tied, bytes_dp, compression} and
 // one "eval" record per evaluation {step, val_loss}. tools/plot reads it. Each line is flushed when written, so a
 // killed run leaves a readable log; a resumed run appends, and readers keep the last record of a step.
 #pragma once
@@ -44,6 +44,7 @@ struct StepRecord {
   int64_t bytes_fwd = 0;    // bytes sent forward across all stage boundaries this step
   int64_t bytes_bwd = 0;    // bytes sent backward
   int64_t bytes_tied = 0;   // tied wte gradient exchanged between the first and the last stage, both ways
+  int64_t bytes_dp = 0;     // data-parallel sync between replicas (0 with one replica, or between DiLoCo syncs)
   double compression = 1.0; // uncompressed boundary bytes / bytes on the wire (forward)
   // Per stage: compute ms of the step's forwards, backwards, and update (the update reported one step late: see
   // engine::pipeline::PhaseTimes). Logged as stage_forward_ms, stage_backward_ms, stage_update_ms: what

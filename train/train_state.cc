@@ -1,5 +1,6 @@
 // train/train_state.cc: training checkpoints across processes: stage files (meta, params, opt.*, loader) and the
-// manifest (meta, stage.<s>.file, stage.<s>.checksum).
+// manifest (meta, stage.<g>.file, stage.<g>.checksum). With R replicas the files are slots g = r S + s, replica-major
+// (ckpt_<step>.replica<r>.stage<s>.bin); replica 0's file of stage s also holds DiLoCo's outer state (diloco.*).
 #include "train/train_state.h"
 
 #include <cstdio>
@@ -36,6 +37,12 @@ std::vector<std::pair<std::string, std::string>> parse_flags_text(const std::str
 // everything, "meta.model_fingerprint" for the parameters only) and seed.
 Checkpoint load_manifest(const std::string& path, const RunConfig& config, const char* fingerprint_section) {
   const Checkpoint manifest = Checkpoint::load(path);
+  const uint64_t replicas = manifest.has("meta.replicas") ? manifest.get_u64("meta.replicas") : 1;
+  if (replicas != static_cast<uint64_t>(config.replicas.replicas)) {
+    throw CheckpointError(path + " holds " + std::to_string(replicas) + " replica(s) of the pipeline, this run " +
+                          std::to_string(config.replicas.replicas) + "; resume with --replicas " +
+                          std::to_string(replicas) + " or use another --out-dir");
+  }
   const std::string ours = std::string(fingerprint_section) == "meta.fingerprint" ? config.fingerprint()
                                                                                   : config.model_fingerprint();
   const std::string theirs = manifest.get_string(fingerprint_section);
@@ -52,11 +59,13 @@ Checkpoint load_manifest(const std::string& path, const RunConfig& config, const
 
 // Stage s's file of a manifest, read and checked whole: there, not truncated, not corrupt, and the very file the
 // manifest names (its checksum). Every failure names the stage and the file.
-Checkpoint load_stage_file(const Checkpoint& manifest, int s) {
-  const std::string prefix = "stage." + std::to_string(s) + ".";
+Checkpoint load_stage_file(const Checkpoint& manifest, int slot, const RunConfig& config) {
+  const int S = config.pipeline.stages, R = config.replicas.replicas, s = slot % S, r = slot / S;
+  const std::string prefix = "stage." + std::to_string(slot) + ".";
   const std::string dir = manifest.path().substr(0, manifest.path().rfind('/'));
   const std::string path = dir + "/" + manifest.get_string(prefix + "file");
-  const std::string where = "checkpoint " + manifest.path() + ": stage " + std::to_string(s) + "'s file " + path;
+  const std::string who = R > 1 ? "replica " + std::to_string(r) + " stage " + std::to_string(s) : "stage " + std::to_string(s);
+  const std::string where = "checkpoint " + manifest.path() + ": " + who + "'s file " + path;
   const std::string fix = "; restore the file, or delete " + manifest.path() + " to resume from an older checkpoint";
   Checkpoint stage;
   try {
@@ -64,12 +73,34 @@ Checkpoint load_stage_file(const Checkpoint& manifest, int s) {
   } catch (const CheckpointError& e) {
     throw CheckpointError(where + " cannot be used (" + e.what() + ")" + fix);
   }
+  const uint64_t replica = stage.has("meta.replica") ? stage.get_u64("meta.replica") : 0;
   if (stage.checksum() != manifest.get_u64(prefix + "checksum") ||
-      stage.get_u64("meta.stage") != static_cast<uint64_t>(s) ||
+      stage.get_u64("meta.stage") != static_cast<uint64_t>(s) || replica != static_cast<uint64_t>(r) ||
       stage.get_u64("meta.step") != manifest.get_u64("meta.step")) {
     throw CheckpointError(where + " is not the file the manifest names (checksum, stage or step differ)" + fix);
   }
   return stage;
+}
+
+// DiLoCo's outer state of a stage: the synced parameters, the outer momentum and the outer step count.
+void save_diloco(CheckpointWriter& w, const engine::optim::DilocoOuter& outer) {
+  for (const auto& [name, t] : {std::make_pair("diloco.synced", outer.synced()),
+                                std::make_pair("diloco.momentum", outer.momentum())}) {
+    std::vector<uint8_t> host(t.nbytes());
+    engine::copy_to_host(host.data(), t);
+    w.add(name, host.data(), host.size());
+  }
+  w.add_u64("diloco.outer_steps", static_cast<uint64_t>(outer.outer_steps()));
+}
+
+void load_diloco(const Checkpoint& stage_file, engine::optim::DilocoOuter* outer) {
+  for (const auto& [name, t] : {std::make_pair("diloco.synced", outer->synced()),
+                                std::make_pair("diloco.momentum", outer->momentum())}) {
+    std::vector<uint8_t> host(t.nbytes());
+    stage_file.read_into(name, host.data(), host.size());
+    engine::copy_from_host(t, host.data());
+  }
+  outer->set_outer_steps(static_cast<int>(stage_file.get_u64("diloco.outer_steps")));
 }
 
 void load_params(const Checkpoint& stage_file, engine::ParamStore& store) {
@@ -87,21 +118,24 @@ std::string save_training_checkpoint(const RunConfig& config, Backend& backend, 
   const auto stores = backend.param_stores();
   const auto optimizers = backend.optimizers();
   const std::vector<uint8_t> position = loader.position().to_bytes();
-  std::vector<double> mine;  // per stage held here: the checksum's two 32-bit halves (exact as doubles)
+  const int S = config.pipeline.stages, R = config.replicas.replicas;
+  std::vector<double> mine;  // per slot held here: the checksum's two 32-bit halves (exact as doubles)
   for (size_t i = 0; i < stores.size(); ++i) {
-    const int s = backend.first_stage() + static_cast<int>(i);
+    const int slot = backend.first_stage() + static_cast<int>(i), s = slot % S, r = slot / S;
     CheckpointWriter w;
     w.add_string("meta.fingerprint", config.fingerprint());
     w.add_u64("meta.step", static_cast<uint64_t>(step));
     w.add_u64("meta.stage", static_cast<uint64_t>(s));
+    if (R > 1) w.add_u64("meta.replica", static_cast<uint64_t>(r));
     w.add_u64("meta.seed", config.flags.seed);
     const engine::Tensor all = stores[i]->all_values();  // flat, alignment padding included (zeros)
     std::vector<uint8_t> host(all.nbytes());
     engine::copy_to_host(host.data(), all);
     w.add("params.values", host.data(), host.size());
     optimizers[i]->save_state(w, "opt.");
+    if (r == 0 && backend.diloco_outer(s) != nullptr) save_diloco(w, *backend.diloco_outer(s));
     w.add("loader.position", position.data(), position.size());
-    const uint64_t checksum = w.save(stage_checkpoint_path(config.checkpoint_dir, step, s));
+    const uint64_t checksum = w.save(stage_checkpoint_path(config.checkpoint_dir, step, s, R > 1 ? r : -1));
     mine.push_back(static_cast<double>(checksum >> 32));
     mine.push_back(static_cast<double>(checksum & 0xffffffffull));
   }
@@ -114,12 +148,13 @@ std::string save_training_checkpoint(const RunConfig& config, Backend& backend, 
   m.add_string("meta.model_fingerprint", config.model_fingerprint());
   m.add_u64("meta.step", static_cast<uint64_t>(step));
   m.add_u64("meta.seed", config.flags.seed);
-  m.add_u64("meta.stages", static_cast<uint64_t>(config.pipeline.stages));
+  m.add_u64("meta.stages", static_cast<uint64_t>(S));
+  m.add_u64("meta.replicas", static_cast<uint64_t>(R));
   m.add_string("meta.flags", flags_text(config.flags));
-  for (int s = 0; s < config.pipeline.stages; ++s) {
-    const std::string prefix = "stage." + std::to_string(s) + ".";
-    m.add_string(prefix + "file", base_name(stage_checkpoint_path(config.checkpoint_dir, step, s)));
-    m.add_u64(prefix + "checksum", (static_cast<uint64_t>(all[2 * s]) << 32) | static_cast<uint64_t>(all[2 * s + 1]));
+  for (int g = 0; g < R * S; ++g) {
+    const std::string prefix = "stage." + std::to_string(g) + ".";
+    m.add_string(prefix + "file", base_name(stage_checkpoint_path(config.checkpoint_dir, step, g % S, R > 1 ? g / S : -1)));
+    m.add_u64(prefix + "checksum", (static_cast<uint64_t>(all[2 * g]) << 32) | static_cast<uint64_t>(all[2 * g + 1]));
   }
   m.save(manifest_path);
   prune_checkpoints(config.checkpoint_dir, config.flags.keep_last, keep_step);
@@ -141,7 +176,7 @@ ResumePoint verify_checkpoint(const std::string& manifest_path, const RunConfig&
     throw CheckpointError(manifest_path + " was trained with --seed " + std::to_string(manifest.get_u64("meta.seed")) +
                           "; resume with the same --seed");
   }
-  for (int s = 0; s < config.pipeline.stages; ++s) load_stage_file(manifest, s);
+  for (int g = 0; g < config.replicas.replicas * config.pipeline.stages; ++g) load_stage_file(manifest, g, config);
   ResumePoint point;
   point.step = static_cast<int64_t>(manifest.get_u64("meta.step"));
   const auto before = parse_flags_text(manifest.get_string("meta.flags"));
@@ -161,10 +196,13 @@ int64_t load_training_checkpoint(const std::string& manifest_path, const RunConf
   const Checkpoint manifest = load_manifest(manifest_path, config, "meta.fingerprint");
   const auto stores = backend.param_stores();
   const auto optimizers = backend.optimizers();
+  const int S = config.pipeline.stages;
   for (size_t i = 0; i < stores.size(); ++i) {
-    const Checkpoint stage = load_stage_file(manifest, backend.first_stage() + static_cast<int>(i));
+    const int slot = backend.first_stage() + static_cast<int>(i);
+    const Checkpoint stage = load_stage_file(manifest, slot, config);
     load_params(stage, *stores[i]);
     optimizers[i]->load_state(stage, "opt.");
+    if (slot / S == 0 && backend.diloco_outer(slot % S) != nullptr) load_diloco(stage, backend.diloco_outer(slot % S));
     const auto& pos = stage.get("loader.position");
     loader->set_position(data::LoaderPosition::from_bytes(pos.data(), pos.size()));
   }
@@ -175,7 +213,7 @@ int64_t load_checkpoint_params(const std::string& manifest_path, const RunConfig
   const Checkpoint manifest = load_manifest(manifest_path, config, "meta.model_fingerprint");
   const auto stores = backend.param_stores();
   for (size_t i = 0; i < stores.size(); ++i) {
-    load_params(load_stage_file(manifest, backend.first_stage() + static_cast<int>(i)), *stores[i]);
+    load_params(load_stage_file(manifest, backend.first_stage() + static_cast<int>(i), config), *stores[i]);
   }
   return static_cast<int64_t>(manifest.get_u64("meta.step"));
 }

@@ -191,7 +191,9 @@ int run_training(RunConfig c) {
   schedule.warmup_steps = f.warmup_steps;
   schedule.total_steps = f.steps;
   schedule.final_fraction = f.final_lr_frac;
-  BatchBuffer batch(c.M, c.B, c.T, c.device);
+  // Every replica's micro-batches, replica-major: replica r trains on slots [r M, (r+1) M).
+  const int step_micro_batches = c.M * c.replicas.replicas;
+  BatchBuffer batch(step_micro_batches, c.B, c.T, c.device);
   BatchBuffer val_batch(c.M, c.B, c.T, c.device);
   const int eval_batches = eval_batches_rounded(f.eval_batches, c.M);
   auto evaluate = [&](int64_t step) {
@@ -211,7 +213,7 @@ int run_training(RunConfig c) {
   const int64_t end_step = f.stop_after > 0 && f.stop_after < f.steps ? f.stop_after : f.steps;
   for (int64_t step = start_step; step < end_step; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int m = 0; m < c.M; ++m) {
+    for (int m = 0; m < step_micro_batches; ++m) {
       loader.next_batch();
       batch.set_micro_batch(m, loader.inputs(), loader.targets());
     }
@@ -231,6 +233,7 @@ int run_training(RunConfig c) {
     r.bytes_fwd = static_cast<int64_t>(out.bytes_fwd);
     r.bytes_bwd = static_cast<int64_t>(out.bytes_bwd);
     r.bytes_tied = static_cast<int64_t>(out.bytes_tied);
+    r.bytes_dp = static_cast<int64_t>(out.bytes_dp);
     r.compression = out.compression_fwd;
     r.forward_ms = out.forward_ms;
     r.backward_ms = out.backward_ms;

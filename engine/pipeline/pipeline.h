@@ -111,6 +111,10 @@ struct StepStats {
   comm::WireStats wire;       // all boundaries, summed over stages (sender's counts)
   uint64_t uncompressed_bytes_per_direction = 0;  // (S-1) * M * B*T*C * 4: what `none` at fp32 would send
   double seconds = 0.0;       // wall time of the step in this process
+  // Data-parallel sync between replicas (engine/pipeline/replicas.h): each replica's fp32 gradients (every step)
+  // or parameter change (a DiLoCo sync) once, summed over replicas and stages; 0 with one replica or between syncs.
+  // An all-reduce moves about twice this over the links.
+  uint64_t dp_bytes = 0;
   std::vector<PhaseTimes> phases;  // per stage, in stage order
   // uncompressed / sent, per direction (0 when nothing was sent).
   double compression_ratio(comm::Direction dir) const;

@@ -35,7 +35,7 @@ Tensor prefix(const Tensor& t, int64_t n) {
   return v;
 }
 
-class ReplicatedLocalExecutor : public Executor {
+class ReplicatedLocalExecutor : public ReplicatedExecutor {
  public:
   ReplicatedLocalExecutor(const PipelineConfig& config, const ReplicaConfig& replicas,
                           std::vector<std::vector<std::unique_ptr<StageModule>>> stages,
@@ -69,7 +69,9 @@ class ReplicatedLocalExecutor : public Executor {
                  "replicas: a step of %d replicas takes %lld rows (R x M x B), got %lld", R,
                  static_cast<long long>(R * rows_), static_cast<long long>(tokens.dim(0)));
     std::vector<StepStats> stats(R);
+    bool synced = false;
     if (replicas_.sync == DpSync::step) {
+      synced = true;
       for (int r = 0; r < R; ++r) {
         execs_[r]->forward_backward(rows_of(tokens, r * rows_, rows_), rows_of(targets, r * rows_, rows_));
       }
@@ -81,6 +83,7 @@ class ReplicatedLocalExecutor : public Executor {
       }
       if (++inner_ == replicas_.inner_steps) {
         inner_ = 0;
+        synced = true;
         for (int s = 0; s < execs_[0]->num_local_stages(); ++s) outer_sync(s);
       }
     }
@@ -90,6 +93,12 @@ class ReplicatedLocalExecutor : public Executor {
     out.loss = static_cast<float>(loss / R);
     for (int r = 1; r < R; ++r) out.wire.add(stats[r].wire);
     out.uncompressed_bytes_per_direction *= static_cast<uint64_t>(R);
+    if (synced && R > 1) {
+      // Each replica's fp32 gradients (step) or parameter change (diloco) once, summed over replicas and stages.
+      for (int s = 0; s < execs_[0]->num_local_stages(); ++s) {
+        out.dp_bytes += static_cast<uint64_t>(R) * stage_params(0, s).num_parameters() * sizeof(float);
+      }
+    }
     return out;
   }
 
@@ -101,6 +110,9 @@ class ReplicatedLocalExecutor : public Executor {
   int num_local_stages() const override { return execs_[0]->num_local_stages(); }
   StageModule& local_stage(int i) override { return execs_[0]->local_stage(i); }
   int first_local_stage() const override { return 0; }
+  int num_replicas() const override { return static_cast<int>(execs_.size()); }
+  Executor& replica(int r) override { return *execs_[r]; }
+  optim::DilocoOuter* outer(int stage) override { return outer_.empty() ? nullptr : outer_[stage].get(); }
 
  private:
   ParamStore& stage_params(int replica, int stage) { return execs_[replica]->local_stage(stage).params(); }
@@ -146,7 +158,7 @@ class ReplicatedLocalExecutor : public Executor {
 
 }  // namespace
 
-std::unique_ptr<Executor> make_replicated_local_executor(const PipelineConfig& config, const ReplicaConfig& replicas,
+std::unique_ptr<ReplicatedExecutor> make_replicated_local_executor(const PipelineConfig& config, const ReplicaConfig& replicas,
                                                          std::vector<std::vector<std::unique_ptr<StageModule>>> stages,
                                                          const OptimizerFactory& optimizer,
                                                          const kernels::KernelContext& ctx, int B, int T) {

@@ -35,8 +35,16 @@ struct ReplicaConfig {
   optim::DilocoConfig outer;   // DiLoCo's outer lr and momentum
 };
 
+class ReplicatedExecutor : public Executor {
+ public:
+  virtual int num_replicas() const = 0;
+  virtual Executor& replica(int r) = 0;
+  // DiLoCo's outer state at stage s (theta_sync, momentum: a checkpoint holds them); nullptr under DpSync::step.
+  virtual optim::DilocoOuter* outer(int stage) = 0;
+};
+
 // stages[r][s] is stage s of replica r; every replica must start from the same parameters (the same seed).
-std::unique_ptr<Executor> make_replicated_local_executor(const PipelineConfig& config, const ReplicaConfig& replicas,
+std::unique_ptr<ReplicatedExecutor> make_replicated_local_executor(const PipelineConfig& config, const ReplicaConfig& replicas,
                                                          std::vector<std::vector<std::unique_ptr<StageModule>>> stages,
                                                          const OptimizerFactory& optimizer,
                                                          const kernels::KernelContext& ctx, int B, int T);

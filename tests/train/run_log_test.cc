@@ -33,6 +33,7 @@ TEST(RunLog, RecordsInOrderAndAppendOnResume) {
     r.loss = 10.5;
     r.lr = 1e-4;
     r.bytes_fwd = 2048;
+    r.bytes_dp = 4096;  // a replica sync this step
     r.forward_ms = {1.5, 2.0};  // per stage
     r.backward_ms = {3.25, 4.0};
     r.update_ms = {0.5, 0.25};
@@ -48,7 +49,8 @@ TEST(RunLog, RecordsInOrderAndAppendOnResume) {
   EXPECT_EQ(lines[0], "{\"type\": \"config\", \"flags\": {\"lr\": \"0.001\", \"preset\": \"tiny\"}, "
                       "\"run\": {\"params\": 42}}");
   EXPECT_EQ(lines[1], "{\"type\": \"step\", \"step\": 1, \"loss\": 10.5, \"lr\": 0.0001, \"grad_norm\": 0, "
-                      "\"ms\": 0, \"tokens_per_s\": 0, \"bytes_fwd\": 2048, \"bytes_bwd\": 0, \"bytes_tied\": 0, \"compression\": 1, "
+                      "\"ms\": 0, \"tokens_per_s\": 0, \"bytes_fwd\": 2048, \"bytes_bwd\": 0, \"bytes_tied\": 0, "
+                      "\"bytes_dp\": 4096, \"compression\": 1, "
                       "\"stage_forward_ms\": [1.5, 2], \"stage_backward_ms\": [3.25, 4], \"stage_update_ms\": [0.5, 0.25]}");
   EXPECT_EQ(lines[2], "{\"type\": \"eval\", \"step\": 1, \"val_loss\": 9.25}");
   EXPECT_EQ(lines[3], "{\"type\": \"eval\", \"step\": 2, \"val_loss\": 8}");

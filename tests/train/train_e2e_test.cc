@@ -180,6 +180,37 @@ TEST(TrainE2E, Int8CodesByteTokensReinjectionResumeIsBitExact) {
   EXPECT_NE(whole.output.find("---- sample at step 8"), std::string::npos) << whole.output;
 }
 
+// R = 2 replicas of a 2-stage pipeline: synchronous data parallelism, and DiLoCo with a sync every 2 steps stopped
+// after step 3 (between two syncs: the outer state, the replicas' own parameters and optimizer states, and where
+// the next sync falls all come back from the checkpoint).
+TEST(TrainE2E, ReplicasSyncAndDilocoResumeIsBitExact) {
+  const Result sync = expect_stop_resume_bit_exact("dp_step", {"--replicas", "2", "--stages", "2", "--steps", "8"});
+  EXPECT_NE(sync.output.find("| replicas     2, synchronous"), std::string::npos) << sync.output;
+  EXPECT_NE(sync.output.find("R=2 replicas x B=2"), std::string::npos) << sync.output;
+  const Result diloco = expect_stop_resume_bit_exact(
+      "dp_diloco", {"--replicas", "2", "--stages", "2", "--dp-sync", "diloco", "--inner-steps", "2", "--outer-lr",
+                    "0.5", "--steps", "8"});
+  EXPECT_NE(diloco.output.find("DiLoCo: a sync every 2 steps"), std::string::npos) << diloco.output;
+  // Its data-parallel bytes are counted on the sync steps only.
+  std::istringstream in(pipeline_test::read_file(tmp_dir() + "/dp_diloco_whole/log.jsonl"));
+  std::string line;
+  int synced = 0, quiet = 0;
+  while (std::getline(in, line)) {
+    if (pipeline_test::json_field(line, "type") != "\"step\"") continue;
+    const int step = std::stoi(pipeline_test::json_field(line, "step"));
+    const bool has_bytes = pipeline_test::json_field(line, "bytes_dp") != "0";
+    EXPECT_EQ(has_bytes, step % 2 == 0) << line;
+    (has_bytes ? synced : quiet) += 1;
+  }
+  EXPECT_EQ(synced, 4);
+  EXPECT_EQ(quiet, 4);
+  // A checkpoint of 2 replicas does not resume as 1.
+  const Result other = run_trainer(concat(base_args(tmp_dir() + "/dp_diloco_whole"), {"--steps", "10", "--resume"}));
+  EXPECT_EQ(other.exit_code, 2) << other.output;
+  EXPECT_NE(other.output.find("holds 2 replica(s) of the pipeline, this run 1; resume with --replicas 2"),
+            std::string::npos) << other.output;
+}
+
 TEST(TrainE2E, KillNineThenResumeIsBitExact) {
   const std::string out = tmp_dir() + "/killed";
   const std::string ckpt_dir = out + "/checkpoints";
@@ -261,6 +292,10 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
       // (--device cuda alone trains where a GPU is: tests/train/train_device_test.cc checks its refusal without one.)
       {{"--dtype", "fp16"}, "--dtype must be one of fp32, bf16; got 'fp16'"},
       {{"--link-mbps", "100"}, "need one process per stage"},
+      {{"--replicas", "2", "--dp-sync", "diloco"}, "--dp-sync diloco needs --inner-steps H"},
+      {{"--replicas", "2", "--inner-steps", "5"}, "--inner-steps is DiLoCo's: add --dp-sync diloco"},
+      {{"--replicas", "2", "--executor", "mpi"}, "runs with --executor local for now"},
+      {{"--replicas", "0"}, "--replicas must be >= 1, got 0"},
   };
   for (const auto& c : cases) {
     const Result r = run_trainer(concat(base_args(out), c.args));
