@@ -11,6 +11,13 @@ docs/wan_sim/logs/<name>.jsonl, which is what gets committed. The table in docs/
 prediction from the same log: the compute each stage logged (stage_forward_ms, ...), the bytes the engine counted,
 and the link the run was given. The grid: S in {2, 4}, M in {1, 4}, GPipe and 1F1B, 10 and 50 Mbit/s, boundary and
 node mode (32 runs, about 6 minutes on 2 cores).
+
+    python3 tools/experiments/wan_sim_validate.py --real   # also the real-link runs (root: network namespaces, tc)
+
+The same model over a real link instead (`--real-link-mbps 10`: each rank in a network namespace of its own, its
+egress shaped by tc, MPI over TCP), S in {2, 4}, M in {1, 4}, GPipe: 4 runs whose logs go to docs/wan_sim/logs/real_*,
+predicted by wan_sim in both link modes at the same rate and no latency (tc shapes each rank's uplink; its downlink
+is free), in the table between the `validation-real` markers.
 """
 import argparse
 import json
@@ -35,12 +42,13 @@ TARGET = 0.10       # the acceptance bound on |predicted - measured| / measured
 
 # A tiny model (C = 64, 4 blocks), so that compute is a few ms per micro-batch and the link matters; an untied head
 # (no tied exchange: only codes cross); the full residual stream crosses (`none`, fp32: 64 KiB per micro-batch).
-COMMON = [
+BASE = [
     "--tokenizer", "bytes", "--num-layers", "4", "--num-heads", "4", "--channels", "64", "--max-seq-len", "64",
     "--seq-len", "64", "--batch-size", "4", "--bottleneck", "none", "--untie-head", "--steps", str(STEPS),
     "--eval-interval", "0", "--sample-interval", "0", "--sample-length", "0", "--checkpoint-interval", "0",
-    "--executor", "mpi", "--threads", "1", "--link-latency-ms", str(LATENCY_MS),
+    "--executor", "mpi", "--threads", "1",
 ]
+COMMON = BASE + ["--link-latency-ms", str(LATENCY_MS)]  # the emulated runs' one-way latency
 
 
 def grid():
@@ -55,24 +63,53 @@ def grid():
                         yield name, (S, M, schedule, rate, mode), flags
 
 
-def run_missing():
+REAL_MBPS = 10
+
+
+def real_grid():
+    for S in (2, 4):
+        for M in (1, 4):
+            name = f"real_S{S}_M{M}_gpipe_{REAL_MBPS}mbps"
+            flags = ["--stages", str(S), "--micro-batches", str(M), "--schedule", "gpipe",
+                     "--real-link-mbps", str(REAL_MBPS)]
+            yield name, (S, M), flags
+
+
+def run_missing(runs, common):
     os.makedirs(LOGS, exist_ok=True)
-    for name, _, flags in grid():
+    for name, _, flags in runs:
         dest = os.path.join(LOGS, name + ".jsonl")
         if os.path.exists(dest):
             continue
         out = os.path.join(WORK, name)
         shutil.rmtree(out, ignore_errors=True)
-        cmd = [TRAIN] + COMMON + flags + ["--out-dir", out]
+        cmd = [TRAIN] + common + flags + ["--out-dir", out]
         print("run:", name, flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         shutil.copy(os.path.join(out, "log.jsonl"), dest)
 
 
-def predict(log):
-    out = subprocess.run([WAN_SIM, "--log", log, "--skip-steps", str(SKIP), "--json"], check=True,
+def predict(log, extra=()):
+    out = subprocess.run([WAN_SIM, "--log", log, "--skip-steps", str(SKIP), "--json"] + list(extra), check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out)
+
+
+def real_table():
+    rows = ["| S | M | measured s/step (real link) | predicted, boundary mode | predicted, node mode |",
+            "| ---: | ---: | ---: | ---: | ---: |"]
+    for name, (S, M), _ in real_grid():
+        log = os.path.join(LOGS, name + ".jsonl")
+        if not os.path.exists(log):
+            rows.append(f"| {S} | {M} | (no log: run with --real, as root) | | |")
+            continue
+        cells = []
+        for mode in ("boundary", "node"):
+            p = predict(log, ["--link-mode", mode, "--up-mbps", str(REAL_MBPS), "--latency-ms", "0"])
+            measured = p["measured_step_s"]
+            cells.append(f"{p['step_s']:.4f} ({100 * (p['step_s'] - measured) / measured:+.1f}%)")
+        rows.append(f"| {S} | {M} | {measured:.4f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def table():
@@ -107,15 +144,20 @@ def write_section(marker, body):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--report", action="store_true", help="only write the table from the committed logs")
+    ap.add_argument("--real", action="store_true", help="also run the real-link grid (root; network namespaces)")
     args = ap.parse_args()
     for binary in (TRAIN, WAN_SIM):
         if not os.path.exists(binary):
             sys.exit(f"error: {binary} is missing: build it first, tools/bazel build //train //tools/wan_sim")
     if not args.report:
-        run_missing()
+        run_missing(grid(), COMMON)
+        if args.real:
+            run_missing(real_grid(), BASE)
     body = table()
     write_section("validation", body)
-    print(body)
+    real = real_table()
+    write_section("validation-real", real)
+    print(body + "\n" + real)
 
 
 if __name__ == "__main__":
