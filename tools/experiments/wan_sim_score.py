@@ -119,7 +119,9 @@ def code_of(flags):
         return C, "bf16"
     if kind == "quant":
         return C, "int8"
-    K = int(flags.get("code-width", "0")) or C // ratio
+    # --code-width is a width at the run's C: scaled to the shape's C, so that it keeps its share of the stream.
+    width = int(flags.get("code-width", "0"))
+    K = width * C // int(flags["channels"]) if width else C // ratio
     return K, "int8" if flags.get("code-dtype") == "int8" else "bf16"
 
 
