@@ -188,23 +188,24 @@ def complete(path, run):
     return any(s["step"] == last for s in steps) and any(e["step"] == last for e in evals)
 
 
-def command(run):
-    return ["bazel-bin/train/train"] + run["flags"] + ["--out-dir", f"out/resbm_sweep/{run['name']}"]
+def command(run, label="resbm_sweep"):
+    return ["bazel-bin/train/train"] + run["flags"] + ["--out-dir", f"out/{label}/{run['name']}"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # run
 
 
-def do_run(args, runs):
+def do_run(args, runs, logs=LOGS, work=WORK, label="resbm_sweep"):
+    """Trains every run without a complete log in `logs` (work: checkpoints and the private binary)."""
     if not os.path.exists(TRAIN):
         sys.exit(f"error: {TRAIN} is missing: build it first with `tools/bazel build //train`")
-    os.makedirs(LOGS, exist_ok=True)
+    os.makedirs(logs, exist_ok=True)
     # A private copy of the binary, so that a rebuild during a long sweep cannot mix two engines within one run;
     # each log gets a sidecar naming the commit it was trained with.
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    binary = os.path.join(WORK, "bin", "train-" + commit)
+    binary = os.path.join(work, "bin", "train-" + commit)
     os.makedirs(os.path.dirname(binary), exist_ok=True)
     if not os.path.exists(binary):
         shutil.copyfile(TRAIN, binary + ".tmp")
@@ -217,17 +218,17 @@ def do_run(args, runs):
     todo = sorted((r for r in runs if (pattern is None or pattern.search(r["name"]))),
                   key=lambda r: (r["seed"], r["C"] > 256))
     for run in todo:
-        log = os.path.join(LOGS, run["name"] + ".jsonl")
+        log = os.path.join(logs, run["name"] + ".jsonl")
         if complete(log, run):
             continue
         if args.budget_minutes and time.time() - start > 60 * args.budget_minutes:
             print(f"budget of {args.budget_minutes} minutes spent; run again to continue", file=sys.stderr)
             return
-        out = os.path.join(WORK, run["name"])
+        out = os.path.join(work, run["name"])
         cmd = [binary] + run["flags"] + ["--out-dir", out]
         if os.path.isdir(os.path.join(out, "checkpoints")) and os.listdir(os.path.join(out, "checkpoints")):
             cmd.append("--resume")
-        print(f"== {run['name']}: {' '.join(command(run)[1:])}", file=sys.stderr, flush=True)
+        print(f"== {run['name']}: {' '.join(command(run, label)[1:])}", file=sys.stderr, flush=True)
         t0 = time.time()
         rc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
         if rc != 0:
