@@ -3,8 +3,8 @@
 // between the processes of a run.
 //
 // One implementation (train/pipeline_backend.cc) over the pipeline's two executors: --executor local holds all S
-// stages in this process; --executor mpi holds stage = rank, the other stages being other processes of the same
-// mpirun job. Every process runs the same training loop and makes the same calls in the same order: the exchanges
+// stages (of every replica) in this process; --executor mpi holds stage = rank % S of replica rank / S, the other
+// stages and replicas being other processes of the same mpirun job. Every process runs the same training loop and makes the same calls in the same order: the exchanges
 // (gather_stages, from_last_stage, gather_params_to_rank0, and step/evaluate themselves) are collectives there.
 #pragma once
 
@@ -51,19 +51,26 @@ class Backend {
   virtual int64_t from_last_stage(int64_t value) = 0;
   // `count` doubles per stage this process holds (stage order) -> every stage's, stage order (S * count values).
   virtual std::vector<double> gather_stages(const std::vector<double>& mine, int count) = 0;
-  // Every stage's trained parameters on the process of stage 0, gathered from the others (which get an empty list).
+  // Every stage's trained parameters on the process of stage 0 (of every replica), gathered from the others (which
+  // get an empty list).
   virtual std::vector<engine::ParamStore*> gather_params_to_rank0() = 0;
 
   // The stages this process holds: first_stage(), first_stage() + 1, ...; their stores and optimizers, in order.
   virtual int first_stage() const = 0;
   virtual int num_stages() const = 0;  // S
-  // With R replicas (--executor local) every replica's stages, replica-major: slot g = r S + s.
+  // The replica of the stages held here (0 under --executor local, which holds every replica).
+  virtual int first_replica() const { return 0; }
+  // With R replicas every (replica, stage) is a slot g = r S + s. The slots held here are first_slot(), +1, ...:
+  // their stores and optimizers, in order (every slot under --executor local, one under mpi).
+  int first_slot() const { return first_replica() * num_stages() + first_stage(); }
   virtual std::vector<engine::ParamStore*> param_stores() = 0;
   virtual std::vector<TrainOptimizer*> optimizers() = 0;
   // DiLoCo's outer state of stage s (--dp-sync diloco), checkpointed with replica 0's stage; nullptr otherwise.
   virtual engine::optim::DilocoOuter* diloco_outer(int stage) { return nullptr; }
   // Whether this process reports: it prints the run table, steps and samples, writes the log and the manifest.
-  bool is_rank0() const { return first_stage() == 0; }
+  bool is_rank0() const { return first_slot() == 0; }
+  // `count` doubles per slot held here (slot order) -> every slot's, slot order (R S count values).
+  virtual std::vector<double> gather_slots(const std::vector<double>& mine, int count) = 0;
 
   // Over all stages (collectives under mpi).
   virtual int64_t num_parameters() = 0;       // trained elements, the tied wte counted once

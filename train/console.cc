@@ -43,14 +43,21 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
     std::snprintf(batch, sizeof(batch), "B=%d x T=%d x M=%d micro-batches = %lld tokens/step", c.B, c.T, c.M,
                   static_cast<long long>(c.tokens_per_step()));
   }
-  char replicas[192] = "";  // no row with one replica
+  char replicas[320] = "";  // no row with one replica
+  char dp_link[96] = "";
+  if (c.replicas.dp_link_mbps > 0 || c.replicas.dp_link_latency_ms > 0) {
+    std::snprintf(dp_link, sizeof(dp_link), "; emulated DP link %g Mbit/s %g ms", c.replicas.dp_link_mbps,
+                  c.replicas.dp_link_latency_ms);
+  }
   if (R > 1 && c.replicas.sync == engine::pipeline::DpSync::step) {
     std::snprintf(replicas, sizeof(replicas),
-                  "%d, synchronous: gradients averaged over the replicas every step (fp32, replica order)", R);
+                  "%d, synchronous: gradients averaged over the replicas every step (fp32, replica order)%s", R,
+                  dp_link);
   } else if (R > 1) {
     std::snprintf(replicas, sizeof(replicas),
-                  "%d, DiLoCo: a sync every %d steps, outer Nesterov lr %g momentum %g on the averaged change (fp32)",
-                  R, c.replicas.inner_steps, c.replicas.outer.outer_lr, c.replicas.outer.outer_momentum);
+                  "%d, DiLoCo: a sync every %d steps, outer Nesterov lr %g momentum %g on the averaged change (%s)%s",
+                  R, c.replicas.inner_steps, c.replicas.outer.outer_lr, c.replicas.outer.outer_momentum,
+                  engine::comm::wire_dtype_name(c.replicas.dp_code), dp_link);
   }
   char optimizer[192];
   if (f.optimizer == "muon") {
@@ -68,7 +75,9 @@ JsonObject print_run_table(const RunConfig& c, const RunTableInputs& in) {
                              format_bytes(static_cast<double>(in.activation_bytes));
   std::string processes = "single process";
   if (c.mpi) {
-    processes = "one process per stage, transport " + c.transport;
+    processes = R > 1 ? "one process per stage and replica (" + std::to_string(R * c.pipeline.stages) +
+                            " ranks), transport " + c.transport
+                      : "one process per stage, transport " + c.transport;
     char link[96] = "";
     if (c.real_link.mbps > 0) {
       std::snprintf(link, sizeof(link), ", real link %g Mbit/s (tc)", c.real_link.mbps);

@@ -132,7 +132,7 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
 
       {"Replicas (data parallelism)", "replicas", Kind::i32, &f->replicas,
        "R replicas of the whole pipeline, each training on its own rows of every step's batch (R x M x B rows), "
-       "kept in sync by --dp-sync; --executor local for now", {}},
+       "kept in sync by --dp-sync; --executor mpi runs R x S ranks (rank = replica x S + stage)", {}},
       {"", "dp-sync", Kind::str, &f->dp_sync,
        "step: gradients averaged over the replicas every step (synchronous data parallelism); diloco: each replica "
        "trains alone for --inner-steps, then DiLoCo's outer Nesterov step on their averaged change", {"step", "diloco"}},
@@ -140,6 +140,14 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        {}},
       {"", "outer-lr", Kind::f32, &f->outer_lr, "DiLoCo: the outer step's learning rate", {}},
       {"", "outer-momentum", Kind::f32, &f->outer_momentum, "DiLoCo: the outer step's Nesterov momentum", {}},
+      {"", "dp-code", Kind::str, &f->dp_code,
+       "DiLoCo: what a sync sends per parameter: fp32, bf16, or int8 (blocks of 256 with an fp32 scale, rounded "
+       "stochastically)", {"fp32", "bf16", "int8"}},
+      {"", "dp-link-mbps", Kind::f64, &f->dp_link_mbps,
+       "emulated data-parallel link in Mbit/s per replica and stage (0: none): a sync waits (R-1) x its payload / "
+       "rate + latency", {}},
+      {"", "dp-link-latency-ms", Kind::f64, &f->dp_link_latency_ms, "the data-parallel link's one-way latency in ms",
+       {}},
 
       {"Processes and links", "executor", Kind::str, &f->executor,
        "local: every stage in this process; mpi: one process per stage, re-launched under mpirun (the same "
@@ -313,6 +321,9 @@ void validate(const TrainFlags& f) {
   require_at_least("threads", f.threads, 0);
   if (!(f.comm_timeout_s > 0.0)) throw FlagError("--comm-timeout-s must be > 0");
   if (f.link_mbps < 0.0 || f.link_latency_ms < 0.0) throw FlagError("--link-mbps and --link-latency-ms must be >= 0");
+  if (f.dp_link_mbps < 0.0 || f.dp_link_latency_ms < 0.0) {
+    throw FlagError("--dp-link-mbps and --dp-link-latency-ms must be >= 0");
+  }
   if (f.real_link_mbps < 0.0 || f.real_link_latency_ms < 0.0) {
     throw FlagError("--real-link-mbps and --real-link-latency-ms must be >= 0");
   }

@@ -102,6 +102,9 @@ struct TrainFlags {
   int inner_steps = 0;                         // DiLoCo's H (0: unset; --dp-sync diloco needs it)
   float outer_lr = 0.7f;                       // DiLoCo's outer step (the paper's defaults)
   float outer_momentum = 0.9f;
+  std::string dp_code = "fp32";                // what a DiLoCo sync sends per parameter: fp32 | bf16 | int8
+  double dp_link_mbps = 0.0;                   // emulated data-parallel link between replicas (0: none)
+  double dp_link_latency_ms = 0.0;
   std::string boundaries;                      // "3,6,9": layers where stages 1..S-1 begin; empty: even split
 
   // Processes and links. local: every stage in this process; mpi: one process per stage under mpirun.

@@ -58,10 +58,12 @@ class PipelineBackend : public Backend {
     const int S = config.pipeline.stages;
     std::unique_ptr<engine::comm::Transport> transport;
     std::vector<std::unique_ptr<resbm::StageModel>> models;
+    const int R = config.replicas.replicas;
     if (config.mpi) {
-      // The transport's refusals (world size != stages; with nccl, two ranks on one GPU) end the rank with a
+      // The transport's refusals (world size != R x S; with nccl, two ranks on one GPU) end the rank with a
       // message; mpirun then stops the others.
-      transport = engine::comm::open_stage_transport(config.transport, S, config.pipeline.comm_timeout_s, ctx);
+      transport = engine::comm::open_stage_transport(config.transport, S, config.pipeline.comm_timeout_s, ctx, R,
+                                                     &replica_group_);
       if (config.link.mbps > 0.0 || config.link.latency_ms > 0.0) {
         transport = std::make_unique<engine::comm::LinkEmulator>(std::move(transport), config.link);
       }
@@ -85,8 +87,16 @@ class PipelineBackend : public Backend {
     }
     all_stages_ = stages_;
     const auto factory = make_optimizer_factory(config.flags, ctx, &registry_);
-    const int R = config.replicas.replicas;
-    if (R > 1) {
+    if (R > 1 && config.mpi) {
+      // This rank's stage of its replica; the replicas of the stage sync over the group.
+      auto pipeline = engine::pipeline::make_distributed_executor(config.pipeline, std::move(modules.front()),
+                                                                  std::move(transport), factory, ctx, config.B,
+                                                                  config.T);
+      auto replicated = engine::pipeline::make_replicated_distributed_executor(
+          config.pipeline, config.replicas, std::move(pipeline), std::move(replica_group_), ctx, config.B, config.T);
+      replicated_ = replicated.get();
+      executor_ = std::move(replicated);
+    } else if (R > 1) {
       // R copies of the pipeline from the same seed (and --init-from): replica 0 is `modules`, built above.
       std::vector<std::vector<std::unique_ptr<engine::pipeline::StageModule>>> replicas;
       replicas.push_back(std::move(modules));
@@ -165,6 +175,15 @@ class PipelineBackend : public Backend {
     return all;
   }
 
+  std::vector<double> gather_slots(const std::vector<double>& mine, int count) override {
+    if (executor_->transport() == nullptr) return mine;  // every slot is here
+    const std::vector<double> pipeline = gather_stages(mine, count);  // this replica's stages
+    if (replicated_ == nullptr) return pipeline;
+    std::vector<double> all(pipeline.size() * static_cast<size_t>(config_.replicas.replicas));
+    replicated_->replica_group().allgather(pipeline.data(), pipeline.size(), all.data());
+    return all;
+  }
+
   std::vector<engine::ParamStore*> gather_params_to_rank0() override {
     engine::comm::Transport* transport = executor_->transport();
     if (transport == nullptr) {  // every stage is here: replica 0's (the replicas share one model)
@@ -175,11 +194,11 @@ class PipelineBackend : public Backend {
     const engine::Tensor mine = stages_.front()->params().all_values();
     std::vector<uint8_t> host(mine.nbytes());
     engine::copy_to_host(host.data(), mine);
-    if (!is_rank0()) {
+    if (first_stage() != 0) {  // to stage 0 of this replica
       transport->send_raw(0, engine::comm::kTagGather, host.data(), host.size());
       return {};
     }
-    // Rank 0 builds the other stages' models (their layout: names and shapes) and receives their values.
+    // Stage 0 builds the other stages' models (their layout: names and shapes) and receives their values.
     std::vector<engine::ParamStore*> out = {&stages_.front()->params()};
     gathered_.clear();
     for (int s = 1; s < num_stages(); ++s) {
@@ -194,6 +213,7 @@ class PipelineBackend : public Backend {
   }
 
   int first_stage() const override { return executor_->first_local_stage(); }
+  int first_replica() const override { return replicated_ == nullptr ? 0 : replicated_->first_local_replica(); }
   int num_stages() const override { return config_.pipeline.stages; }
   std::vector<engine::ParamStore*> param_stores() override {
     std::vector<engine::ParamStore*> out;
@@ -236,7 +256,7 @@ class PipelineBackend : public Backend {
     for (size_t i = 0; i < stages_.size(); ++i) {
       const int s = first_stage() + static_cast<int>(i);
       mine.push_back(2.0 * static_cast<double>(stages_[i]->activation_bytes(config_.B, config_.T)) *
-                     (config_.mpi ? 1 : config_.replicas.replicas) *
+                     config_.replicas.replicas *  // every replica holds the same: all replicas counted
                      engine::pipeline::max_in_flight(config_.pipeline.schedule, s, num_stages(), config_.M));
     }
     double total = 0.0;
@@ -251,6 +271,8 @@ class PipelineBackend : public Backend {
   }
 
   RunConfig config_;
+  // --executor mpi with replicas: the group of this stage's replicas, until the executor takes it.
+  std::unique_ptr<engine::comm::ReplicaGroup> replica_group_;
   OptimizerRegistry registry_;  // before executor_: the executor's optimizers are registered here
   std::vector<resbm::StageModel*> stages_;      // owned by the executor; replica 0's with --replicas
   std::vector<resbm::StageModel*> all_stages_;  // every replica's, replica-major (= stages_ with one replica)

@@ -177,10 +177,21 @@ engine::pipeline::ReplicaConfig replica_config(const TrainFlags& f, const RunCon
                     "hundreds; H = 1 with --outer-lr 1 --outer-momentum 0 is parameter averaging every step)");
   }
   if (!diloco && f.inner_steps != 0) throw FlagError("--inner-steps is DiLoCo's: add --dp-sync diloco");
-  if (f.replicas > 1 && r.mpi) {
-    throw FlagError("--replicas " + std::to_string(f.replicas) + " runs with --executor local for now (every "
-                    "replica's stages in this process); the R x S-rank --executor mpi version is not built yet");
+  if (f.replicas > 1 && r.mpi && r.transport != "mpi") {
+    throw FlagError("--replicas with --executor mpi syncs the replicas over MPI; the nccl transport does not carry "
+                    "them yet: add --transport mpi");
   }
+  c.dp_code = engine::comm::parse_wire_dtype(f.dp_code);  // the flag table has checked the name
+  if (c.dp_code != engine::comm::WireDType::f32 && !diloco) {
+    throw FlagError("--dp-code " + f.dp_code + " compresses DiLoCo's outer sync; --dp-sync step sends fp32 gradients: "
+                    "add --dp-sync diloco or drop --dp-code");
+  }
+  if ((f.dp_link_mbps > 0.0 || f.dp_link_latency_ms > 0.0 || f.dp_code != "fp32") && f.replicas < 2) {
+    throw FlagError("--dp-code and --dp-link-mbps are for the sync between replicas: add --replicas 2 or more");
+  }
+  c.dp_code_seed = f.seed ^ 0xD1C0D1C0ull;  // the int8 payload's rounding, reproducible from --seed
+  c.dp_link_mbps = f.dp_link_mbps;
+  c.dp_link_latency_ms = f.dp_link_latency_ms;
   if (!(f.outer_lr > 0.0f) || !(f.outer_momentum >= 0.0f && f.outer_momentum < 1.0f)) {
     throw FlagError("--outer-lr must be > 0 and --outer-momentum in [0, 1), got " + std::to_string(f.outer_lr) +
                     " and " + std::to_string(f.outer_momentum));

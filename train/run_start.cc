@@ -81,7 +81,8 @@ int threads_per_process(const RunConfig& config) {
   if (!config.mpi) return 0;  // DeviceContext's default: every core
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");  // ranks on this host
-  const int here = local != nullptr && std::atoi(local) > 0 ? std::atoi(local) : config.pipeline.stages;
+  const int ranks = config.pipeline.stages * config.replicas.replicas;
+  const int here = local != nullptr && std::atoi(local) > 0 ? std::atoi(local) : ranks;
   return std::max(1, cores / here);
 }
 
@@ -125,13 +126,14 @@ int launch_ranks(RunConfig config, const std::vector<std::string>& args) {
     check_start(config);  // the ranks resume from the same checkpoint; rank 0 reports what changed
   }
   std::fflush(stdout);  // what was printed here (the data line) must not die with this process image
-  return exec_mpirun(config.pipeline.stages, config.hostfile, args, threads_per_process(config), config.real_link);
+  return exec_mpirun(config.pipeline.stages * config.replicas.replicas, config.hostfile, args,
+                     threads_per_process(config), config.real_link);
 }
 
-void explain_sigterm(int stage) {
+void explain_sigterm(int stage, int rank) {
   std::snprintf(g_sigterm_message, sizeof(g_sigterm_message),
-                "stage %d (rank %d): stopped by mpirun (SIGTERM) because another stage failed; mpirun names it\n",
-                stage, stage);
+                "stage %d (rank %d): stopped by mpirun (SIGTERM) because another rank failed; mpirun names it\n",
+                stage, rank);
   std::signal(SIGTERM, on_sigterm);
 }
 

@@ -53,6 +53,6 @@ int launch_ranks(RunConfig config, const std::vector<std::string>& args);
 
 // In a rank: when another rank fails, mpirun stops this one with SIGTERM; say so (naming this stage) before
 // leaving, so that every stage's exit is explained.
-void explain_sigterm(int stage);
+void explain_sigterm(int stage, int rank);
 
 }  // namespace train

@@ -121,7 +121,7 @@ std::string save_training_checkpoint(const RunConfig& config, Backend& backend, 
   const int S = config.pipeline.stages, R = config.replicas.replicas;
   std::vector<double> mine;  // per slot held here: the checksum's two 32-bit halves (exact as doubles)
   for (size_t i = 0; i < stores.size(); ++i) {
-    const int slot = backend.first_stage() + static_cast<int>(i), s = slot % S, r = slot / S;
+    const int slot = backend.first_slot() + static_cast<int>(i), s = slot % S, r = slot / S;
     CheckpointWriter w;
     w.add_string("meta.fingerprint", config.fingerprint());
     w.add_u64("meta.step", static_cast<uint64_t>(step));
@@ -139,8 +139,8 @@ std::string save_training_checkpoint(const RunConfig& config, Backend& backend, 
     mine.push_back(static_cast<double>(checksum >> 32));
     mine.push_back(static_cast<double>(checksum & 0xffffffffull));
   }
-  // Returns once every stage's file is durable (each process saved and fsync'ed before contributing).
-  const std::vector<double> all = backend.gather_stages(mine, 2);
+  // Returns once every slot's file is durable (each process saved and fsync'ed before contributing).
+  const std::vector<double> all = backend.gather_slots(mine, 2);
   const std::string manifest_path = checkpoint_path(config.checkpoint_dir, step);
   if (!backend.is_rank0()) return manifest_path;
   CheckpointWriter m;
@@ -198,11 +198,14 @@ int64_t load_training_checkpoint(const std::string& manifest_path, const RunConf
   const auto optimizers = backend.optimizers();
   const int S = config.pipeline.stages;
   for (size_t i = 0; i < stores.size(); ++i) {
-    const int slot = backend.first_stage() + static_cast<int>(i);
+    const int slot = backend.first_slot() + static_cast<int>(i), s = slot % S;
     const Checkpoint stage = load_stage_file(manifest, slot, config);
     load_params(stage, *stores[i]);
     optimizers[i]->load_state(stage, "opt.");
-    if (slot / S == 0 && backend.diloco_outer(slot % S) != nullptr) load_diloco(stage, backend.diloco_outer(slot % S));
+    // DiLoCo's state is in replica 0's file of the stage; a process of another replica holds a copy of it too.
+    if (backend.diloco_outer(s) != nullptr && (slot < S || backend.first_slot() >= S)) {
+      load_diloco(slot < S ? stage : load_stage_file(manifest, s, config), backend.diloco_outer(s));
+    }
     const auto& pos = stage.get("loader.position");
     loader->set_position(data::LoaderPosition::from_bytes(pos.data(), pos.size()));
   }
@@ -213,7 +216,7 @@ int64_t load_checkpoint_params(const std::string& manifest_path, const RunConfig
   const Checkpoint manifest = load_manifest(manifest_path, config, "meta.model_fingerprint");
   const auto stores = backend.param_stores();
   for (size_t i = 0; i < stores.size(); ++i) {
-    load_params(load_stage_file(manifest, backend.first_stage() + static_cast<int>(i), config), *stores[i]);
+    load_params(load_stage_file(manifest, backend.first_slot() + static_cast<int>(i), config), *stores[i]);
   }
   return static_cast<int64_t>(manifest.get_u64("meta.step"));
 }

@@ -64,7 +64,7 @@ RunTableInputs table_inputs(Backend& backend) {
     mine.push_back(2.0 * static_cast<double>(backend.param_stores()[i]->all_values().nbytes()));
     mine.push_back(static_cast<double>(backend.optimizers()[i]->state_bytes()));
   }
-  const std::vector<double> all = backend.gather_stages(mine, 2);
+  const std::vector<double> all = backend.gather_slots(mine, 2);  // every replica's too
   for (size_t s = 0; s < all.size(); s += 2) {
     in.param_bytes += static_cast<size_t>(all[s]);
     in.optimizer_bytes += static_cast<size_t>(all[s + 1]);
@@ -105,12 +105,17 @@ int sample_only(const RunConfig& c, Backend& backend) {
   return kExitOk;
 }
 
-// --pid-dir: this process's pid for each stage it holds (tools and tests that signal one stage).
-void write_pid_files(const RunConfig& c, const Backend& backend, int num_local_stages) {
+// --pid-dir: this process's pid for each stage it holds (tools and tests that signal one stage): stage<s>.pid, or
+// replica<r>.stage<s>.pid with replicas.
+void write_pid_files(const RunConfig& c, const Backend& backend, int num_local_slots) {
   if (c.pid_dir.empty()) return;
   make_dirs(c.pid_dir);
-  for (int s = backend.first_stage(); s < backend.first_stage() + num_local_stages; ++s) {
-    const std::string path = c.pid_dir + "/stage" + std::to_string(s) + ".pid";
+  const int S = c.pipeline.stages;
+  for (int g = backend.first_slot(); g < backend.first_slot() + num_local_slots; ++g) {
+    const std::string name = c.replicas.replicas > 1
+                                 ? "replica" + std::to_string(g / S) + ".stage" + std::to_string(g % S)
+                                 : "stage" + std::to_string(g);
+    const std::string path = c.pid_dir + "/" + name + ".pid";
     FILE* f = std::fopen(path.c_str(), "w");
     if (f == nullptr) throw CheckpointError("cannot write " + path + ": " + std::strerror(errno));
     std::fprintf(f, "%d\n", static_cast<int>(getpid()));
@@ -144,7 +149,7 @@ int run_training(RunConfig c) {
   if (c.bf16_gemms) device.enable_bf16_gemms(c.bf16_gemm_scratch_elements());
   std::unique_ptr<Backend> backend = make_backend(c, device.ctx());
   const bool printer = backend->is_rank0();
-  if (c.mpi) explain_sigterm(backend->first_stage());
+  if (c.mpi) explain_sigterm(backend->first_stage(), backend->first_slot());
   write_pid_files(c, *backend, static_cast<int>(backend->param_stores().size()));
   if (f.sample_only) return sample_only(c, *backend);
 

@@ -80,34 +80,79 @@ struct MpiTransport::Impl {
     int peer = -1;
     std::vector<char> buffer;  // kept between sends: once the pool has grown, sends allocate nothing
   };
-  int rank = 0;
-  int size = 0;
+  int rank = 0;       // in comm: the stage
+  int size = 0;       // S
+  int replica = 0;
+  int num_replicas = 1;
   bool initialized_here = false;
-  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm comm = MPI_COMM_NULL;  // this replica's pipeline
   std::vector<PendingSend> sends;
 };
 
-MpiTransport::MpiTransport(int num_stages, double timeout_s)
-    : Transport(mpi_launch_rank() >= 0 ? mpi_launch_rank() : 0, num_stages),
-      impl_(std::make_unique<Impl>()),
-      timeout_s_(timeout_s) {
+namespace {
+
+// This process's stage, from the launch environment (the transport's stage is known before MPI_Init).
+int launch_stage(int num_stages) {
+  const int rank = mpi_launch_rank();
+  return rank >= 0 && num_stages > 0 ? rank % num_stages : 0;
+}
+
+// Waits for a collective started on `request`, polling against the timeout; `what` names it in the fatal message.
+void wait_collective(MPI_Request& request, double timeout_s, const std::string& who, const std::string& what) {
+  const double deadline = now_s() + timeout_s;
+  for (int it = 0;; ++it) {
+    int done = 0;
+    const int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) comm_fatal(who + ": " + what + " failed: " + mpi_error_string(rc) + ": a peer is dead?");
+    if (done) return;
+    if (now_s() > deadline) {
+      char seconds[32];
+      std::snprintf(seconds, sizeof(seconds), "%g", timeout_s);
+      comm_fatal(who + ": " + what + " did not complete within " + seconds + " s: a peer is dead or stalled");
+    }
+    poll_pause(it);
+  }
+}
+
+// "stage 1 of replica 0 (rank 1)": with one replica, "stage 1 (rank 1)".
+std::string rank_name(int stage, int replica, int num_stages, int num_replicas) {
+  const std::string rank = " (rank " + std::to_string(replica * num_stages + stage) + ")";
+  if (num_replicas == 1) return "stage " + std::to_string(stage) + rank;
+  return "stage " + std::to_string(stage) + " of replica " + std::to_string(replica) + rank;
+}
+
+}  // namespace
+
+MpiTransport::MpiTransport(int num_stages, double timeout_s, int num_replicas)
+    : Transport(launch_stage(num_stages), num_stages), impl_(std::make_unique<Impl>()), timeout_s_(timeout_s) {
   int initialized = 0;
   MPI_CHECK(MPI_Initialized(&initialized), "is the MPI library usable?");
   if (!initialized) {
     MPI_CHECK(MPI_Init(nullptr, nullptr), "start the stages with //train --executor mpi (mpirun -np <stages>)");
     impl_->initialized_here = true;
   }
-  // Our own communicator with MPI_ERRORS_RETURN: a failure involving a dead peer comes back to us as a code
-  // that we turn into a message naming that peer, instead of MPI's default abort.
-  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &impl_->comm), "duplicating MPI_COMM_WORLD");
+  int world_rank = 0, world_size = 0;
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank), "MPI_Comm_rank");
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world_size), "MPI_Comm_size");
+  const int ranks = num_stages * num_replicas;
+  if (world_size != ranks || world_rank % num_stages != stage()) {
+    const std::string layout = num_replicas == 1
+                                   ? std::to_string(num_stages) + " stages need exactly " + std::to_string(ranks) +
+                                         " MPI ranks, one per stage"
+                                   : std::to_string(num_replicas) + " replicas x " + std::to_string(num_stages) +
+                                         " stages need exactly " + std::to_string(ranks) + " MPI ranks";
+    comm_fatal("MpiTransport: " + layout + "; this job has " + std::to_string(world_size) +
+               " (launch with mpirun -np " + std::to_string(ranks) + ")");
+  }
+  impl_->replica = world_rank / num_stages;
+  impl_->num_replicas = num_replicas;
+  // Our own communicator (this replica's pipeline, ranked by stage) with MPI_ERRORS_RETURN: a failure involving a
+  // dead peer comes back to us as a code that we turn into a message naming that peer, instead of MPI's default
+  // abort.
+  MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, impl_->replica, stage(), &impl_->comm), "splitting the pipelines");
   MPI_CHECK(MPI_Comm_set_errhandler(impl_->comm, MPI_ERRORS_RETURN), "setting MPI_ERRORS_RETURN");
   MPI_CHECK(MPI_Comm_rank(impl_->comm, &impl_->rank), "MPI_Comm_rank");
   MPI_CHECK(MPI_Comm_size(impl_->comm, &impl_->size), "MPI_Comm_size");
-  if (impl_->size != num_stages || impl_->rank != stage()) {
-    comm_fatal("MpiTransport: " + std::to_string(num_stages) + " stages need exactly " +
-               std::to_string(num_stages) + " MPI ranks, one per stage; this job has " +
-               std::to_string(impl_->size) + " (launch with mpirun -np " + std::to_string(num_stages) + ")");
-  }
 }
 
 MpiTransport::~MpiTransport() {
@@ -116,9 +161,10 @@ MpiTransport::~MpiTransport() {
   if (impl_->initialized_here) MPI_Finalize();
 }
 
+int MpiTransport::replica() const { return impl_->replica; }
+
 std::string MpiTransport::stage_name(int stage) const {
-  // Rank r runs stage r.
-  return "stage " + std::to_string(stage) + " (rank " + std::to_string(stage) + ")";
+  return rank_name(stage, impl_->replica, num_stages(), impl_->num_replicas);
 }
 
 void MpiTransport::send_raw(int peer, int tag, const void* data, size_t bytes) {
@@ -202,23 +248,52 @@ void MpiTransport::allgather(const double* mine, int count, double* all) {
   MPI_Request request;
   MPI_CHECK(MPI_Iallgather(mine, count, MPI_DOUBLE, all, count, MPI_DOUBLE, impl_->comm, &request),
             "starting the allgather of per-stage scalars");
-  const double deadline = now_s() + timeout_s_;
-  for (int it = 0;; ++it) {
-    int done = 0;
-    const int rc = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) {
-      comm_fatal(stage_name(stage()) + ": allgather over all stages failed: " + mpi_error_string(rc) +
-                 ": a peer is dead?");
-    }
-    if (done) return;
-    if (now_s() > deadline) {
-      char seconds[32];
-      std::snprintf(seconds, sizeof(seconds), "%g", timeout_s_);
-      comm_fatal(stage_name(stage()) + ": allgather over all " + std::to_string(num_stages()) +
-                 " stages did not complete within " + seconds + " s: a peer is dead or stalled");
-    }
-    poll_pause(it);
+  wait_collective(request, timeout_s_, stage_name(stage()),
+                  "allgather over all " + std::to_string(num_stages()) + " stages");
+}
+
+namespace {
+
+// The replicas of one stage: ranks stage, S + stage, 2 S + stage, ... of MPI_COMM_WORLD, ranked by replica.
+class MpiReplicaGroup : public ReplicaGroup {
+ public:
+  MpiReplicaGroup(int stage, int replica, int num_stages, int num_replicas, double timeout_s)
+      : stage_(stage), replica_(replica), num_stages_(num_stages), num_replicas_(num_replicas),
+        timeout_s_(timeout_s) {
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, stage, replica, &comm_), "splitting the replica groups");
+    MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "setting MPI_ERRORS_RETURN");
   }
+  ~MpiReplicaGroup() override { MPI_Comm_free(&comm_); }
+
+  int replica() const override { return replica_; }
+  int num_replicas() const override { return num_replicas_; }
+  void allgather(const float* mine, size_t count, float* all) override { gather(mine, count, MPI_FLOAT, all); }
+  void allgather(const double* mine, size_t count, double* all) override { gather(mine, count, MPI_DOUBLE, all); }
+
+ private:
+  void gather(const void* mine, size_t count, MPI_Datatype type, void* all) {
+    const std::string who = rank_name(stage_, replica_, num_stages_, num_replicas_);
+    if (count > static_cast<size_t>(INT32_MAX)) {
+      comm_fatal(who + ": a data-parallel sync of " + std::to_string(count) + " values exceeds MPI's int count");
+    }
+    MPI_Request request;
+    MPI_CHECK(MPI_Iallgather(mine, static_cast<int>(count), type, all, static_cast<int>(count), type, comm_,
+                             &request),
+              "starting the data-parallel allgather between replicas");
+    wait_collective(request, timeout_s_, who,
+                    "the data-parallel sync with the other " + std::to_string(num_replicas_ - 1) +
+                        " replica(s) of stage " + std::to_string(stage_));
+  }
+
+  int stage_, replica_, num_stages_, num_replicas_;
+  double timeout_s_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+}  // namespace
+
+std::unique_ptr<ReplicaGroup> MpiTransport::open_replica_group() {
+  return std::make_unique<MpiReplicaGroup>(stage(), impl_->replica, num_stages(), impl_->num_replicas, timeout_s_);
 }
 
 void MpiTransport::flush() {

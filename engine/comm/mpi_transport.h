@@ -1,4 +1,6 @@
-// engine/comm/mpi_transport.h: MpiTransport, one process per pipeline stage (rank r runs stage r) over MPI.
+// engine/comm/mpi_transport.h: MpiTransport, one process per pipeline stage (rank r runs stage r) over MPI; with R
+// replicas of the pipeline, R x S ranks: rank w runs stage w % S of replica w / S, and the replicas of one stage
+// form a ReplicaGroup (engine/comm/replica_group.h).
 //
 // Sends copy into a pooled buffer and post MPI_Isend, so a stage never blocks on its own send (1F1B has stages
 // sending to each other at the same time). Receives post MPI_Irecv and poll MPI_Test until a deadline; past it
@@ -10,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/comm/replica_group.h"
 #include "engine/comm/transport.h"
 
 namespace engine::comm {
@@ -20,9 +23,10 @@ void mpi_check(int code, const char* call, const char* hint, const char* file, i
 
 class MpiTransport : public Transport {
  public:
-  // Calls MPI_Init if needed (MPI_Finalize in the destructor if it did). The stage is the rank in
-  // MPI_COMM_WORLD; the world size must equal num_stages (fatal otherwise, with a hint for mpirun -np).
-  MpiTransport(int num_stages, double timeout_s);
+  // Calls MPI_Init if needed (MPI_Finalize in the destructor if it did). The world size must equal num_stages x
+  // num_replicas (fatal otherwise, with a hint for mpirun -np); this process runs stage (world rank) % num_stages of
+  // replica (world rank) / num_stages, and its messages go to the stages of its own replica only.
+  MpiTransport(int num_stages, double timeout_s, int num_replicas = 1);
   ~MpiTransport() override;
 
   void allgather(const double* mine, int count, double* all) override;
@@ -32,6 +36,10 @@ class MpiTransport : public Transport {
   std::string stage_name(int stage) const override;
 
   double timeout_s() const { return timeout_s_; }
+  int replica() const;
+  // The group of this stage's replicas (a collective over the whole job: every rank calls it, once). Must be
+  // destroyed before this transport (which may finalize MPI).
+  std::unique_ptr<ReplicaGroup> open_replica_group();
   // Waits (bounded by the timeout) for every send still in flight: call before exiting.
   void flush();
 

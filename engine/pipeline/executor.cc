@@ -14,12 +14,12 @@
 namespace engine::pipeline {
 
 void Executor::forward_backward(const Tensor&, const Tensor&) {
-  ENGINE_CHECK(false, "this executor cannot split a step (data-parallel replicas need the local executor for now)");
+  ENGINE_CHECK(false, "this executor cannot split a step for a data-parallel sync");
 }
 
 StepStats Executor::finish_step(float) {
-  ENGINE_CHECK(false, "this executor cannot split a step (data-parallel replicas need the local executor for now)");
-  return {};
+  ENGINE_CHECK(false, "this executor cannot split a step for a data-parallel sync");
+  return StepStats();
 }
 
 double StepStats::compression_ratio(comm::Direction dir) const {
@@ -179,15 +179,23 @@ class DistributedExecutor : public Executor {
   }
 
   StepStats step(const Tensor& tokens, const Tensor& targets, float lr) override {
-    const double t0 = now_s();
+    forward_backward(tokens, targets);
+    return finish_step(lr);
+  }
+
+  void forward_backward(const Tensor& tokens, const Tensor& targets) override {
+    step_start_ = now_s();
     runner_->begin_step(step_);
     for (const Action& a : runner_->actions()) runner_->run(a, tokens, targets, /*train=*/true);
     runner_->send_tied();
     runner_->receive_tied();
+  }
+
+  StepStats finish_step(float lr) override {
     StepStats stats = summarise(/*train=*/true);
     runner_->apply_update(lr, clip_scale(config_, stats.grad_norm));
     ++step_;
-    stats.seconds = now_s() - t0;
+    stats.seconds = now_s() - step_start_;
     return stats;
   }
 
@@ -220,6 +228,7 @@ class DistributedExecutor : public Executor {
   std::unique_ptr<StageRunner> runner_;
   std::vector<double> mine_, summary_;
   int64_t step_ = 0;  // global index of the next training step
+  double step_start_ = 0.0;
   int B_, T_;
 };
 

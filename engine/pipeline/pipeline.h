@@ -127,8 +127,8 @@ class Executor {
   // stage's process needs real tokens and only the last's real targets, but every process passes both shapes.
   virtual StepStats step(const Tensor& tokens, const Tensor& targets, float lr) = 0;
   // step() in two halves, for a data-parallel gradient sync between them (engine/pipeline/replicas.h): the forward
-  // and backward passes with the tied-weight exchange; then the grad norm, clipping and the update. Only the local
-  // executor splits (the others refuse with an error).
+  // and backward passes with the tied-weight exchange; then the grad norm, clipping and the update. The local and
+  // the distributed executors split; an executor that cannot refuses with an error.
   virtual void forward_backward(const Tensor& tokens, const Tensor& targets);
   virtual StepStats finish_step(float lr);
   // Mean loss over the M micro-batches, forward only (no gradient, no update, nothing counted).

@@ -189,4 +189,87 @@ TEST(Replicas, DilocoReplicasPartBetweenSyncsAndMeetAtEach) {
   EXPECT_THROW(engine::pipeline::parse_dp_sync("async"), std::invalid_argument);
 }
 
+// What a sync costs, computed here from the definitions in replicas.h: int8 sends one byte per value plus a 4-byte
+// scale per block of 256 (a partial last block has its own scale); the link carries (R - 1) payloads.
+TEST(Replicas, PayloadBytesAndLinkTime) {
+  ReplicaConfig rc;
+  rc.replicas = 2;
+  EXPECT_EQ(engine::pipeline::dp_payload_bytes(rc, 1000), 4000u);
+  rc.dp_code = engine::comm::WireDType::bf16;
+  EXPECT_EQ(engine::pipeline::dp_payload_bytes(rc, 1000), 2000u);
+  rc.dp_code = engine::comm::WireDType::i8;
+  EXPECT_EQ(engine::pipeline::dp_payload_bytes(rc, 1000), 1000u + 4u * 4u);  // blocks 256, 256, 256, 232
+  EXPECT_EQ(engine::pipeline::dp_payload_bytes(rc, 512), 512u + 2u * 4u);
+  EXPECT_EQ(engine::pipeline::dp_sync_seconds(rc, 1000000), 0.0);  // no link
+  rc.dp_link_mbps = 100.0;
+  rc.dp_link_latency_ms = 5.0;
+  EXPECT_NEAR(engine::pipeline::dp_sync_seconds(rc, 1000000), 8e6 / 100e6 + 0.005, 1e-12);
+  rc.replicas = 3;
+  EXPECT_NEAR(engine::pipeline::dp_sync_seconds(rc, 1000000), 2 * 8e6 / 100e6 + 0.005, 1e-12);
+}
+
+// DiLoCo with H = 1, outer lr 1, momentum 0 and an int8 payload: parameter averaging of the replicas' quantised
+// changes. Against the fp32 payload from the same start on the same rows, after one sync every parameter is within
+// one int8 step of the largest replica change (a block's absmax / 127 bounds each replica's rounding error, hence
+// their mean's), and many differ: the payload really was rounded.
+TEST(Replicas, DilocoInt8PayloadIsAveragingOfRoundedChanges) {
+  engine::DeviceContext device(engine::Device::cpu, 1);
+  ReplicaConfig rc;
+  rc.replicas = kR;
+  rc.sync = DpSync::diloco;
+  rc.inner_steps = 2;
+  rc.outer.outer_lr = 1.0f;
+  rc.outer.outer_momentum = 0.0f;
+  Replicated apart(rc, device);  // H = 2: after one step each replica still holds its own parameters
+  rc.inner_steps = 1;
+  Replicated exact(rc, device);
+  rc.dp_code = engine::comm::WireDType::i8;
+  rc.dp_code_seed = 5;
+  Replicated rounded(rc, device);
+  std::vector<std::vector<float>> start;
+  for (int s = 0; s < kS; ++s) start.push_back(values(*exact.raw[0][s]));
+  Batch batch(kR * kM * kB, 44);
+  apart.exec->step(batch.tokens, batch.targets, 0.1f);
+  const auto a = exact.exec->step(batch.tokens, batch.targets, 0.1f);
+  const auto b = rounded.exec->step(batch.tokens, batch.targets, 0.1f);
+  EXPECT_EQ(a.loss, b.loss);  // the same forward pass: the sync comes after it
+  EXPECT_LT(b.dp_bytes, a.dp_bytes / 3);  // 1 byte + 4/256 per value against 4
+  for (int s = 0; s < kS; ++s) {
+    double largest_change = 0.0;
+    for (int r = 0; r < kR; ++r) {
+      const std::vector<float> own = values(*apart.raw[r][s]);
+      for (size_t i = 0; i < own.size(); ++i) {
+        largest_change = std::max(largest_change, std::fabs(double(own[i]) - start[s][i]));
+      }
+    }
+    ASSERT_GT(largest_change, 0.0);
+    const double bound = largest_change / 127.0 + 1e-6;  // + float rounding of theta - delta near |theta| <= 2
+    const std::vector<float> x = values(*exact.raw[0][s]), y = values(*rounded.raw[0][s]);
+    size_t differ = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_LE(std::fabs(double(x[i]) - y[i]), bound) << "stage " << s << " element " << i;
+      differ += x[i] != y[i];
+    }
+    EXPECT_GT(differ, x.size() / 10) << "stage " << s << ": the int8 payload changed almost nothing";
+    EXPECT_EQ(values(*rounded.raw[1][s]), y) << "every replica continues from the same synced parameters";
+  }
+}
+
+// The emulated data-parallel link holds a sync for its payload's time: a step with a sync takes at least that long.
+TEST(Replicas, DpLinkDelaysASync) {
+  engine::DeviceContext device(engine::Device::cpu, 1);
+  ReplicaConfig rc;
+  rc.replicas = kR;
+  rc.sync = DpSync::step;
+  rc.dp_link_mbps = 10.0;  // a few hundred KB of fp32 gradients: tens of ms at 10 Mbit/s
+  rc.dp_link_latency_ms = 50.0;
+  Replicated dp(rc, device);
+  Batch batch(kR * kM * kB, 3);
+  const auto stats = dp.exec->step(batch.tokens, batch.targets, 0.1f);
+  size_t largest = 0;
+  for (int s = 0; s < kS; ++s) largest = std::max(largest, dp.raw[0][s]->params().num_parameters() * sizeof(float));
+  const double expected = (kR - 1) * 8.0 * largest / 10e6 + 0.050;
+  EXPECT_GE(stats.seconds, expected);
+}
+
 }  // namespace

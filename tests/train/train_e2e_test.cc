@@ -294,7 +294,9 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
       {{"--link-mbps", "100"}, "need one process per stage"},
       {{"--replicas", "2", "--dp-sync", "diloco"}, "--dp-sync diloco needs --inner-steps H"},
       {{"--replicas", "2", "--inner-steps", "5"}, "--inner-steps is DiLoCo's: add --dp-sync diloco"},
-      {{"--replicas", "2", "--executor", "mpi"}, "runs with --executor local for now"},
+      {{"--replicas", "2", "--dp-code", "int8"}, "--dp-code int8 compresses DiLoCo's outer sync"},
+      {{"--dp-link-mbps", "100"}, "are for the sync between replicas: add --replicas 2 or more"},
+      {{"--replicas", "2", "--dp-link-mbps", "-1"}, "--dp-link-mbps and --dp-link-latency-ms must be >= 0"},
       {{"--replicas", "0"}, "--replicas must be >= 1, got 0"},
   };
   for (const auto& c : cases) {

@@ -12,9 +12,18 @@
 namespace engine::comm {
 
 std::unique_ptr<Transport> open_stage_transport(const std::string& kind, int num_stages, double timeout_s,
-                                                const kernels::KernelContext& ctx) {
-  if (kind == "mpi") return std::make_unique<MpiTransport>(num_stages, timeout_s);
+                                                const kernels::KernelContext& ctx, int num_replicas,
+                                                std::unique_ptr<ReplicaGroup>* replicas) {
+  if (kind == "mpi") {
+    auto mpi = std::make_unique<MpiTransport>(num_stages, timeout_s, num_replicas);
+    if (num_replicas > 1 && replicas != nullptr) *replicas = mpi->open_replica_group();
+    return mpi;
+  }
   if (kind != "nccl") throw std::invalid_argument("unknown transport '" + kind + "' (mpi or nccl)");
+  if (num_replicas > 1) {
+    throw std::invalid_argument("replicas of the pipeline sync over MPI; the nccl transport does not carry them yet: "
+                                "use --transport mpi");
+  }
 #ifdef RESBM_HAVE_CUDA
   auto nccl = std::make_unique<NcclTransport>(num_stages, timeout_s);
   nccl->set_compute_stream(ctx);

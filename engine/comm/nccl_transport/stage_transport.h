@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/comm/replica_group.h"
 #include "engine/comm/transport.h"
 #include "kernels/context.h"
 
@@ -16,7 +17,10 @@ namespace engine::comm {
 // ctx must outlive the transport (NCCL sends wait for its stream). Throws std::invalid_argument for an unknown
 // kind, and for "nccl" in a build without CUDA. The transports' own refusals (world size != stages, two ranks on
 // one GPU) print their message and end the process with status 3.
+// With num_replicas > 1 (mpi only: R x S ranks, engine/comm/mpi_transport.h), *replicas receives the group of this
+// stage's replicas; nccl refuses replicas (std::invalid_argument).
 std::unique_ptr<Transport> open_stage_transport(const std::string& kind, int num_stages, double timeout_s,
-                                                const kernels::KernelContext& ctx);
+                                                const kernels::KernelContext& ctx, int num_replicas = 1,
+                                                std::unique_ptr<ReplicaGroup>* replicas = nullptr);
 
 }  // namespace engine::comm
