@@ -162,6 +162,10 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "bitwise equal at equal counts", {}},
       {"", "comm-timeout-s", Kind::f64, &f->comm_timeout_s,
        "seconds a stage waits for a peer before the run stops with an error naming it", {}},
+      {"", "max-restarts", Kind::i32, &f->max_restarts,
+       "when a rank of --executor mpi dies or stalls, start the job again from the newest complete checkpoint "
+       "(--resume: the same losses as uninterrupted, bit for bit), up to this many times (0: the failure ends the "
+       "run)", {}},
       {"", "link-mbps", Kind::f64, &f->link_mbps,
        "emulated link rate in Mbit/s per boundary and direction (0: none); needs --executor mpi", {}},
       {"", "link-latency-ms", Kind::f64, &f->link_latency_ms, "emulated one-way link latency in ms", {}},
@@ -319,6 +323,7 @@ void validate(const TrainFlags& f) {
   if (f.muon_momentum < 0.0f || f.muon_momentum >= 1.0f) throw FlagError("--muon-momentum must be in [0, 1)");
   if (!(f.temperature > 0.0f)) throw FlagError("--temperature must be > 0");
   require_at_least("threads", f.threads, 0);
+  require_at_least("max-restarts", f.max_restarts, 0);
   if (!(f.comm_timeout_s > 0.0)) throw FlagError("--comm-timeout-s must be > 0");
   if (f.link_mbps < 0.0 || f.link_latency_ms < 0.0) throw FlagError("--link-mbps and --link-latency-ms must be >= 0");
   if (f.dp_link_mbps < 0.0 || f.dp_link_latency_ms < 0.0) {

@@ -113,6 +113,7 @@ struct TrainFlags {
   std::string transport = "auto";              // auto | mpi | nccl (auto: nccl with --device cuda, else mpi)
   int threads = 0;                             // CPU threads per process; 0: this host's cores / its processes
   double comm_timeout_s = 300.0;               // bounded waits for a peer stage
+  int max_restarts = 0;                        // mpi: relaunch a failed job from its newest checkpoint, N times
   double link_mbps = 0.0;                      // emulated link (0: none); --executor mpi
   double link_latency_ms = 0.0;
   std::string link_mode = "boundary";          // emulated wires: per boundary and direction, or per node

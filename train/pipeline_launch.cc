@@ -1,4 +1,5 @@
-// train/pipeline_launch.cc: builds and execs the mpirun command that starts one rank per pipeline stage.
+// train/pipeline_launch.cc: builds the mpirun command that starts the ranks (one per pipeline stage and replica), and
+// execs it (the launcher becomes mpirun) or, under --max-restarts, starts it as a child.
 //
 // With a real link, the command is
 //
@@ -21,11 +22,15 @@
 //     daemons on different hosts; here all ranks are on this one).
 #include "train/pipeline_launch.h"
 
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -125,12 +130,18 @@ std::vector<std::string> mpirun_command(int np, const std::string& hostfile, con
   return cmd;
 }
 
-int exec_mpirun(int np, const std::string& hostfile, const std::vector<std::string>& args, int threads_per_rank,
-                const RealLink& real_link) {
-  const std::vector<std::string> cmd = mpirun_command(np, hostfile, args, threads_per_rank, real_link);
+namespace {
+
+// execvp's argument vector over `cmd` (which must outlive it).
+std::vector<char*> c_argv(const std::vector<std::string>& cmd) {
   std::vector<char*> argv;
   for (const std::string& a : cmd) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  return argv;
+}
+
+// "launching: <command>" on stderr, before every start: the user sees what runs (and each restart's command).
+void print_launch(const std::vector<std::string>& cmd) {
   std::fprintf(stderr, "launching:");
   for (const std::string& a : cmd) {
     // The script's text is an argument of bash -c: named, not printed.
@@ -138,11 +149,73 @@ int exec_mpirun(int np, const std::string& hostfile, const std::vector<std::stri
   }
   std::fprintf(stderr, "\n");
   std::fflush(stderr);
-  execvp(argv[0], argv.data());
-  std::fprintf(stderr, "could not run %s: %s (%s)\n", argv[0], std::strerror(errno),
+}
+
+void print_exec_failure(const char* program, int err, const RealLink& real_link) {
+  std::fprintf(stderr, "could not run %s: %s (%s)\n", program, std::strerror(err),
                real_link.mbps > 0 ? "the real link needs bash and openmpi-bin"
                                   : "install openmpi-bin, or pass --executor local");
+}
+
+}  // namespace
+
+int exec_mpirun(int np, const std::string& hostfile, const std::vector<std::string>& args, int threads_per_rank,
+                const RealLink& real_link) {
+  const std::vector<std::string> cmd = mpirun_command(np, hostfile, args, threads_per_rank, real_link);
+  std::vector<char*> argv = c_argv(cmd);
+  print_launch(cmd);
+  execvp(argv[0], argv.data());
+  print_exec_failure(argv[0], errno, real_link);
   return 2;
+}
+
+pid_t spawn_mpirun(int np, const std::string& hostfile, const std::vector<std::string>& args, int threads_per_rank,
+                   const RealLink& real_link) {
+  const std::vector<std::string> cmd = mpirun_command(np, hostfile, args, threads_per_rank, real_link);
+  std::vector<char*> argv = c_argv(cmd);
+  print_launch(cmd);
+  // exec's failure comes back through a close-on-exec pipe: end of file means mpirun runs, an errno means it does
+  // not (and restarting it would fail the same way).
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "cannot start mpirun: pipe: %s\n", std::strerror(errno));
+    return -1;
+  }
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    ::close(report[0]);
+    // The launcher gone (even by SIGKILL), the job must not train on unattended: mpirun gets SIGTERM and stops
+    // its ranks.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(143);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);  // the caller may block signals around the fork
+    execvp(argv[0], argv.data());
+    const int err = errno;
+    const ssize_t ignored = ::write(report[1], &err, sizeof(err));
+    (void)ignored;
+    _exit(127);
+  }
+  ::close(report[1]);
+  if (pid < 0) {
+    std::fprintf(stderr, "cannot start mpirun: fork: %s\n", std::strerror(errno));
+    ::close(report[0]);
+    return -1;
+  }
+  int err = 0;
+  ssize_t n;
+  do {
+    n = ::read(report[0], &err, sizeof(err));
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (n == static_cast<ssize_t>(sizeof(err))) {
+    waitpid(pid, nullptr, 0);
+    print_exec_failure(argv[0], err, real_link);
+    return -1;
+  }
+  return pid;
 }
 
 }  // namespace train

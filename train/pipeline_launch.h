@@ -1,7 +1,9 @@
-// train/pipeline_launch.h: starting a program as `stages` ranks of an mpirun job (one rank per pipeline stage), on
-// this machine's network or, with a real link, each rank in a network namespace of its own behind a link that `tc`
-// shapes (tools/netlink/netlink.sh).
+// train/pipeline_launch.h: starting a program as `np` ranks of an mpirun job (one rank per pipeline stage and
+// replica), on this machine's network or, with a real link, each rank in a network namespace of its own behind a
+// link that `tc` shapes (tools/netlink/netlink.sh).
 #pragma once
+
+#include <sys/types.h>
 
 #include <string>
 #include <vector>
@@ -38,5 +40,11 @@ std::vector<std::string> mpirun_command(int np, const std::string& hostfile, con
 // Replaces this process by mpirun_command(...) (execvp). Returns only on failure, with a message on stderr.
 int exec_mpirun(int np, const std::string& hostfile, const std::vector<std::string>& args, int threads_per_rank,
                 const RealLink& real_link = {});
+
+// Starts mpirun_command(...) as a child (--max-restarts: the launcher outlives the job to start it again) and
+// returns its pid, or -1 with a message on stderr when it cannot run (fork, or exec: mpirun missing). The child
+// starts with no signal blocked, and gets SIGTERM should this process die first (PR_SET_PDEATHSIG).
+pid_t spawn_mpirun(int np, const std::string& hostfile, const std::vector<std::string>& args, int threads_per_rank,
+                   const RealLink& real_link = {});
 
 }  // namespace train

@@ -104,6 +104,7 @@ void resolve_processes(const TrainFlags& f, RunConfig* r) {
   r->real_link.mbps = f.real_link_mbps;
   r->real_link.latency_ms = f.real_link_latency_ms;
   r->pid_dir = resolve_path(f.pid_dir);
+  r->max_restarts = f.max_restarts;
   const bool emulated = f.link_mbps > 0.0 || f.link_latency_ms > 0.0;
   const bool real = f.real_link_mbps > 0.0;
   if (!r->mpi) {
@@ -113,6 +114,10 @@ void resolve_processes(const TrainFlags& f, RunConfig* r) {
                       "mpi (every stage in this process has no link between them)");
     }
     if (!f.hostfile.empty()) throw FlagError("--hostfile places the ranks of --executor mpi; add --executor mpi");
+    if (f.max_restarts > 0) {
+      throw FlagError("--max-restarts needs --executor mpi: it starts the mpirun job again when a rank dies or "
+                      "stalls (a local run is one process; rerun it with --resume)");
+    }
     if (f.transport != "auto") {
       throw FlagError("--transport is for --executor mpi; --executor local runs every stage in this process");
     }

@@ -37,6 +37,7 @@ struct RunConfig {
   engine::comm::LinkConfig link;      // the emulated link inside the transport (--link-mbps)
   RealLink real_link;                 // a real tc-shaped link between namespaces (--real-link-mbps)
   std::string pid_dir;                // absolute, or empty
+  int max_restarts = 0;               // mpi: times a failed mpirun job is started again from its newest checkpoint
   std::string out_dir;        // absolute
   std::string checkpoint_dir; // out_dir/checkpoints
   std::string log_path;       // out_dir/log.jsonl

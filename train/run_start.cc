@@ -17,6 +17,8 @@
 #include "engine/comm/nccl_transport/rank_gpu.h"
 #include "train/checkpoint.h"
 #include "train/data_setup.h"
+#include "train/hostfile.h"
+#include "train/restart.h"
 #include "train/train_state.h"
 
 namespace train {
@@ -76,14 +78,28 @@ RunStart check_start(const RunConfig& config) {
   return start;
 }
 
+int job_ranks(const RunConfig& config) { return config.replicas.replicas * config.pipeline.stages; }
+
 int threads_per_process(const RunConfig& config) {
   if (config.flags.threads > 0) return config.flags.threads;
   if (!config.mpi) return 0;  // DeviceContext's default: every core
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");  // ranks on this host
-  const int ranks = config.pipeline.stages * config.replicas.replicas;
-  const int here = local != nullptr && std::atoi(local) > 0 ? std::atoi(local) : ranks;
+  // The launcher (no mpirun yet) assumes every rank on this host, as mpirun places them without a hostfile.
+  const int here = local != nullptr && std::atoi(local) > 0 ? std::atoi(local) : job_ranks(config);
   return std::max(1, cores / here);
+}
+
+void require_hostfile_slots(const RunConfig& config) {
+  if (config.hostfile.empty()) return;
+  const int ranks = job_ranks(config), slots = hostfile_slots(config.hostfile);
+  if (ranks <= slots) return;
+  const std::string S = std::to_string(config.pipeline.stages), R = std::to_string(config.replicas.replicas);
+  const bool replicas = config.replicas.replicas > 1;
+  throw FlagError((replicas ? "--replicas " + R + " x --stages " + S : "--stages " + S) + " needs " +
+                  std::to_string(ranks) + " ranks, but hostfile " + config.hostfile + " has " + std::to_string(slots) +
+                  (slots == 1 ? " slot" : " slots") + "; add slots or lower " +
+                  (replicas ? "--replicas/--stages" : "--stages"));
 }
 
 namespace {
@@ -116,6 +132,7 @@ void on_sigterm(int) {
 }  // namespace
 
 int launch_ranks(RunConfig config, const std::vector<std::string>& args) {
+  require_hostfile_slots(config);
   require_devices(config);
   require_real_link(config.real_link);
   setup_data(&config, /*report=*/true);
@@ -126,8 +143,10 @@ int launch_ranks(RunConfig config, const std::vector<std::string>& args) {
     check_start(config);  // the ranks resume from the same checkpoint; rank 0 reports what changed
   }
   std::fflush(stdout);  // what was printed here (the data line) must not die with this process image
-  return exec_mpirun(config.pipeline.stages * config.replicas.replicas, config.hostfile, args,
-                     threads_per_process(config), config.real_link);
+  if (config.max_restarts > 0 && !config.flags.sample_only) {
+    return run_with_restarts(config, args);  // mpirun as a child; the lock stays held here across the attempts
+  }
+  return exec_mpirun(job_ranks(config), config.hostfile, args, threads_per_process(config), config.real_link);
 }
 
 void explain_sigterm(int stage, int rank) {

@@ -5,7 +5,8 @@
 // Under --executor local the trainer makes these checks itself. Under --executor mpi the command the user ran
 // makes them, prepares the data, takes the lock, and then becomes mpirun (exec): the lock's descriptor stays open
 // in mpirun, so the output directory is locked for exactly as long as the job runs; the ranks find the data
-// prepared and the checkpoint verified.
+// prepared and the checkpoint verified. With --max-restarts it stays, holding the lock, and runs mpirun as a child
+// until the run ends or its restarts are used up.
 #pragma once
 
 #include <string>
@@ -44,11 +45,21 @@ struct RunStart {
 };
 RunStart check_start(const RunConfig& config);
 
+// The ranks of an --executor mpi job: one per stage of every replica, R x S.
+int job_ranks(const RunConfig& config);
+
+// --hostfile: a slot for each of the job_ranks(). The launcher passes --oversubscribe (several ranks per core is fine
+// on one machine), under which mpirun would pile the ranks a hostfile lacks onto its hosts instead of refusing.
+// Throws FlagError (too few slots: how many of each) or std::invalid_argument (an unreadable hostfile, a bad line).
+void require_hostfile_slots(const RunConfig& config);
+
 // CPU threads for this process: --threads, or this host's cores divided by the processes this run has on it.
 int threads_per_process(const RunConfig& config);
 
-// --executor mpi, in the command the user ran: the checks above, the data prepared once, then exec mpirun with one
-// rank per stage running this binary with `args`. Returns only on failure (an exit status).
+// --executor mpi, in the command the user ran: the checks above (and, with --hostfile, a slot for every rank), the
+// data prepared once, then exec mpirun with job_ranks() ranks running this binary with `args`; returns only on
+// failure (an exit status). With --max-restarts it runs mpirun as a child instead and starts it again after a
+// failure (train/restart.h), returning the run's exit status.
 int launch_ranks(RunConfig config, const std::vector<std::string>& args);
 
 // In a rank: when another rank fails, mpirun stops this one with SIGTERM; say so (naming this stage) before

@@ -181,7 +181,8 @@ ResumePoint verify_checkpoint(const std::string& manifest_path, const RunConfig&
   point.step = static_cast<int64_t>(manifest.get_u64("meta.step"));
   const auto before = parse_flags_text(manifest.get_string("meta.flags"));
   for (const auto& now : flag_values(config.flags)) {
-    if (now.first == "resume" || now.first == "stop-after") continue;  // how this session runs, not the run
+    // How this session runs, not the run.
+    if (now.first == "resume" || now.first == "stop-after" || now.first == "max-restarts") continue;
     for (const auto& then : before) {
       if (then.first == now.first && then.second != now.second) {
         point.changed_flags.emplace_back(now.first, then.second + " -> " + now.second);

@@ -80,6 +80,7 @@ TEST(Flags, ErrorsSayWhatIsWrong) {
       {{"--link-mode", "star"}, "--link-mode must be one of boundary, node; got 'star'"},
       {{"--threads", "-1"}, "--threads must be >= 0, got -1"},
       {{"--comm-timeout-s", "0"}, "--comm-timeout-s must be > 0"},
+      {{"--max-restarts", "-1"}, "--max-restarts must be >= 0, got -1"},
   };
   for (const auto& c : cases) {
     const std::string e = error_of(c.args);

@@ -278,6 +278,8 @@ TEST(TrainE2E, SampleOnlyFromCheckpoint) {
 
 TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
   const std::string out = tmp_dir() + "/bad";
+  const std::string one_slot = tmp_dir() + "/one_slot_hostfile";  // too few for 2 ranks: refused before mpirun
+  std::ofstream(one_slot) << "# one host\nlocalhost slots=1\n";
   struct Case {
     std::vector<std::string> args;
     std::string expected;
@@ -298,6 +300,10 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
       {{"--dp-link-mbps", "100"}, "are for the sync between replicas: add --replicas 2 or more"},
       {{"--replicas", "2", "--dp-link-mbps", "-1"}, "--dp-link-mbps and --dp-link-latency-ms must be >= 0"},
       {{"--replicas", "0"}, "--replicas must be >= 1, got 0"},
+      {{"--max-restarts", "-1"}, "--max-restarts must be >= 0, got -1"},
+      {{"--max-restarts", "1"}, "--max-restarts needs --executor mpi"},
+      {{"--executor", "mpi", "--stages", "2", "--hostfile", one_slot},
+       "--stages 2 needs 2 ranks, but hostfile " + one_slot + " has 1 slot; add slots or lower --stages"},
   };
   for (const auto& c : cases) {
     const Result r = run_trainer(concat(base_args(out), c.args));
@@ -466,6 +472,7 @@ TEST(TrainE2E, HelpListsFlagsAndExitsZero) {
   const Result r = run_trainer({"--help"});
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("--bottleneck {none,resbm,linear,ae,quant,ssn}"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--max-restarts INT"), std::string::npos) << r.output;
 }
 
 }  // namespace
