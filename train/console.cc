@@ -128,6 +128,8 @@ std::string format_step_line(const StepRecord& r, int total_steps) {
                 format_bytes(static_cast<double>(r.bytes_fwd)).c_str(),
                 format_bytes(static_cast<double>(r.bytes_bwd)).c_str(), r.compression);
   std::string line = buf;
+  // The tied wte gradient between the first and the last stage (a tied head, S > 1), then a replica sync.
+  if (r.bytes_tied > 0) line += " | tied " + format_bytes(static_cast<double>(r.bytes_tied));
   if (r.bytes_dp > 0) line += " | dp " + format_bytes(static_cast<double>(r.bytes_dp));  // a replica sync this step
   return line;
 }
