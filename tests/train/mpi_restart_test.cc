@@ -1,5 +1,6 @@
 // --max-restarts under --executor mpi: a rank killed (SIGKILL) mid-run is restarted from the newest complete
-// checkpoint and the finished run's losses are bitwise the uninterrupted run's; without restarts the failure ends
+// checkpoint and the finished run's losses are bitwise the uninterrupted run's (with one pipeline, and with 2
+// replicas under DiLoCo, killed between two syncs); without restarts the failure ends
 // the run as before; a stalled rank (SIGSTOP, past --comm-timeout-s) is restarted too, from step 0 when there is no
 // checkpoint yet, and a failure after the last restart ends the run saying so. Every job is bounded by `timeout`
 // and by the test's waits.
@@ -52,21 +53,23 @@ bool wait_for(Done done, double seconds) {
 
 // The pid a rank of stage `stage` wrote to --pid-dir; 0 while there is none or it is being written (a whole file
 // ends with a newline: a torn one must not name another process, or 0, the test's own group, to kill()).
-int stage_pid(const std::string& dir, int stage) {
-  const std::string text = pipeline_test::read_file(dir + "/stage" + std::to_string(stage) + ".pid");
+int pid_in(const std::string& dir, const std::string& name) {
+  const std::string text = pipeline_test::read_file(dir + "/" + name + ".pid");
   return !text.empty() && text.back() == '\n' ? std::atoi(text.c_str()) : 0;
 }
+int stage_pid(const std::string& dir, int stage) { return pid_in(dir, "stage" + std::to_string(stage)); }
 
 // A job of the trainer with kRun, `extra`, --pid-dir dir and --out-dir dir/out (dir emptied first).
 struct Job {
   std::string dir, out, log;
   std::unique_ptr<pipeline_test::Background> process;
-  Job(const std::string& tag, const std::string& extra) : dir(pipeline_test::temp_dir() + "/" + tag) {
+  Job(const std::string& tag, const std::string& extra, const std::string& run = kRun)
+      : dir(pipeline_test::temp_dir() + "/" + tag) {
     std::system(("rm -rf " + dir + " && mkdir -p " + dir).c_str());
     out = dir + "/out";
     log = dir + "/job.log";
     process = std::make_unique<pipeline_test::Background>(
-        "timeout 150 " + pipeline_test::trainer_binary() + " " + pipeline_test::data_flags() + " " + kRun + " " +
+        "timeout 150 " + pipeline_test::trainer_binary() + " " + pipeline_test::data_flags() + " " + run + " " +
             extra + " --pid-dir " + dir + " --out-dir " + out,
         log);
   }
@@ -75,14 +78,16 @@ struct Job {
   int launcher() const { return std::atoi(pipeline_test::read_file(out + "/.lock").c_str()); }
   // Once rank 0 has logged `steps` steps, sends `sig` to stage 1's rank; returns its pid, or 0 (with the reason
   // added to the test's failures) when the steps never came or no rank was found to signal.
-  int signal_stage_one_after(int steps, int sig) const {
+  int signal_stage_one_after(int steps, int sig) const { return signal_after(steps, sig, "stage1"); }
+  // The same for the rank that wrote <pid_name>.pid.
+  int signal_after(int steps, int sig, const std::string& pid_name) const {
     if (!wait_for([&] { return logged_records(out) >= steps; }, 90)) {
       ADD_FAILURE() << "step " << steps << " was never logged:\n" << output();
       return 0;
     }
-    const int rank = stage_pid(dir, 1);
+    const int rank = pid_in(dir, pid_name);
     if (rank <= 0 || rank == launcher() || kill(rank, sig) != 0) {
-      ADD_FAILURE() << "no stage 1 rank to signal (pid " << rank << ", the launcher's " << launcher() << "):\n"
+      ADD_FAILURE() << "no " << pid_name << " rank to signal (pid " << rank << ", the launcher's " << launcher() << "):\n"
                     << output();
       return 0;
     }
@@ -116,6 +121,21 @@ TEST(MpiRestart, KilledRankIsRestartedAndTheRunIsBitwise) {
   EXPECT_NE(output.find("resumed from " + job.out + "/checkpoints/ckpt_000000"), std::string::npos) << output;
   EXPECT_GT(logged_records(job.out), 32) << "the steps after the checkpoint were logged twice";
   EXPECT_EQ(pipeline_test::logged_losses(job.out), uninterrupted().losses);  // the last record of each step
+}
+
+// R = 2 replicas x S = 2 stages under DiLoCo (a sync every 3 steps): the rank of replica 1's stage 0 (rank 2) is
+// killed between two syncs; the restarted job resumes every replica and the outer state, bitwise.
+TEST(MpiRestart, KilledReplicaRankIsRestartedAndTheRunIsBitwise) {
+  if (!pipeline_test::have_mpirun()) GTEST_SKIP() << "mpirun not found in PATH: restarts are NOT tested here";
+  const std::string run = kRun + " --replicas 2 --dp-sync diloco --inner-steps 3";
+  const pipeline_test::PipelineRun whole = pipeline_test::run_pipeline("", run, "replicas_whole");
+  ASSERT_EQ(whole.rc, 0) << whole.output;
+  ASSERT_EQ(pipeline_test::loss_values(whole.losses).size(), 32u);
+  Job job("replicas_restart", "--max-restarts 1", run);
+  ASSERT_GT(job.signal_after(10, SIGKILL, "replica1.stage0"), 0);
+  ASSERT_EQ(job.process->wait(130), 0) << job.output();
+  EXPECT_NE(job.output().find("restart 1/1: the job failed"), std::string::npos) << job.output();
+  EXPECT_EQ(pipeline_test::logged_losses(job.out), whole.losses);
 }
 
 TEST(MpiRestart, WithoutRestartsAKilledRankEndsTheRun) {
