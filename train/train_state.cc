@@ -37,11 +37,18 @@ std::vector<std::pair<std::string, std::string>> parse_flags_text(const std::str
 // everything, "meta.model_fingerprint" for the parameters only) and seed.
 Checkpoint load_manifest(const std::string& path, const RunConfig& config, const char* fingerprint_section) {
   const Checkpoint manifest = Checkpoint::load(path);
+  // The layout first (replicas, stages), named plainly; then everything else through the fingerprint.
   const uint64_t replicas = manifest.has("meta.replicas") ? manifest.get_u64("meta.replicas") : 1;
   if (replicas != static_cast<uint64_t>(config.replicas.replicas)) {
     throw CheckpointError(path + " holds " + std::to_string(replicas) + " replica(s) of the pipeline, this run " +
                           std::to_string(config.replicas.replicas) + "; resume with --replicas " +
                           std::to_string(replicas) + " or use another --out-dir");
+  }
+  const uint64_t stages = manifest.get_u64("meta.stages");
+  if (stages != static_cast<uint64_t>(config.pipeline.stages)) {
+    throw CheckpointError(path + " has " + std::to_string(stages) + " stages, this run " +
+                          std::to_string(config.pipeline.stages) + "; resume with --stages " + std::to_string(stages) +
+                          " or use another --out-dir");
   }
   const std::string ours = std::string(fingerprint_section) == "meta.fingerprint" ? config.fingerprint()
                                                                                   : config.model_fingerprint();
@@ -49,10 +56,6 @@ Checkpoint load_manifest(const std::string& path, const RunConfig& config, const
   if (theirs != ours) {
     throw CheckpointError(path + " was written by a different run (" + theirs + "), this run is (" + ours +
                           "); use the same model/pipeline/batch flags or another --out-dir");
-  }
-  if (manifest.get_u64("meta.stages") != static_cast<uint64_t>(config.pipeline.stages)) {
-    throw CheckpointError(path + " has " + std::to_string(manifest.get_u64("meta.stages")) + " stages, this run " +
-                          std::to_string(config.pipeline.stages));
   }
   return manifest;
 }

@@ -209,6 +209,12 @@ TEST(TrainE2E, ReplicasSyncAndDilocoResumeIsBitExact) {
   EXPECT_EQ(other.exit_code, 2) << other.output;
   EXPECT_NE(other.output.find("holds 2 replica(s) of the pipeline, this run 1; resume with --replicas 2"),
             std::string::npos) << other.output;
+  // Nor as another number of stages.
+  const Result stages = run_trainer(concat(base_args(tmp_dir() + "/dp_diloco_whole"),
+                                           {"--steps", "10", "--resume", "--replicas", "2", "--stages", "1"}));
+  EXPECT_EQ(stages.exit_code, 2) << stages.output;
+  EXPECT_NE(stages.output.find("has 2 stages, this run 1; resume with --stages 2"), std::string::npos)
+      << stages.output;
 }
 
 TEST(TrainE2E, KillNineThenResumeIsBitExact) {
