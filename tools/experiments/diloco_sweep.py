@@ -15,6 +15,7 @@ lr 3e-3 with cosine decay to 10%, weight decay 0.1, clip 1.0. At equal tokens (1
   - ddp:         R = 2 replicas at B = 8 each (R x B = 16 rows per step), gradients averaged every step, 500 steps;
   - diloco_H10, diloco_H50: R = 2, each replica its own AdamW for H steps, then DiLoCo's outer Nesterov step
                  (outer lr 0.7, momentum 0.9) on the averaged parameter change, 500 steps;
+  - average_H10: H = 10 with outer lr 1 and momentum 0, i.e. plain parameter averaging every 10 steps;
   - diloco_H50_int8: H = 50 sending int8 changes (--dp-code int8: 1 byte per parameter plus a scale per 256);
   - diloco_H50_muon: the same with Muon as the inner optimizer, once.
 The R = 2 runs warm up for 25 steps (the same 51,200 tokens as pipe's 50) and are evaluated every 100 steps, which
@@ -76,6 +77,10 @@ def grid():
     for H in (10, 50):
         add(f"diloco_H{H}", three, ["--dp-sync", "diloco", "--inner-steps", str(H), "--outer-lr", "0.7",
                                     "--outer-momentum", "0.9"])
+    # What the outer optimizer adds: H = 10 with outer lr 1 and no momentum is plain parameter averaging every 10
+    # steps (engine/optim/diloco.h).
+    add("average_H10", three, ["--dp-sync", "diloco", "--inner-steps", "10", "--outer-lr", "1", "--outer-momentum",
+                               "0"])
     add("diloco_H50_int8", three, ["--dp-sync", "diloco", "--inner-steps", "50", "--outer-lr", "0.7",
                                    "--outer-momentum", "0.9", "--dp-code", "int8"])
     add("diloco_H50_muon", [1], ["--dp-sync", "diloco", "--inner-steps", "50", "--outer-lr", "0.7",
@@ -275,9 +280,10 @@ def plot(runs, rows, pipe_rows):
                     f.write(f"{tokens / 1e6} {sum(by_tokens[tokens]) / len(curves)}\n")
         series.append(f"'{dat}' using 1:2 with linespoints title '{name} ({len(curves)} seeds)'")
 
-    pipe = [pipe_rows[("pipe", s)]["curve"] for s in (1, 2, 3) if ("pipe", s) in pipe_rows]
-    if pipe:
-        write("one pipeline", pipe)
+    for key, name in (("pipe", "one pipeline"), ("pipe_muon", "one pipeline, Muon")):
+        pipe = [pipe_rows[(key, s)]["curve"] for s in (1, 2, 3) if (key, s) in pipe_rows]
+        if pipe:
+            write(name, pipe)
     kinds = []
     for r in runs:
         if r["kind"] not in kinds:
