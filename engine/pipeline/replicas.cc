@@ -295,11 +295,14 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
     std::vector<double> all(config.stages);
     pipeline_->transport()->allgather(&bytes, 1, all.data());
     for (double b : all) all_stages_payload_ += static_cast<uint64_t>(b);
-    const size_t payload = sync_payload_bytes();
-    send_.resize(payload);
-    gathered_.resize(payload * R);
+    // Host buffers of one sync, sized once: the fp32 gradients (alignment padding included) or the encoded change.
+    const size_t wire = std::max(sync_payload_bytes(), static_cast<size_t>(n) * sizeof(float));
+    send_.resize(wire);
+    gathered_.resize(wire * R);
     summary_mine_.resize(summary_width());
     summary_all_.resize(summary_width() * R);
+    losses_.resize(R);
+    evaluated_.resize(R);
   }
 
   StepStats step(const Tensor& tokens, const Tensor& targets, float lr) override {
@@ -334,9 +337,8 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
     summary_mine_[1] = stats.grad_norm;
     stats.wire.to_doubles(summary_mine_.data() + 2);
     group_.allgather(summary_mine_.data(), summary_mine_.size(), summary_all_.data());
-    std::vector<float> losses;
-    for (int q = 0; q < R; ++q) losses.push_back(static_cast<float>(summary_all_[q * summary_width()]));
-    stats.loss = mean_loss(losses);
+    for (int q = 0; q < R; ++q) losses_[q] = static_cast<float>(summary_all_[q * summary_width()]);
+    stats.loss = mean_loss(losses_);
     stats.grad_norm = static_cast<float>(summary_all_[1]);
     stats.wire.clear();
     for (int q = 0; q < R; ++q) stats.wire.add_doubles(summary_all_.data() + q * summary_width() + 2);
@@ -349,9 +351,8 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
   // Replica 0's loss (every replica evaluates its own parameters; under diloco they differ between syncs).
   float evaluate(const Tensor& tokens, const Tensor& targets) override {
     const double mine = pipeline_->evaluate(tokens, targets);
-    std::vector<double> all(replicas_.replicas);
-    group_.allgather(&mine, 1, all.data());
-    return static_cast<float>(all[0]);
+    group_.allgather(&mine, 1, evaluated_.data());
+    return static_cast<float>(evaluated_[0]);
   }
   void set_step(int64_t step) override {
     pipeline_->set_step(step);
@@ -379,18 +380,11 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
   void average_gradients() {
     const Tensor grads = params().all_grads();
     const size_t n = static_cast<size_t>(grads.numel());
-    gathered_.resize(n * sizeof(float) * replicas_.replicas);
-    send_.resize(n * sizeof(float));
     copy_to_host(send_.data(), grads);
     group_.allgather(reinterpret_cast<const float*>(send_.data()), n, reinterpret_cast<float*>(gathered_.data()));
-    std::vector<Tensor> all;
-    for (int q = 0; q < replicas_.replicas; ++q) {
-      all.push_back(prefix(per_replica_[q], static_cast<int64_t>(n)));
-      copy_from_host(all.back(), gathered_.data() + q * n * sizeof(float));
-    }
-    const Tensor avg = prefix(average_, static_cast<int64_t>(n));
-    optim::average_in_order(ctx_, device_, all, avg);
-    assign(ctx_, device_, grads, avg, n);
+    for (int q = 0; q < replicas_.replicas; ++q) copy_from_host(per_replica_[q], gathered_.data() + q * n * sizeof(float));
+    optim::average_in_order(ctx_, device_, per_replica_, average_);
+    assign(ctx_, device_, grads, average_, n);
   }
 
   // DiLoCo: this replica's change, encoded; every replica's, gathered and decoded; their mean; the outer step.
@@ -401,14 +395,9 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
     outer_->replica_delta(params(), delta);
     payload_->encode(delta, outer_->outer_steps(), group_.replica(), first_local_stage(), send_.data());
     gather_bytes(send_.data(), bytes, gathered_.data());
-    std::vector<Tensor> all;
-    for (int q = 0; q < replicas_.replicas; ++q) {
-      all.push_back(prefix(per_replica_[q], n));
-      payload_->decode(gathered_.data() + q * bytes, all.back());
-    }
-    const Tensor avg = prefix(average_, n);
-    optim::average_in_order(ctx_, device_, all, avg);
-    outer_->outer_step(avg);
+    for (int q = 0; q < replicas_.replicas; ++q) payload_->decode(gathered_.data() + q * bytes, per_replica_[q]);
+    optim::average_in_order(ctx_, device_, per_replica_, average_);
+    outer_->outer_step(average_);
     outer_->load_synced(params());
   }
 
@@ -438,7 +427,8 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
   Tensor average_, mine_;
   std::vector<uint8_t> send_, gathered_;
   std::vector<float> padded_send_, padded_all_;
-  std::vector<double> summary_mine_, summary_all_;
+  std::vector<double> summary_mine_, summary_all_, evaluated_;
+  std::vector<float> losses_;
   uint64_t all_stages_payload_ = 0;  // one replica's sync payload, summed over the stages
   int inner_ = 0;
 };
