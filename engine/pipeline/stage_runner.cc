@@ -74,7 +74,13 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
       tied_mine_.resize(tied_count);
     }
   }
-  if (on_gpu()) scalar_ = std::make_unique<Arena>("stage grad norm", 256, device_);
+  // One float per parameter tensor: on the GPU every partial sum is written on the device, then copied at once.
+  const size_t count = module_.params().params().size();
+  norm_parts_host_.resize(count);
+  if (on_gpu()) {
+    scalar_ = std::make_unique<Arena>("stage grad norm", count * sizeof(float) + 256, device_);
+    norm_parts_ = scalar_->alloc({static_cast<int64_t>(count)});
+  }
   losses_.assign(M, 0.0f);
   optimizer_ = optimizer(module.params());
 }
@@ -244,22 +250,26 @@ void StageRunner::receive_tied() {
 
 double StageRunner::grad_norm_squared() {
   const double t0 = now_s();
-  double sum = 0.0;
   ParamStore& params = module_.params();
   const int tied = module_.tied_param();
-  for (int i = 0; i < static_cast<int>(params.params().size()); ++i) {
-    if (i == tied && has_tied() && transport_.is_last()) continue;  // counted once, on the first stage
+  const int count = static_cast<int>(params.params().size());
+  auto skipped = [&](int i) { return i == tied && has_tied() && transport_.is_last(); };  // counted on stage 0
+  // Each tensor's sum of squares as a float, then their sum in double in parameter order: the same numbers on
+  // either device. On the GPU every partial lands in norm_parts_ and crosses to the host once (one sync per step,
+  // not one per tensor).
+  for (int i = 0; i < count; ++i) {
+    if (skipped(i)) continue;
     const Tensor& g = params.var(i).grad;
-    float part = 0.0f;
     if (on_gpu()) {
-      const Tensor out = scalar_->alloc({1});
-      KERNEL(device_, sum_squares, ctx_, out.f32(), g.f32(), static_cast<size_t>(g.numel()));
-      copy_to_host(&part, out);
-      scalar_->reset();
+      KERNEL(device_, sum_squares, ctx_, norm_parts_.f32() + i, g.f32(), static_cast<size_t>(g.numel()));
     } else {
-      kernels::cpu::sum_squares(ctx_, &part, g.f32(), static_cast<size_t>(g.numel()));
+      kernels::cpu::sum_squares(ctx_, &norm_parts_host_[i], g.f32(), static_cast<size_t>(g.numel()));
     }
-    sum += part;
+  }
+  if (on_gpu()) copy_to_host(norm_parts_host_.data(), norm_parts_);
+  double sum = 0.0;
+  for (int i = 0; i < count; ++i) {
+    if (!skipped(i)) sum += norm_parts_host_[i];
   }
   phases_.update_s += now_s() - t0;
   return sum;

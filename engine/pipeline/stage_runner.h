@@ -89,7 +89,9 @@ class StageRunner {
   std::vector<float> host_tied_other_;           // host wire only
   std::vector<float> host_code_;                 // GPU, host wire: a code or its gradient on its way to/from the wire
   std::vector<float> tied_mine_;                 // GPU, host wire: this stage's tied-weight gradient, on the host
-  std::unique_ptr<Arena> scalar_;                // GPU only: sum_squares' one-float result
+  std::unique_ptr<Arena> scalar_;                // GPU only: holds norm_parts_
+  Tensor norm_parts_;                            // GPU only: (P) each parameter tensor's sum of squares
+  std::vector<float> norm_parts_host_;           // (P) the same on the host
 };
 
 }  // namespace engine::pipeline
