@@ -28,6 +28,7 @@ struct StepOutput {
   uint64_t bytes_bwd = 0;    // code gradients sent back
   uint64_t bytes_tied = 0;   // tied wte gradient, first <-> last stage, both ways
   uint64_t bytes_dp = 0;     // data-parallel sync between replicas (engine/pipeline/pipeline.h StepStats::dp_bytes)
+  std::vector<double> dp_stage_bytes;  // on a sync step: one replica's payload per stage (StepStats::dp_stage_bytes)
   double compression_fwd = 1.0;  // uncompressed fp32 boundary bytes / bytes sent (1 when S = 1)
   double compression_bwd = 1.0;
   // Per stage (stage order): compute ms of its forwards, its backwards, its update (engine::pipeline::PhaseTimes).

@@ -143,6 +143,7 @@ class PipelineBackend : public Backend {
     out.compression_fwd = out.bytes_fwd ? stats.compression_ratio(engine::comm::Direction::forward) : 1.0;
     out.compression_bwd = out.bytes_bwd ? stats.compression_ratio(engine::comm::Direction::backward) : 1.0;
     out.bytes_dp = stats.dp_bytes;
+    out.dp_stage_bytes.assign(stats.dp_stage_bytes.begin(), stats.dp_stage_bytes.end());
     for (const engine::pipeline::PhaseTimes& p : stats.phases) {
       out.forward_ms.push_back(p.forward_s * 1e3);
       out.backward_ms.push_back(p.backward_s * 1e3);

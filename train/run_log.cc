@@ -108,22 +108,24 @@ void RunLog::log_config(const std::vector<std::pair<std::string, std::string>>& 
 }
 
 void RunLog::log_step(const StepRecord& r) {
-  write(JsonObject()
-            .add("type", "step")
-            .add("step", r.step)
-            .add("loss", r.loss)
-            .add("lr", r.lr)
-            .add("grad_norm", r.grad_norm)
-            .add("ms", r.ms)
-            .add("tokens_per_s", r.tokens_per_s)
-            .add("bytes_fwd", r.bytes_fwd)
-            .add("bytes_bwd", r.bytes_bwd)
-            .add("bytes_tied", r.bytes_tied)
-            .add("bytes_dp", r.bytes_dp)
-            .add("compression", r.compression)
-            .add_raw("stage_forward_ms", json_array(r.forward_ms))
-            .add_raw("stage_backward_ms", json_array(r.backward_ms))
-            .add_raw("stage_update_ms", json_array(r.update_ms)));
+  JsonObject record;
+  record.add("type", "step")
+      .add("step", r.step)
+      .add("loss", r.loss)
+      .add("lr", r.lr)
+      .add("grad_norm", r.grad_norm)
+      .add("ms", r.ms)
+      .add("tokens_per_s", r.tokens_per_s)
+      .add("bytes_fwd", r.bytes_fwd)
+      .add("bytes_bwd", r.bytes_bwd)
+      .add("bytes_tied", r.bytes_tied)
+      .add("bytes_dp", r.bytes_dp)
+      .add("compression", r.compression)
+      .add_raw("stage_forward_ms", json_array(r.forward_ms))
+      .add_raw("stage_backward_ms", json_array(r.backward_ms))
+      .add_raw("stage_update_ms", json_array(r.update_ms));
+  if (!r.dp_stage_bytes.empty()) record.add_raw("dp_stage_bytes", json_array(r.dp_stage_bytes));
+  write(record);
 }
 
 void RunLog::log_eval(int64_t step, double val_loss) {

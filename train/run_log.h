@@ -50,6 +50,8 @@ struct StepRecord {
   // engine::pipeline::PhaseTimes). Logged as stage_forward_ms, stage_backward_ms, stage_update_ms: what
   // tools/wan_sim reads.
   std::vector<double> forward_ms, backward_ms, update_ms;
+  // On a replica sync step: one replica's payload per stage (logged as dp_stage_bytes; absent on other steps).
+  std::vector<double> dp_stage_bytes;
 };
 
 class RunLog {

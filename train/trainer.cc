@@ -241,6 +241,7 @@ int run_training(RunConfig c) {
     r.bytes_dp = static_cast<int64_t>(out.bytes_dp);
     r.compression = out.compression_fwd;
     r.forward_ms = out.forward_ms;
+    r.dp_stage_bytes = out.dp_stage_bytes;
     r.backward_ms = out.backward_ms;
     r.update_ms = out.update_ms;
     if (log) log->log_step(r);

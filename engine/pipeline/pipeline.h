@@ -115,6 +115,9 @@ struct StepStats {
   // or parameter change (a DiLoCo sync) once, summed over replicas and stages; 0 with one replica or between syncs.
   // An all-reduce moves about twice this over the links.
   uint64_t dp_bytes = 0;
+  // On a sync step: one replica's payload per stage, stage order (what each stage's data-parallel link carries from
+  // one replica); empty otherwise. tools/wan_sim reads it from the log.
+  std::vector<uint64_t> dp_stage_bytes;
   std::vector<PhaseTimes> phases;  // per stage, in stage order
   // uncompressed / sent, per direction (0 when nothing was sent).
   double compression_ratio(comm::Direction dir) const;

@@ -195,6 +195,7 @@ class ReplicatedLocalExecutor : public ReplicatedExecutor {
       // Each replica's payload once, summed over replicas and stages.
       for (int s = 0; s < execs_[0]->num_local_stages(); ++s) {
         out.dp_bytes += static_cast<uint64_t>(R) * sync_payload_bytes(s);
+        out.dp_stage_bytes.push_back(sync_payload_bytes(s));
       }
     }
     out.seconds = now_s() - t0;
@@ -294,7 +295,10 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
     const double bytes = static_cast<double>(sync_payload_bytes());
     std::vector<double> all(config.stages);
     pipeline_->transport()->allgather(&bytes, 1, all.data());
-    for (double b : all) all_stages_payload_ += static_cast<uint64_t>(b);
+    for (double b : all) {
+      stage_payloads_.push_back(static_cast<uint64_t>(b));
+      all_stages_payload_ += stage_payloads_.back();
+    }
     // Host buffers of one sync, sized once: the fp32 gradients (alignment padding included) or the encoded change.
     const size_t wire = std::max(sync_payload_bytes(), static_cast<size_t>(n) * sizeof(float));
     send_.resize(wire);
@@ -344,6 +348,7 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
     for (int q = 0; q < R; ++q) stats.wire.add_doubles(summary_all_.data() + q * summary_width() + 2);
     stats.uncompressed_bytes_per_direction *= static_cast<uint64_t>(R);
     stats.dp_bytes = synced ? static_cast<uint64_t>(R) * all_stages_payload_ : 0;
+    if (synced) stats.dp_stage_bytes = stage_payloads_;
     stats.seconds = now_s() - t0;
     return stats;
   }
@@ -429,7 +434,8 @@ class ReplicatedDistributedExecutor : public ReplicatedExecutor {
   std::vector<float> padded_send_, padded_all_;
   std::vector<double> summary_mine_, summary_all_, evaluated_;
   std::vector<float> losses_;
-  uint64_t all_stages_payload_ = 0;  // one replica's sync payload, summed over the stages
+  std::vector<uint64_t> stage_payloads_;  // one replica's sync payload per stage, stage order
+  uint64_t all_stages_payload_ = 0;       // their sum
   int inner_ = 0;
 };
 

@@ -28,6 +28,19 @@ std::string logged_evals(const std::string& out_dir) {
   return out;
 }
 
+// What the data-parallel sync sent, per step: "step bytes_dp [dp_stage_bytes]" (the array only on sync steps).
+std::string logged_dp_bytes(const std::string& out_dir) {
+  std::istringstream in(pipeline_test::read_file(out_dir + "/log.jsonl"));
+  std::string line, out;
+  while (std::getline(in, line)) {
+    if (pipeline_test::json_field(line, "type") != "\"step\"") continue;
+    const size_t at = line.find("\"dp_stage_bytes\": [");
+    out += pipeline_test::json_field(line, "step") + " " + pipeline_test::json_field(line, "bytes_dp") + " " +
+           (at == std::string::npos ? "" : line.substr(at, line.find(']', at) - at)) + "\n";
+  }
+  return out;
+}
+
 std::string sample_of(const std::string& output) {
   const size_t p = output.find("---- sample at step");
   return p == std::string::npos ? "" : output.substr(p, output.find("----\n", p + 10) - p);
@@ -45,6 +58,8 @@ pipeline_test::PipelineRun expect_mpi_matches_local(const std::string& tag, cons
   EXPECT_EQ(mpi.losses, local.losses);
   EXPECT_FALSE(logged_evals(local.out_dir).empty());
   EXPECT_EQ(logged_evals(mpi.out_dir), logged_evals(local.out_dir));
+  EXPECT_NE(logged_dp_bytes(local.out_dir).find("dp_stage_bytes"), std::string::npos) << logged_dp_bytes(local.out_dir);
+  EXPECT_EQ(logged_dp_bytes(mpi.out_dir), logged_dp_bytes(local.out_dir));
   EXPECT_NE(sample_of(local.output), "") << local.output;
   EXPECT_EQ(sample_of(mpi.output), sample_of(local.output));
   for (int r = 0; r < 2; ++r) {

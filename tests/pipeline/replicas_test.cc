@@ -234,6 +234,10 @@ TEST(Replicas, DilocoInt8PayloadIsAveragingOfRoundedChanges) {
   const auto b = rounded.exec->step(batch.tokens, batch.targets, 0.1f);
   EXPECT_EQ(a.loss, b.loss);  // the same forward pass: the sync comes after it
   EXPECT_LT(b.dp_bytes, a.dp_bytes / 3);  // 1 byte + 4/256 per value against 4
+  ASSERT_EQ(b.dp_stage_bytes.size(), static_cast<size_t>(kS));  // one replica's payload per stage
+  uint64_t per_replica = 0;
+  for (uint64_t bytes : b.dp_stage_bytes) per_replica += bytes;
+  EXPECT_EQ(per_replica * kR, b.dp_bytes);
   for (int s = 0; s < kS; ++s) {
     double largest_change = 0.0;
     for (int r = 0; r < kR; ++r) {

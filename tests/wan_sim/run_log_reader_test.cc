@@ -72,6 +72,30 @@ TEST(RunLogReader, MediansAfterTheWarmUp) {
   EXPECT_DOUBLE_EQ(r.work.tied_bytes, 30.0);       // both ways counted together
 }
 
+// A run of R = 2 replicas under DiLoCo (H = 5) over a 100 Mbit/s data-parallel link: the workload is one replica's
+// (boundary bytes halved), the sync payloads per stage come from the sync steps' dp_stage_bytes.
+TEST(RunLogReader, ReplicasAndTheirSyncs) {
+  const std::string path = temp_path("replicas.jsonl");
+  {
+    std::ofstream out(path);
+    out << "{\"type\": \"config\", \"flags\": {\"stages\": \"2\", \"micro-batches\": \"1\", \"replicas\": \"2\", "
+           "\"dp-sync\": \"diloco\", \"inner-steps\": \"5\", \"dp-link-mbps\": \"100\", \"dp-link-latency-ms\": \"20\"}}\n";
+    for (int i = 1; i <= 10; ++i) {
+      out << "{\"type\": \"step\", \"step\": " << i << ", \"ms\": 10, \"bytes_fwd\": 800, \"bytes_bwd\": 800, "
+          << "\"bytes_tied\": 0, \"stage_forward_ms\": [1, 1], \"stage_backward_ms\": [2, 2], \"stage_update_ms\": [0, 0]";
+      if (i % 5 == 0) out << ", \"dp_stage_bytes\": [6000, 4000]";
+      out << "}\n";
+    }
+  }
+  const LoggedRun r = read_run_log(path, 2);
+  EXPECT_EQ(r.work.replicas, 2);
+  EXPECT_EQ(r.work.dp_every, 5);
+  EXPECT_DOUBLE_EQ(r.links.dp_mbps, 100.0);
+  EXPECT_DOUBLE_EQ(r.links.dp_latency_ms, 20.0);
+  EXPECT_EQ(r.work.dp_bytes, (std::vector<double>{6000.0, 4000.0}));
+  EXPECT_DOUBLE_EQ(r.work.code_bytes[0], 400.0);  // 800 over 1 boundary and 2 replicas
+}
+
 TEST(RunLogReader, RefusesALogWithoutPhaseTimes) {
   const std::string path = temp_path("old.jsonl");
   write_log(path, false);

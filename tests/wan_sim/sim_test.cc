@@ -131,11 +131,56 @@ TEST(WanSim, RefusesInconsistentInput) {
   Workload w = uniform(2, 1, 1.0, 1.0, 1.0);
   const Links l = links(LinkMode::boundary, 8.0, 0.0);
   EXPECT_THROW(simulate(w, 0, Schedule::gpipe, l), std::invalid_argument);
-  w.replicas = 2;
+  w.replicas = 0;
   EXPECT_THROW(simulate(w, 1, Schedule::gpipe, l), std::invalid_argument);
+  w.replicas = 2;
+  w.dp_bytes = {1.0};  // one per stage needed
+  EXPECT_THROW(simulate(w, 1, Schedule::gpipe, l), std::invalid_argument);
+  w.dp_bytes = {1.0, 1.0};
+  w.dp_every = 0;
+  EXPECT_THROW(simulate(w, 1, Schedule::gpipe, l), std::invalid_argument);
+  w.dp_every = 1;
   w.replicas = 1;
   w.code_bytes.clear();
   EXPECT_THROW(simulate(w, 1, Schedule::gpipe, l), std::invalid_argument);
+}
+
+// Replicas: S = 1, f = 0.1, b = 0.2, one replica's payload 10^6 bytes on an 8 Mbit/s data-parallel link with 10 ms
+// latency: (R - 1) x 1 s + 0.01 s after the 0.3 s step. A sync every 4 steps adds a quarter of it per step.
+TEST(WanSim, ReplicaSyncOnEachStagesOwnLink) {
+  Workload w = uniform(1, 1, 0.1, 0.2, 0.0);
+  Links l = links(LinkMode::boundary, 8.0, 0.0);
+  l.dp_mbps = 8.0;
+  l.dp_latency_ms = 10.0;
+  w.replicas = 2;
+  w.dp_bytes = {1e6};
+  SimResult r = simulate(w, 1, Schedule::gpipe, l);
+  EXPECT_NEAR(r.plain_step_s, 0.3, 1e-12);
+  EXPECT_NEAR(r.stages[0].dp_s, 1.01, 1e-12);
+  EXPECT_NEAR(r.sync_step_s, 1.31, 1e-12);
+  EXPECT_NEAR(r.step_s, 1.31, 1e-12);
+  w.replicas = 3;  // two payloads leave each node
+  EXPECT_NEAR(simulate(w, 1, Schedule::gpipe, l).sync_step_s, 2.31, 1e-12);
+  w.replicas = 2;
+  w.dp_every = 4;
+  r = simulate(w, 1, Schedule::gpipe, l);
+  EXPECT_NEAR(r.step_s, 0.3 + 1.01 / 4, 1e-12);
+  w.replicas = 1;  // no replicas: no sync, whatever the payload says
+  EXPECT_NEAR(simulate(w, 1, Schedule::gpipe, l).step_s, 0.3, 1e-12);
+}
+
+// S = 2, M = 1, GPipe, f = b = 0.1 s, no boundary delay: stage 1 is done at 0.3 s (F0 [0,.1] on stage 0, F0 and B0
+// [.1,.3] on stage 1), stage 0 at 0.4 s (B0 [.3,.4]). Stage 1's sync (2 MB: 2 s) starts earlier but ends later
+// than stage 0's (0.5 MB: 0.5 s): the step ends at 2.3 s, each stage syncing on its own link.
+TEST(WanSim, StagesSyncInParallel) {
+  Workload w = uniform(2, 1, 0.1, 0.1, 0.0);
+  Links l = links(LinkMode::boundary, 0.0, 0.0);
+  l.dp_mbps = 8.0;
+  w.replicas = 2;
+  w.dp_bytes = {0.5e6, 2e6};
+  const SimResult r = simulate(w, 1, Schedule::gpipe, l);
+  EXPECT_NEAR(r.plain_step_s, 0.4, 1e-12);
+  EXPECT_NEAR(r.sync_step_s, 2.3, 1e-12);
 }
 
 }  // namespace

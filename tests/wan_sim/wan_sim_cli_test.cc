@@ -59,7 +59,8 @@ TEST(WanSimCli, BadInputIsOneErrorLineAndExit2) {
   expect_error(kShape + "--up-mbps 10 --down-mbps 0", "--down-mbps must be > 0");
   expect_error(kShape + "--up-mbps 10 --frobnicate 1", "unknown flag --frobnicate");
   expect_error(kShape + "--up-mbps 10 --schedule zigzag", "unknown schedule 'zigzag'");
-  expect_error(kShape + "--up-mbps 10 --replicas 2", "only R = 1");
+  expect_error(kShape + "--up-mbps 10 --replicas 2", "--replicas 2 needs --dp-bytes");
+  expect_error(kShape + "--up-mbps 10 --replicas 2 --dp-bytes 100 --dp-mbps 0", "--dp-mbps must be > 0");
 
   const std::string old_log = temp_path("old.jsonl");
   std::ofstream(old_log) << "{\"type\": \"config\", \"flags\": {\"stages\": \"2\", \"micro-batches\": \"1\"}}\n"

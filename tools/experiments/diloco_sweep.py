@@ -157,8 +157,22 @@ def row_of(path, steps):
     }
 
 
+WAN_SIM = os.path.join(ROOT, "bazel-bin", "tools", "wan_sim", "wan_sim")
+
+
+def simulated_ms(path):
+    """tools/wan_sim's step time for the logged run with each replica on machines of its own (the logged compute
+    per stage, the DP link the run emulated, boundaries unlimited as in the run), or None without the binary."""
+    if not os.path.exists(WAN_SIM):
+        return None
+    out = subprocess.run([WAN_SIM, "--log", path, "--skip-steps", "10", "--json"], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"error: wan_sim failed on {path}: {out.stderr.strip()}")
+    return json.loads(out.stdout)["step_s"] * 1000.0
+
+
 def timing_of(name):
-    """Mean ms per step (after 10 warm-up steps) and tokens/s of a timing log, or None."""
+    """Mean ms per step (after 10 warm-up steps), tokens/s, and wan_sim's ms with the replicas apart, or None."""
     path = os.path.join(TIMING, name + ".jsonl")
     if not os.path.exists(path):
         return None
@@ -170,7 +184,7 @@ def timing_of(name):
     tokens = int(flags["batch-size"]) * int(flags["seq-len"]) * int(flags["micro-batches"]) * \
         int(flags.get("replicas", "1"))
     mean = sum(ms) / len(ms)
-    return {"ms": mean, "tokens_per_s": tokens / (mean / 1000.0)}
+    return {"ms": mean, "tokens_per_s": tokens / (mean / 1000.0), "apart_ms": simulated_ms(path)}
 
 
 def report(runs):
@@ -202,8 +216,9 @@ def report(runs):
     out("ranks bit for bit: tests/pipeline/mpi_replicas_test.cc).")
     out("")
     out("| configuration | seeds | val loss (mean ± s.e.) | vs one pipeline (paired) | boundary B/token | "
-        "DP B/token | DP syncs | ms/step @ 100 Mbit/s DP | tokens/s @ 100 Mbit/s |")
-    out("|---|---|---|---|---|---|---|---|---|")
+        "DP B/token | DP syncs | ms/step @ 100 Mbit/s DP | tokens/s @ 100 Mbit/s | ms/step, replicas apart "
+        "(wan_sim) |")
+    out("|---|---|---|---|---|---|---|---|---|---|")
 
     def line(label, vals, diffs, sample, timing):
         mean, se = base.mean_se(vals)
@@ -212,8 +227,9 @@ def report(runs):
         val = f"{mean:.4f} ± {se:.4f}" if len(vals) > 1 else f"{mean:.4f}"
         t_ms = "—" if timing is None else f"{timing['ms']:.0f}"
         t_tps = "—" if timing is None else f"{timing['tokens_per_s']:,.0f}"
+        apart = "—" if timing is None or timing["apart_ms"] is None else f"{timing['apart_ms']:.0f}"
         out(f"| {label} | {len(vals)} | {val} | {diff} | {sample['boundary_per_token']:.1f} | "
-            f"{sample['dp_per_token']:,.1f} | {sample['syncs']} | {t_ms} | {t_tps} |")
+            f"{sample['dp_per_token']:,.1f} | {sample['syncs']} | {t_ms} | {t_tps} | {apart} |")
 
     for key, label in (("pipe", "one pipeline, B = 8 (AdamW)"), ("pipe_muon", "one pipeline, B = 8 (Muon)")):
         vals = [pipe_rows[(key, s)]["val"] for s in (1, 2, 3) if (key, s) in pipe_rows]
@@ -239,7 +255,10 @@ def report(runs):
     out("(gradients every step, or a DiLoCo change every H steps), both divided by the tokens trained. Step time:")
     out(f"{TIME_STEPS} steps of seed 1 (steps 11-{TIME_STEPS} averaged) with `--dp-link-mbps {DP_LINK_MBPS:g}`, on this")
     out("2-core machine, both replicas in one process (their compute adds up; each sync waits for its payload's")
-    out("time on the link, (R - 1) x payload / rate).")
+    out("time on the link, (R - 1) x payload / rate). Replicas apart: `wan_sim --log` on the same timing log, which")
+    out("models each replica on machines of its own (every stage's logged compute, the same 100 Mbit/s DP link per")
+    out("stage, the boundaries unlimited as in the run, a DiLoCo sync's time spread over its H steps; `tools/bazel")
+    out("build //tools/wan_sim` before `report`).")
     if missing:
         out("")
         out("Missing (not run yet): " + ", ".join(missing))

@@ -23,16 +23,20 @@ using wan_sim::InputError;
 const char* kUsage =
     "usage: wan_sim [--log RUN.jsonl [--skip-steps 2]] | [--stages S --micro-batches M --schedule gpipe|1f1b\n"
     "         --forward-ms F --backward-ms B [--update-ms U] --rows N --code-width K --wire-dtype fp32|bf16|int8\n"
-    "         [--tied-bytes X]]  [--replicas 1] [--link-mode boundary|node] [--up-mbps R] [--down-mbps R]\n"
-    "         [--latency-ms L] [--sweep 1,2,4,8,16] [--json]\n"
+    "         [--tied-bytes X]]  [--replicas R --dp-bytes P [--dp-every H]] [--dp-mbps D] [--dp-latency-ms L]\n"
+    "         [--link-mode boundary|node] [--up-mbps R] [--down-mbps R] [--latency-ms L] [--sweep 1,2,4,8,16] [--json]\n"
     "  F, B, U: one stage's compute for a whole step (all micro-batches) in ms, one value or one per stage (a,b,c);\n"
     "  N: tokens (rows of the code) per step; K: the code width at every boundary. A log gives all of these, and\n"
-    "  its emulated link unless the link flags say otherwise. Rates in Mbit/s, > 0; --down-mbps defaults to up.\n";
+    "  its emulated link unless the link flags say otherwise. Rates in Mbit/s, > 0; --down-mbps defaults to up.\n"
+    "  R replicas: P is one replica's sync payload per stage in bytes (one value or one per stage), a sync every H\n"
+    "  steps (1: synchronous data parallelism) over each stage's data-parallel link of D Mbit/s (a log of a run with\n"
+    "  --replicas gives R, P, H and its --dp-link-mbps).\n";
 
 const std::vector<std::string> kFlags = {"log",         "skip-steps", "stages",     "micro-batches", "schedule",
                                          "forward-ms",  "backward-ms", "update-ms", "rows",          "code-width",
                                          "wire-dtype",  "tied-bytes", "replicas",   "link-mode",     "up-mbps",
-                                         "down-mbps",   "latency-ms", "sweep",      "json"};
+                                         "down-mbps",   "latency-ms", "sweep",      "json",          "dp-bytes",
+                                         "dp-every",    "dp-mbps",    "dp-latency-ms"};
 
 std::map<std::string, std::string> parse_flags(int argc, char** argv) {
   std::map<std::string, std::string> flags;
@@ -162,6 +166,17 @@ int run(int argc, char** argv) {
   if (f.count("micro-batches")) M = integer("micro-batches", f.at("micro-batches"));
   if (f.count("schedule")) schedule = f.at("schedule");
   if (f.count("replicas")) work.replicas = integer("replicas", f.at("replicas"));
+  if (f.count("dp-bytes")) work.dp_bytes = per_stage(f, "dp-bytes", work.stages, 0);
+  if (f.count("dp-every")) work.dp_every = integer("dp-every", f.at("dp-every"));
+  if (work.replicas > 1 && work.dp_bytes.empty()) {
+    throw InputError("--replicas " + std::to_string(work.replicas) + " needs --dp-bytes, one replica's sync payload "
+                     "per stage (or a --log of a run with replicas)");
+  }
+  links.dp_mbps = rate_flag(f, "dp-mbps", links.dp_mbps);
+  if (f.count("dp-latency-ms")) {
+    links.dp_latency_ms = number("dp-latency-ms", f.at("dp-latency-ms"));
+    if (links.dp_latency_ms < 0) throw InputError("--dp-latency-ms must be >= 0");
+  }
   if (f.count("link-mode")) links.mode = engine::comm::parse_link_mode(f.at("link-mode"));
   links.up_mbps = rate_flag(f, "up-mbps", links.up_mbps);
   links.down_mbps = rate_flag(f, "down-mbps", f.count("up-mbps") ? links.up_mbps : links.down_mbps);
@@ -189,11 +204,12 @@ int run(int argc, char** argv) {
 
   const int S = work.stages;
   if (f.count("json")) {
-    std::printf("{\"step_s\": %.9g, \"measured_step_s\": %.9g, \"stages\": [", res.step_s, measured);
+    std::printf("{\"step_s\": %.9g, \"plain_step_s\": %.9g, \"sync_step_s\": %.9g, \"measured_step_s\": %.9g, "
+                "\"stages\": [", res.step_s, res.plain_step_s, res.sync_step_s, measured);
     for (int s = 0; s < S; ++s) {
       const auto& u = res.stages[s];
-      std::printf("%s{\"busy_s\": %.9g, \"waiting_s\": %.9g, \"idle_s\": %.9g}", s ? ", " : "", u.busy_s,
-                  u.waiting_s, u.idle_s);
+      std::printf("%s{\"busy_s\": %.9g, \"waiting_s\": %.9g, \"idle_s\": %.9g, \"dp_s\": %.9g}", s ? ", " : "",
+                  u.busy_s, u.waiting_s, u.idle_s, u.dp_s);
     }
     std::printf("], \"wires\": [");
     for (size_t i = 0; i < res.wires.size(); ++i) {
@@ -212,7 +228,15 @@ int run(int argc, char** argv) {
   std::printf("pipeline  S=%d R=%d M=%d %s | link %s, up %g / down %g Mbit/s (0: infinite), %g ms one way\n", S,
               work.replicas, M, schedule.c_str(), engine::comm::link_mode_name(links.mode), links.up_mbps,
               links.down_mbps, links.latency_ms);
-  std::printf("step      %.4f s predicted", res.step_s);
+  if (work.replicas > 1) {
+    std::printf("replicas  R=%d, a sync every %d step(s) on each stage's %g Mbit/s link (0: infinite), %g ms\n",
+                work.replicas, work.dp_every, links.dp_mbps, links.dp_latency_ms);
+    std::printf("          a step %.4f s without a sync, %.4f s with one (stage syncs:", res.plain_step_s,
+                res.sync_step_s);
+    for (int s = 0; s < S; ++s) std::printf(" %.4f s", res.stages[s].dp_s);
+    std::printf(")\n");
+  }
+  std::printf("step      %.4f s predicted%s", res.step_s, work.replicas > 1 ? " (mean over a sync interval)" : "");
   if (measured > 0) std::printf(" | %.4f s measured (median of the log's steps): %+.1f%%", measured,
                                 100.0 * (res.step_s - measured) / measured);
   std::printf("\n\nstage   busy  waiting    idle\n");

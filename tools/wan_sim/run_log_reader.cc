@@ -91,6 +91,14 @@ LoggedRun read_run_log(const std::string& path, int skip_steps) {
   run.links.latency_ms = flag_double(config, flags_at, "link-latency-ms", 0.0);
   std::string mode;
   if (json_string(config, "link-mode", &mode, flags_at)) run.links.mode = engine::comm::parse_link_mode(mode);
+  // Replicas (a log of an older trainer has none of these flags: one replica).
+  const int R = static_cast<int>(flag_double(config, flags_at, "replicas", 1.0));
+  std::string sync = "step";
+  json_string(config, "dp-sync", &sync, flags_at);
+  run.work.replicas = R;
+  run.work.dp_every = sync == "diloco" ? static_cast<int>(flag_double(config, flags_at, "inner-steps", 1.0)) : 1;
+  run.links.dp_mbps = flag_double(config, flags_at, "dp-link-mbps", 0.0);
+  run.links.dp_latency_ms = flag_double(config, flags_at, "dp-link-latency-ms", 0.0);
 
   if (static_cast<int>(steps.size()) <= skip_steps) {
     throw InputError(path + " has " + std::to_string(steps.size()) + " step records; more than " +
@@ -99,8 +107,13 @@ LoggedRun read_run_log(const std::string& path, int skip_steps) {
   // Per stage and phase, then the step's bytes and time: one sample per step record used.
   std::vector<std::vector<double>> fwd(S), bwd(S), upd(S);
   std::vector<double> code, grad, tied, ms;
+  std::vector<std::vector<double>> dp(S);  // per stage, the sync steps' payloads
   for (size_t i = skip_steps; i < steps.size(); ++i) {
     const std::string& r = steps[i];
+    std::vector<double> payload;
+    if (json_number_array(r, "dp_stage_bytes", &payload) && static_cast<int>(payload.size()) == S) {
+      for (int s = 0; s < S; ++s) dp[s].push_back(payload[s]);
+    }
     std::vector<double> f, b, u;
     if (!json_number_array(r, "stage_forward_ms", &f) || !json_number_array(r, "stage_backward_ms", &b) ||
         !json_number_array(r, "stage_update_ms", &u)) {
@@ -128,13 +141,20 @@ LoggedRun read_run_log(const std::string& path, int skip_steps) {
   Workload& w = run.work;
   w.stages = S;
   for (int s = 0; s < S; ++s) w.compute.push_back({median(fwd[s]), median(bwd[s]), median(upd[s])});
-  // The engine counts bytes summed over boundaries (every boundary carries the same code width) and the tied
-  // exchange both ways together.
+  // The engine counts bytes summed over boundaries (every boundary carries the same code width), over replicas,
+  // and the tied exchange both ways together; the workload is one replica's.
   for (int b = 0; b < S - 1; ++b) {
-    w.code_bytes.push_back(median(code) / (S - 1));
-    w.grad_bytes.push_back(median(grad) / (S - 1));
+    w.code_bytes.push_back(median(code) / (S - 1) / R);
+    w.grad_bytes.push_back(median(grad) / (S - 1) / R);
   }
-  w.tied_bytes = median(tied) / 2.0;
+  w.tied_bytes = median(tied) / 2.0 / R;
+  if (R > 1) {
+    if (dp[0].empty()) {
+      throw InputError(path + " is a run of " + std::to_string(R) + " replicas whose steps after the warm-up hold no "
+                       "sync payloads (dp_stage_bytes): a log of an older trainer, or too few steps for a sync");
+    }
+    for (int s = 0; s < S; ++s) w.dp_bytes.push_back(median(dp[s]));
+  }
   return run;
 }
 

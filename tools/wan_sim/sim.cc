@@ -255,8 +255,12 @@ void check(bool ok, const std::string& message) {
 SimResult simulate(const Workload& work, int micro_batches, engine::pipeline::Schedule schedule, const Links& links) {
   const int S = work.stages;
   check(S >= 1, "stages must be >= 1, got " + std::to_string(S));
-  check(work.replicas == 1, "replicas: only R = 1 is modelled yet (data-parallel sync is not), got " +
-                                std::to_string(work.replicas));
+  check(work.replicas >= 1, "replicas must be >= 1, got " + std::to_string(work.replicas));
+  check(work.dp_every >= 1, "a sync every H steps needs H >= 1, got " + std::to_string(work.dp_every));
+  check(work.dp_bytes.empty() || static_cast<int>(work.dp_bytes.size()) == S,
+        "sync payloads: one per stage (" + std::to_string(S) + ") needed, got " + std::to_string(work.dp_bytes.size()));
+  for (double b : work.dp_bytes) check(b >= 0, "sync payloads must be >= 0");
+  check(links.dp_latency_ms >= 0, "the data-parallel latency must be >= 0");
   check(micro_batches >= 1, "micro-batches must be >= 1, got " + std::to_string(micro_batches));
   check(static_cast<int>(work.compute.size()) == S, "compute times: " + std::to_string(work.compute.size()) +
                                                         " stages given for " + std::to_string(S));
@@ -266,7 +270,21 @@ SimResult simulate(const Workload& work, int micro_batches, engine::pipeline::Sc
     check(c.forward_s >= 0 && c.backward_s >= 0 && c.update_s >= 0, "compute times must be >= 0");
   }
   check(links.latency_ms >= 0, "latency must be >= 0");
-  return Simulation(work, micro_batches, schedule, links).run();
+  SimResult res = Simulation(work, micro_batches, schedule, links).run();
+  res.plain_step_s = res.sync_step_s = res.step_s;
+  if (work.replicas > 1 && !work.dp_bytes.empty()) {
+    // Each stage syncs once it is done with the step, on its own link; the step ends when the last one has.
+    double end = 0.0;
+    for (int s = 0; s < S; ++s) {
+      StageUse& use = res.stages[s];
+      use.dp_s = engine::comm::transmit_s(static_cast<size_t>((work.replicas - 1) * work.dp_bytes[s]), links.dp_mbps) +
+                 links.dp_latency_ms * 1e-3;
+      end = std::max(end, res.step_s - use.idle_s + use.dp_s);  // step_s - idle_s: when stage s was done
+    }
+    res.sync_step_s = std::max(res.plain_step_s, end);
+    res.step_s = res.plain_step_s + (res.sync_step_s - res.plain_step_s) / work.dp_every;
+  }
+  return res;
 }
 
 }  // namespace wan_sim
