@@ -165,6 +165,10 @@ def simulated_ms(path):
     per stage, the DP link the run emulated, boundaries unlimited as in the run), or None without the binary."""
     if not os.path.exists(WAN_SIM):
         return None
+    with open(path) as f:
+        text = f.read()
+    if '"replicas": "1"' not in text and "dp_stage_bytes" not in text:
+        return None  # a log of replicas from before the trainer logged their per-stage payloads: rerun `time`
     out = subprocess.run([WAN_SIM, "--log", path, "--skip-steps", "10", "--json"], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"error: wan_sim failed on {path}: {out.stderr.strip()}")
@@ -258,7 +262,8 @@ def report(runs):
     out("time on the link, (R - 1) x payload / rate). Replicas apart: `wan_sim --log` on the same timing log, which")
     out("models each replica on machines of its own (every stage's logged compute, the same 100 Mbit/s DP link per")
     out("stage, the boundaries unlimited as in the run, a DiLoCo sync's time spread over its H steps; `tools/bazel")
-    out("build //tools/wan_sim` before `report`).")
+    out("build //tools/wan_sim` before `report`; — where a timing log predates the per-stage sync payloads that")
+    out("wan_sim reads: rerun `time`).")
     if missing:
         out("")
         out("Missing (not run yet): " + ", ".join(missing))
