@@ -1,10 +1,12 @@
 // tests/resbm/gpt2_bf16_test.cc: the engine's GPT-2 under the bf16 policy (docs/bf16_policy.md) on the CPU twins:
 // bf16 parameters and activations, fp32 masters, gradients, statistics and losses, AdamW writing the copy with
-// stochastic rounding. Over 20 steps its loss tracks the fp32 model's, and a rerun is bitwise.
+// stochastic rounding. Over 20 steps its loss tracks the fp32 model's, and a rerun is bitwise; the pipeline's
+// one-stage model runs the same policy and refuses what is not on it yet.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -14,6 +16,7 @@
 #include "engine/memory.h"
 #include "engine/optim/adamw.h"
 #include "resbm/gpt2.h"
+#include "resbm/stage_model.h"
 #include "tests/resbm/gpt2_fixture.h"
 
 namespace resbm {
@@ -111,6 +114,45 @@ TEST(GPT2Bf16, LossTracksFp32Over20StepsAndRerunsBitwise) {
   const TrainRun again = train(engine::Precision::bf16);
   EXPECT_EQ(0, std::memcmp(again.losses.data(), bf16.losses.data(), sizeof(float) * kSteps)) << "losses differ";
   EXPECT_EQ(again.copy, bf16.copy) << "the bf16 parameters differ between two identical runs";
+}
+
+// The pipeline's model (one stage, no bottleneck) runs the same policy: its first loss is the whole GPT2's, bit for
+// bit (the same parameters by name, the same bf16 ops).
+TEST(GPT2Bf16, OneStageModelRunsThePolicy) {
+  const GPT2Config c = small_config();
+  engine::DeviceContext device(engine::Device::cpu, 2);
+  BottleneckConfig none;
+  none.kind = BottleneckKind::none;
+  StageModel stage(c, none, 0, 1, 0, c.num_layers, engine::Device::cpu, false, engine::Precision::bf16);
+  stage.init(1);
+  GPT2 whole(c, engine::Device::cpu, engine::Precision::bf16);
+  whole.init(1);
+  EXPECT_EQ(stage.params().precision(), engine::Precision::bf16);
+  std::vector<int32_t> inputs(kB * kT), targets(kB * kT);
+  for (int i = 0; i < kB * kT; ++i) {
+    inputs[i] = (7 * i + 1) % c.vocab_size;
+    targets[i] = (5 * inputs[i] + 3) % c.vocab_size;
+  }
+  engine::Arena ids("ids", 1 << 16);
+  const engine::Tensor tok = testing::make_ids(ids, inputs, kB, kT);
+  const engine::Tensor tgt = testing::make_ids(ids, targets, kB, kT);
+  engine::Graph g1(device.ctx(), engine::Device::cpu, stage.activation_bytes(kB, kT));
+  engine::Graph g2(device.ctx(), engine::Device::cpu, whole.activation_bytes(kB, kT));
+  const float a = stage.forward(g1, tok, tgt, engine::Var{}).value.f32()[0];
+  const float b = whole.forward(g2, tok, tgt).value.f32()[0];
+  EXPECT_EQ(0, std::memcmp(&a, &b, sizeof(float))) << a << " vs " << b;
+}
+
+// Not yet on the policy: a bottleneck, or more than one stage. Refused, never run in fp32 silently.
+TEST(GPT2Bf16, BottlenecksAndStagesAreRefused) {
+  const GPT2Config c = small_config();
+  BottleneckConfig resbm_bn;  // the default kind: resbm
+  BottleneckConfig none;
+  none.kind = BottleneckKind::none;
+  EXPECT_THROW(StageModel(c, resbm_bn, 0, 1, 0, c.num_layers, engine::Device::cpu, false, engine::Precision::bf16),
+               std::invalid_argument);
+  EXPECT_THROW(StageModel(c, none, 0, 2, 0, 1, engine::Device::cpu, false, engine::Precision::bf16),
+               std::invalid_argument);
 }
 
 }  // namespace
