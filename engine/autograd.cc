@@ -54,7 +54,7 @@ void Graph::backward(const Var& loss, float dloss) {
 void Graph::backward_from(const Var& output, const Tensor& doutput) {
   ENGINE_CHECK(output.requires_grad(), "backward_from an output that needs no gradient (%s)",
                output.value.describe().c_str());
-  ENGINE_CHECK(doutput.numel() == output.grad.numel() && doutput.dtype == DType::f32,
+  ENGINE_CHECK(doutput.numel() == output.grad.numel() && doutput.dtype == output.grad.dtype,
                "backward_from: gradient %s does not match output %s", doutput.describe().c_str(),
                output.value.describe().c_str());
   grads_.zero_used();

@@ -52,6 +52,7 @@ struct TapeNode {
   Tensor saved[3];     // what the backward pass needs beyond inputs and output (layernorm mean/rstd, softmax probs)
   int64_t ints[6];     // shape and op arguments (B, T, C, NH, offset, K ...)
   float floats[2];     // scalar arguments (scale, ...)
+  DType precision;     // f32, or bf16 when the op ran the bf16 kernels (docs/bf16_policy.md); backward follows it
 };
 
 class Graph;
@@ -78,7 +79,8 @@ class Graph {
   // Backward from a scalar loss: loss.grad = dloss, then every node in reverse.
   void backward(const Var& loss, float dloss = 1.0f);
   // Backward from a non-scalar output whose gradient arrived from elsewhere (the next pipeline stage):
-  // output.grad = doutput, then every node in reverse.
+  // output.grad = doutput (of output's gradient dtype: f32, or bf16 under the bf16 policy), then every node in
+  // reverse.
   void backward_from(const Var& output, const Tensor& doutput);
 
   void reset();  // empty the tape and both arenas for the next micro-batch

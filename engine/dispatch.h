@@ -8,8 +8,10 @@
 #include "engine/check.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/kernels.h"
+#include "kernels/cuda/bf16_cpu_twin.h"  // the bf16 policy's kernels: CPU twins in kernels::cpu, same names
 
 #ifdef RESBM_HAVE_CUDA
+#include "kernels/cuda/bf16.cuh"
 #include "kernels/cuda/kernels.cuh"
 #define KERNEL(device, name, ...) \
   ((device) == ::engine::Device::cuda ? ::kernels::cuda::name(__VA_ARGS__) : ::kernels::cpu::name(__VA_ARGS__))

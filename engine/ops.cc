@@ -14,6 +14,24 @@ void check_f32(const Tensor& t, const char* op, const char* what) {
   ENGINE_CHECK(t.dtype == DType::f32, "%s: %s must be f32, got %s", op, what, t.describe().c_str());
 }
 
+// The activation dtypes an op runs in: f32 (today's kernels) or bf16 (the *_bf16 kernels of the bf16 policy,
+// docs/bf16_policy.md). The first activation input decides; every other activation must match.
+void check_act(const Tensor& t, DType dtype, const char* op, const char* what) {
+  ENGINE_CHECK(t.defined(), "%s: %s is undefined", op, what);
+  ENGINE_CHECK(t.dtype == dtype, "%s: %s must be %s (the op runs in %s), got %s", op, what, dtype_name(dtype),
+               dtype_name(dtype), t.describe().c_str());
+}
+
+bool is_bf16(const Tensor& t) { return t.dtype == DType::bf16; }
+
+// A weight of an op running in `dtype`: its value has that dtype; its gradient, if any, is f32 (under bf16 the
+// parameter gradients stay fp32, accumulated by the bf16 backward kernels: docs/bf16_policy.md).
+void check_weight(const Var& w, DType dtype, const char* op, const char* what) {
+  check_act(w.value, dtype, op, what);
+  ENGINE_CHECK(!w.grad.defined() || w.grad.dtype == DType::f32, "%s: %s's gradient must be f32, got %s", op, what,
+               w.grad.describe().c_str());
+}
+
 void check_device(const Graph& g, const Tensor& t, const char* op, const char* what) {
   ENGINE_CHECK(t.device == g.device(), "%s: %s is on %s, the graph on %s", op, what, t.describe().c_str(),
                device_name(g.device()));
@@ -31,7 +49,7 @@ Var new_like(Graph& g, const Tensor& like, int64_t last_dim, bool requires_grad)
   int64_t shape[kMaxDims];
   for (int i = 0; i < like.ndim; i++) shape[i] = like.shape[i];
   if (last_dim > 0) shape[like.ndim - 1] = last_dim;
-  return g.new_var_shape(shape, like.ndim, DType::f32, requires_grad);
+  return g.new_var_shape(shape, like.ndim, like.dtype, requires_grad);
 }
 
 // The gradient buffer of v, or scratch of its shape when v needs none (for kernels that always write one).
@@ -40,12 +58,19 @@ float* grad_or_scratch(Graph& g, const Var& v) {
   return g.new_scratch_shape(v.value.shape, v.value.ndim).f32();
 }
 
+// Likewise for a bf16 activation gradient.
+uint16_t* grad_or_scratch_bf16(Graph& g, const Var& v) {
+  if (v.requires_grad()) return v.grad.u16();
+  return g.new_scratch_shape(v.value.shape, v.value.ndim, DType::bf16).u16();
+}
+
 float* grad_or_null(const Var& v) { return v.requires_grad() ? v.grad.f32() : nullptr; }
 
 TapeNode make_node(OpKind kind, const Var& output) {
   TapeNode node{};
   node.kind = kind;
   node.output = output;
+  node.precision = DType::f32;
   return node;
 }
 
@@ -58,8 +83,11 @@ size_t count(const Tensor& t) { return static_cast<size_t>(t.numel()); }
 Var embedding(Graph& g, const Tensor& tokens, const Var& wte, const Var& wpe) {
   ENGINE_CHECK(tokens.dtype == DType::i32 && tokens.ndim == 2, "embedding: tokens must be i32 (B,T), got %s",
                tokens.describe().c_str());
-  check_f32(wte.value, "embedding", "wte");
-  check_f32(wpe.value, "embedding", "wpe");
+  const DType dt = wte.value.dtype;  // bf16 weights: the bf16 policy
+  ENGINE_CHECK(dt == DType::f32 || dt == DType::bf16, "embedding: wte must be f32 or bf16, got %s",
+               wte.value.describe().c_str());
+  check_weight(wte, dt, "embedding", "wte");
+  check_weight(wpe, dt, "embedding", "wpe");
   check_device(g, tokens, "embedding", "tokens");
   check_device(g, wte.value, "embedding", "wte");
   check_device(g, wpe.value, "embedding", "wpe");
@@ -74,10 +102,16 @@ Var embedding(Graph& g, const Tensor& tokens, const Var& wte, const Var& wpe) {
                    tok[i], static_cast<long long>(i), static_cast<long long>(wte.value.dim(0)));
     }
   }
-  Var out = g.new_var({B, T, C}, DType::f32, any_grad({&wte, &wpe}));
-  KERNEL(g.device(), embedding_forward, g.ctx(), out.value.f32(), tokens.i32(), wte.value.f32(), wpe.value.f32(),
-         B, T, C);
+  Var out = g.new_var({B, T, C}, dt, any_grad({&wte, &wpe}));
+  if (dt == DType::bf16) {
+    KERNEL(g.device(), embedding_forward_bf16, g.ctx(), out.value.u16(), tokens.i32(), wte.value.u16(),
+           wpe.value.u16(), B, T, C);
+  } else {
+    KERNEL(g.device(), embedding_forward, g.ctx(), out.value.f32(), tokens.i32(), wte.value.f32(),
+           wpe.value.f32(), B, T, C);
+  }
   TapeNode node = make_node(OpKind::embedding, out);
+  node.precision = dt;
   node.inputs[0].value = tokens;
   node.inputs[1] = wte;
   node.inputs[2] = wpe;
@@ -89,9 +123,10 @@ Var embedding(Graph& g, const Tensor& tokens, const Var& wte, const Var& wpe) {
 }
 
 Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
-  check_f32(x.value, "layernorm", "x");
-  check_f32(weight.value, "layernorm", "weight");
-  check_f32(bias.value, "layernorm", "bias");
+  const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
+  check_act(x.value, dt, "layernorm", "x");
+  check_weight(weight, dt, "layernorm", "weight");
+  check_weight(bias, dt, "layernorm", "bias");
   check_device(g, x.value, "layernorm", "x");
   const int64_t C = x.value.dim(-1);
   ENGINE_CHECK(weight.value.numel() == C && bias.value.numel() == C, "layernorm: x %s, weight %s, bias %s",
@@ -100,9 +135,15 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
   Var out = new_like(g, x.value, 0, any_grad({&x, &weight, &bias}));
   Tensor mean = g.new_saved({N});
   Tensor rstd = g.new_saved({N});
-  KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
-         weight.value.f32(), bias.value.f32(), static_cast<int>(N), static_cast<int>(C));
+  if (dt == DType::bf16) {  // statistics stay fp32
+    KERNEL(g.device(), layernorm_forward_bf16, g.ctx(), out.value.u16(), mean.f32(), rstd.f32(), x.value.u16(),
+           weight.value.u16(), bias.value.u16(), static_cast<int>(N), static_cast<int>(C));
+  } else {
+    KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
+           weight.value.f32(), bias.value.f32(), static_cast<int>(N), static_cast<int>(C));
+  }
   TapeNode node = make_node(OpKind::layernorm, out);
+  node.precision = dt;
   node.inputs[0] = x;
   node.inputs[1] = weight;
   node.inputs[2] = bias;
@@ -115,8 +156,9 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
 }
 
 Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias) {
-  check_f32(x.value, "matmul", "x");
-  check_f32(weight.value, "matmul", "weight");
+  const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
+  check_act(x.value, dt, "matmul", "x");
+  check_weight(weight, dt, "matmul", "weight");
   check_device(g, x.value, "matmul", "x");
   check_device(g, weight.value, "matmul", "weight");
   ENGINE_CHECK(weight.value.ndim == 2, "matmul: weight must be (OC,C), got %s", weight.value.describe().c_str());
@@ -125,15 +167,21 @@ Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias) {
                weight.value.describe().c_str());
   const bool has_bias = bias.value.defined();
   if (has_bias) {
-    check_f32(bias.value, "matmul", "bias");
+    check_weight(bias, dt, "matmul", "bias");
     ENGINE_CHECK(bias.value.numel() == OC, "matmul: bias %s for %lld outputs", bias.value.describe().c_str(),
                  static_cast<long long>(OC));
   }
   const int64_t N = x.value.numel() / C;
   Var out = new_like(g, x.value, OC, any_grad({&x, &weight, &bias}));
-  KERNEL(g.device(), matmul_forward, g.ctx(), out.value.f32(), x.value.f32(), weight.value.f32(),
-         has_bias ? bias.value.f32() : nullptr, static_cast<int>(N), static_cast<int>(C), static_cast<int>(OC));
+  if (dt == DType::bf16) {
+    KERNEL(g.device(), matmul_forward_bf16, g.ctx(), out.value.u16(), x.value.u16(), weight.value.u16(),
+           has_bias ? bias.value.u16() : nullptr, static_cast<int>(N), static_cast<int>(C), static_cast<int>(OC));
+  } else {
+    KERNEL(g.device(), matmul_forward, g.ctx(), out.value.f32(), x.value.f32(), weight.value.f32(),
+           has_bias ? bias.value.f32() : nullptr, static_cast<int>(N), static_cast<int>(C), static_cast<int>(OC));
+  }
   TapeNode node = make_node(OpKind::matmul, out);
+  node.precision = dt;
   node.inputs[0] = x;
   node.inputs[1] = weight;
   node.inputs[2] = bias;
@@ -145,26 +193,38 @@ Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias) {
 }
 
 Var gelu(Graph& g, const Var& x) {
-  check_f32(x.value, "gelu", "x");
+  const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
+  check_act(x.value, dt, "gelu", "x");
   check_device(g, x.value, "gelu", "x");
   Var out = new_like(g, x.value, 0, x.requires_grad());
-  KERNEL(g.device(), gelu_forward, g.ctx(), out.value.f32(), x.value.f32(), count(x.value));
+  if (dt == DType::bf16) {
+    KERNEL(g.device(), gelu_forward_bf16, g.ctx(), out.value.u16(), x.value.u16(), count(x.value));
+  } else {
+    KERNEL(g.device(), gelu_forward, g.ctx(), out.value.f32(), x.value.f32(), count(x.value));
+  }
   TapeNode node = make_node(OpKind::gelu, out);
+  node.precision = dt;
   node.inputs[0] = x;
   g.record(node);
   return out;
 }
 
 Var add(Graph& g, const Var& a, const Var& b) {
-  check_f32(a.value, "add", "a");
-  check_f32(b.value, "add", "b");
+  const DType dt = is_bf16(a.value) ? DType::bf16 : DType::f32;
+  check_act(a.value, dt, "add", "a");
+  check_act(b.value, dt, "add", "b");
   check_device(g, a.value, "add", "a");
   check_device(g, b.value, "add", "b");
   ENGINE_CHECK(a.value.numel() == b.value.numel(), "add: %s + %s", a.value.describe().c_str(),
                b.value.describe().c_str());
   Var out = new_like(g, a.value, 0, any_grad({&a, &b}));
-  KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
+  if (dt == DType::bf16) {  // the residual stream: the sum rounded once
+    KERNEL(g.device(), add_bf16, g.ctx(), out.value.u16(), a.value.u16(), b.value.u16(), count(a.value));
+  } else {
+    KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
+  }
   TapeNode node = make_node(OpKind::add, out);
+  node.precision = dt;
   node.inputs[0] = a;
   node.inputs[1] = b;
   g.record(node);
@@ -184,18 +244,71 @@ Var scale(Graph& g, const Var& x, float s) {
   return out;
 }
 
+namespace {
+
+// bf16 attention is the fused flash kernel (docs/bf16_policy.md): out = attention(qkv); returns what backward needs,
+// the fp32 row log-sum-exp (B,NH,T), never the (T,T) probabilities. The CUDA kernel's limits are checked here,
+// where the shapes are named; the twin takes any head size.
+Tensor flash_attention_bf16(Graph& g, const Var& out, const Var& qkv, int B, int T, int C, int num_heads) {
+  const int HS = C / num_heads;
+  if (g.device() == Device::cuda) {
+    ENGINE_CHECK(HS % 16 == 0 && HS <= 128, "attention: bf16 flash attention on CUDA needs a head size that is a "
+                 "multiple of 16 and at most 128, got C=%d / %d heads = %d", C, num_heads, HS);
+    const size_t need = static_cast<size_t>(B) * num_heads * T * sizeof(float);
+    ENGINE_CHECK(g.ctx().cuda_workspace_bytes >= need, "attention: bf16 flash attention needs %zu bytes of CUDA "
+                 "workspace, the context has %zu", need, g.ctx().cuda_workspace_bytes);
+  }
+  Tensor lse = g.new_saved({B, num_heads, T});
+  KERNEL(g.device(), flash_attention_forward_bf16, g.ctx(), out.value.u16(), lse.f32(), qkv.value.u16(), B, T, C,
+         num_heads);
+  return lse;
+}
+
+// The fused bf16 softmax + cross-entropy writes dlogits over its input in place, scaled by a dloss that the tape
+// only learns in backward. So: the losses now from a copy of the logits (saved for nothing else), and the gradient
+// in backward from a fresh copy with the real scale (softmax_crossentropy_backward_bf16 below); one rounding of
+// dlogits, as in gpt2_step_bf16.h, for one more softmax per step.
+void softmax_crossentropy_forward_bf16(Graph& g, const Var& logits, const Tensor& targets, const Tensor& losses,
+                                       int N, int V, int Vp) {
+  Tensor work = g.new_scratch_shape(logits.value.shape, logits.value.ndim, DType::bf16);
+  copy_tensor(work, logits.value);
+  KERNEL(g.device(), softmax_crossentropy_fused_bf16, g.ctx(), losses.f32(), work.u16(), targets.i32(),
+         1.0f / static_cast<float>(N), N, V, Vp);
+}
+
+void softmax_crossentropy_backward_bf16(Graph& g, const TapeNode& node, float dloss) {
+  const Var& logits = node.inputs[0];
+  const int N = static_cast<int>(node.ints[0]);
+  Tensor work = g.new_scratch_shape(logits.value.shape, logits.value.ndim, DType::bf16);
+  Tensor losses = g.new_scratch({N});  // recomputed, equal to the forward's; not written over the saved ones
+  copy_tensor(work, logits.value);
+  KERNEL(g.device(), softmax_crossentropy_fused_bf16, g.ctx(), losses.f32(), work.u16(),
+         node.inputs[1].value.i32(), dloss / static_cast<float>(N), N, static_cast<int>(node.ints[1]),
+         static_cast<int>(node.ints[2]));
+  KERNEL(g.device(), accumulate_bf16, g.ctx(), logits.grad.u16(), work.u16(), count(work));
+}
+
+}  // namespace
+
 Var attention(Graph& g, const Var& qkv, int num_heads) {
-  check_f32(qkv.value, "attention", "qkv");
+  const DType dt = is_bf16(qkv.value) ? DType::bf16 : DType::f32;
+  check_act(qkv.value, dt, "attention", "qkv");
   check_device(g, qkv.value, "attention", "qkv");
   ENGINE_CHECK(qkv.value.ndim == 3 && qkv.value.dim(2) % 3 == 0, "attention: qkv must be (B,T,3C), got %s",
                qkv.value.describe().c_str());
   const int B = static_cast<int>(qkv.value.dim(0)), T = static_cast<int>(qkv.value.dim(1));
   const int C = static_cast<int>(qkv.value.dim(2) / 3);
   ENGINE_CHECK(num_heads > 0 && C % num_heads == 0, "attention: C=%d is not a multiple of %d heads", C, num_heads);
-  Var out = g.new_var({B, T, C}, DType::f32, qkv.requires_grad());
-  Tensor att = g.new_saved({B, num_heads, T, T});
-  KERNEL(g.device(), attention_forward, g.ctx(), out.value.f32(), att.f32(), qkv.value.f32(), B, T, C, num_heads);
+  Var out = g.new_var({B, T, C}, dt, qkv.requires_grad());
+  Tensor att;  // fp32: the (B,NH,T,T) probabilities; bf16: the (B,NH,T) log-sum-exp
+  if (dt == DType::bf16) {
+    att = flash_attention_bf16(g, out, qkv, B, T, C, num_heads);
+  } else {
+    att = g.new_saved({B, num_heads, T, T});
+    KERNEL(g.device(), attention_forward, g.ctx(), out.value.f32(), att.f32(), qkv.value.f32(), B, T, C, num_heads);
+  }
   TapeNode node = make_node(OpKind::attention, out);
+  node.precision = dt;
   node.inputs[0] = qkv;
   node.saved[0] = att;
   node.ints[0] = B;
@@ -207,7 +320,8 @@ Var attention(Graph& g, const Var& qkv, int num_heads) {
 }
 
 Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int vocab_size) {
-  check_f32(logits.value, "softmax_crossentropy", "logits");
+  const DType dt = is_bf16(logits.value) ? DType::bf16 : DType::f32;
+  check_act(logits.value, dt, "softmax_crossentropy", "logits");
   check_device(g, logits.value, "softmax_crossentropy", "logits");
   check_device(g, targets, "softmax_crossentropy", "targets");
   ENGINE_CHECK(targets.dtype == DType::i32, "softmax_crossentropy: targets must be i32, got %s",
@@ -224,13 +338,20 @@ Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int
                    tgt[i], static_cast<long long>(i), vocab_size);
     }
   }
-  Var out = g.new_var({1}, DType::f32, logits.requires_grad());
+  Var out = g.new_var({1}, DType::f32, logits.requires_grad());  // the loss is fp32 under every policy
   Tensor losses = g.new_saved({N});
-  Tensor probs = g.new_saved({N, Vp});
-  KERNEL(g.device(), softmax_crossentropy_forward, g.ctx(), losses.f32(), probs.f32(), logits.value.f32(),
-         targets.i32(), static_cast<int>(N), vocab_size, static_cast<int>(Vp));
+  Tensor probs;  // fp32 only: the bf16 path recomputes its softmax in backward
+  if (dt == DType::bf16) {
+    softmax_crossentropy_forward_bf16(g, logits, targets, losses, static_cast<int>(N), vocab_size,
+                                      static_cast<int>(Vp));
+  } else {
+    probs = g.new_saved({N, Vp});
+    KERNEL(g.device(), softmax_crossentropy_forward, g.ctx(), losses.f32(), probs.f32(), logits.value.f32(),
+           targets.i32(), static_cast<int>(N), vocab_size, static_cast<int>(Vp));
+  }
   KERNEL(g.device(), mean_forward, g.ctx(), out.value.f32(), losses.f32(), static_cast<size_t>(N));
   TapeNode node = make_node(OpKind::softmax_crossentropy, out);
+  node.precision = dt;
   node.inputs[0] = logits;
   node.inputs[1].value = targets;
   node.saved[0] = losses;
@@ -328,7 +449,68 @@ Var quantize_roundtrip(Graph& g, const Var& x, DType wire, bool quantize_grad) {
 
 // ---- backward passes: each accumulates (+=) into the gradients of the node's inputs.
 
+namespace {
+
+// The backward of a node that ran the bf16 kernels: activation gradients bf16 (each += widens, adds in fp32 and
+// rounds once), parameter gradients fp32 (+=), as gpt2_step_bf16.h.
+void backward_node_bf16(Graph& g, const TapeNode& node) {
+  const kernels::KernelContext& ctx = g.ctx();
+  const Device dev = g.device();
+  const Var& in0 = node.inputs[0];
+  const auto I = [&](int k) { return static_cast<int>(node.ints[k]); };
+  switch (node.kind) {
+    case OpKind::embedding:
+      KERNEL(dev, embedding_backward_bf16, ctx, grad_or_scratch(g, node.inputs[1]), grad_or_scratch(g, node.inputs[2]),
+             node.output.grad.u16(), in0.value.i32(), I(0), I(1), I(2));
+      break;
+    case OpKind::layernorm: {
+      const Var& weight = node.inputs[1];
+      KERNEL(dev, layernorm_backward_bf16, ctx, grad_or_scratch_bf16(g, in0), grad_or_scratch(g, weight),
+             grad_or_scratch(g, node.inputs[2]), node.output.grad.u16(), in0.value.u16(), weight.value.u16(),
+             node.saved[0].f32(), node.saved[1].f32(), I(0), I(1));
+      break;
+    }
+    case OpKind::matmul: {
+      const Var& weight = node.inputs[1];
+      KERNEL(dev, matmul_backward_bf16, ctx, in0.requires_grad() ? in0.grad.u16() : nullptr,
+             grad_or_scratch(g, weight), grad_or_null(node.inputs[2]), node.output.grad.u16(), in0.value.u16(),
+             weight.value.u16(), I(0), I(1), I(2));
+      break;
+    }
+    case OpKind::gelu:
+      KERNEL(dev, gelu_backward_bf16, ctx, in0.grad.u16(), in0.value.u16(), node.output.grad.u16(),
+             count(in0.value));
+      break;
+    case OpKind::add:
+      for (int i = 0; i < 2; i++) {
+        if (node.inputs[i].requires_grad()) {
+          KERNEL(dev, accumulate_bf16, ctx, node.inputs[i].grad.u16(), node.output.grad.u16(),
+                 count(node.inputs[i].value));
+        }
+      }
+      break;
+    case OpKind::attention:
+      KERNEL(dev, flash_attention_backward_bf16, ctx, in0.grad.u16(), node.output.grad.u16(),
+             node.output.value.u16(), node.saved[0].f32(), in0.value.u16(), I(0), I(1), I(2), I(3));
+      break;
+    case OpKind::softmax_crossentropy: {
+      float dloss = 0.0f;  // the loss gradient is fp32 on the device: one scalar copy, as the fp32 path
+      copy_to_host(&dloss, node.output.grad);
+      softmax_crossentropy_backward_bf16(g, node, dloss);
+      break;
+    }
+    default:
+      ENGINE_FATAL("op %d has no bf16 backward (it has no bf16 forward either)", static_cast<int>(node.kind));
+  }
+}
+
+}  // namespace
+
 void backward_node(Graph& g, const TapeNode& node) {
+  if (node.precision == DType::bf16) {
+    backward_node_bf16(g, node);
+    return;
+  }
   const kernels::KernelContext& ctx = g.ctx();
   const Device dev = g.device();
   const float* dout = node.output.grad.f32();

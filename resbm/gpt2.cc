@@ -144,8 +144,8 @@ std::vector<NamedShape> gpt2_llmc_layout(const GPT2Config& config) {
 }
 
 Var embed_forward(engine::Graph& g, ParamStore& store, const EmbeddingParams& p, const Tensor& tokens) {
-  const Var& wte = store.var(p.wte);
-  const Var& wpe = store.var(p.wpe);
+  const Var& wte = store.model_var(p.wte);
+  const Var& wpe = store.model_var(p.wpe);
   // wte is (Vp, C); the real vocabulary is not known here, so only the padded bound is checked.
   check_ids(tokens, "tokens", static_cast<int>(wte.value.dim(0)));
   if (tokens.dim(1) > wpe.value.dim(0)) {
@@ -157,18 +157,18 @@ Var embed_forward(engine::Graph& g, ParamStore& store, const EmbeddingParams& p,
 
 Var block_attention_forward(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x,
                             const GPT2Config& config) {
-  Var ln1 = engine::layernorm(g, x, store.var(p.ln1_w), store.var(p.ln1_b));       // (B,T,C)
-  Var qkv = engine::matmul(g, ln1, store.var(p.qkv_w), store.var(p.qkv_b));         // (B,T,3C)
+  Var ln1 = engine::layernorm(g, x, store.model_var(p.ln1_w), store.model_var(p.ln1_b));       // (B,T,C)
+  Var qkv = engine::matmul(g, ln1, store.model_var(p.qkv_w), store.model_var(p.qkv_b));         // (B,T,3C)
   Var atty = engine::attention(g, qkv, config.num_heads);                           // (B,T,C)
-  Var proj = engine::matmul(g, atty, store.var(p.attn_proj_w), store.var(p.attn_proj_b));  // (B,T,C)
+  Var proj = engine::matmul(g, atty, store.model_var(p.attn_proj_w), store.model_var(p.attn_proj_b));  // (B,T,C)
   return engine::add(g, x, proj);                                                   // (B,T,C)
 }
 
 Var block_mlp_branch(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x) {
-  Var ln2 = engine::layernorm(g, x, store.var(p.ln2_w), store.var(p.ln2_b));            // (B,T,C)
-  Var fch = engine::matmul(g, ln2, store.var(p.fc_w), store.var(p.fc_b));               // (B,T,4C)
+  Var ln2 = engine::layernorm(g, x, store.model_var(p.ln2_w), store.model_var(p.ln2_b));            // (B,T,C)
+  Var fch = engine::matmul(g, ln2, store.model_var(p.fc_w), store.model_var(p.fc_b));               // (B,T,4C)
   Var fch_gelu = engine::gelu(g, fch);                                                  // (B,T,4C)
-  return engine::matmul(g, fch_gelu, store.var(p.fc_proj_w), store.var(p.fc_proj_b));  // (B,T,C)
+  return engine::matmul(g, fch_gelu, store.model_var(p.fc_proj_w), store.model_var(p.fc_proj_b));  // (B,T,C)
 }
 
 Var block_forward(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x,
@@ -179,8 +179,8 @@ Var block_forward(engine::Graph& g, ParamStore& store, const BlockParams& p, con
 }
 
 Var head_logits(engine::Graph& g, ParamStore& store, const FinalNormParams& norm, int wte_index, const Var& x) {
-  Var lnf = engine::layernorm(g, x, store.var(norm.lnf_w), store.var(norm.lnf_b));  // (B,T,C)
-  return engine::matmul(g, lnf, store.var(wte_index));                              // (B,T,Vp), tied head
+  Var lnf = engine::layernorm(g, x, store.model_var(norm.lnf_w), store.model_var(norm.lnf_b));  // (B,T,C)
+  return engine::matmul(g, lnf, store.model_var(wte_index));                              // (B,T,Vp), tied head
 }
 
 Var head_loss(engine::Graph& g, ParamStore& store, const FinalNormParams& norm, int wte_index, const Var& x,
@@ -200,7 +200,8 @@ GPT2Config validated(const GPT2Config& config) {
 }
 }  // namespace
 
-GPT2::GPT2(const GPT2Config& config, engine::Device device) : config_(validated(config)), store_(device) {
+GPT2::GPT2(const GPT2Config& config, engine::Device device, engine::Precision precision)
+    : config_(validated(config)), store_(device, precision) {
   // llm.c's order (wte, wpe, all ln_1.weight, ...), so that the store lists tensors as llm.c's files do.
   embed_ = declare_embeddings(store_, config_);
   blocks_ = declare_blocks_llmc_order(store_, 0, config_.num_layers, config_);
@@ -212,6 +213,7 @@ void GPT2::init(uint64_t seed) {
   init_embeddings(store_, embed_, config_, seed);
   for (const BlockParams& b : blocks_) init_block(store_, b, config_, seed);
   init_final_norm(store_, final_norm_);
+  store_.sync_model_copy();  // the bf16 copy = the masters rounded to nearest (no-op under fp32)
 }
 
 Var GPT2::trunk(engine::Graph& g, const Tensor& tokens) {

@@ -174,9 +174,12 @@ class GPT2 {
  public:
   // Declares every parameter in llm.c's order and allocates the store. Throws std::invalid_argument on a bad
   // config.
-  GPT2(const GPT2Config& config, engine::Device device = engine::Device::cpu);
+  // precision: the parameter policy (engine/params.h, docs/bf16_policy.md); under bf16 the model runs the bf16
+  // ops on the store's bf16 copy.
+  GPT2(const GPT2Config& config, engine::Device device = engine::Device::cpu,
+       engine::Precision precision = engine::Precision::fp32);
 
-  // GPT-2 initialisation from a seed (deterministic; see param_seed).
+  // GPT-2 initialisation from a seed (deterministic; see param_seed); under bf16 the copy is then synced.
   void init(uint64_t seed);
 
   // (1) mean loss; tokens, targets (B,T) i32. The logits (B,T,Vp) stay reachable through logits() until the

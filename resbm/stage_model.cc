@@ -13,7 +13,8 @@
 namespace resbm {
 
 StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottleneck, int stage, int num_stages,
-                       int first_layer, int last_layer, engine::Device device, bool untie_head)
+                       int first_layer, int last_layer, engine::Device device, bool untie_head,
+                       engine::Precision precision)
     : config_(config),
       bottleneck_(bottleneck),
       stage_(stage),
@@ -21,9 +22,13 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
       first_layer_(first_layer),
       last_layer_(last_layer),
       untie_head_(untie_head),
-      trained_(device),
+      trained_(device, precision),
       fixed_(device) {
   validate_config(config);
+  if (precision == engine::Precision::bf16 && (num_stages != 1 || bottleneck.kind != BottleneckKind::none)) {
+    throw std::invalid_argument("the bf16 policy runs one stage without a bottleneck so far (--stages 1 "
+                                "--bottleneck none): the bottleneck ops and the stage wire are not bf16 yet");
+  }
   validate_bottleneck(bottleneck, config.channels);
   if (stage < 0 || stage >= num_stages || first_layer < 0 || first_layer >= last_layer ||
       last_layer > config.num_layers) {
@@ -121,6 +126,7 @@ void StageModel::init(uint64_t seed) {
       zero_padding_rows(head_wte_);
     }
   }
+  trained_.sync_model_copy();  // bf16 policy: the copy = the masters rounded to nearest (no-op under fp32)
 }
 
 void StageModel::zero_padding_rows(int table) {
@@ -243,7 +249,7 @@ std::unique_ptr<StageModel> make_stage_model(const GPT2Config& config, const Bot
   BottleneckConfig b = bottleneck;
   if (b.kind == BottleneckKind::ssn) b.ssn_blocks = first[pipeline.stages - 1];  // the blocks before the last stage
   auto model = std::make_unique<StageModel>(config, b, stage, pipeline.stages, first[stage], first[stage + 1],
-                                            device, pipeline.untie_head);
+                                            device, pipeline.untie_head, pipeline.precision);
   model->init(seed);
   return model;
 }

@@ -13,6 +13,7 @@ engine::optim::AdamWConfig adamw_config(const TrainFlags& f) {
   c.beta2 = f.beta2;
   c.eps = f.eps;
   c.weight_decay = f.weight_decay;
+  c.rounding_seed = f.seed;  // bf16 policy: the copy's stochastic rounding, reproducible from --seed
   return c;
 }
 

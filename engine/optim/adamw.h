@@ -1,4 +1,9 @@
 // engine/optim/adamw.h: AdamW over a ParamStore (decoupled weight decay on matrices and embeddings only).
+//
+// Under the bf16 policy (ParamStore Precision::bf16, docs/bf16_policy.md) each step updates the fp32 masters with
+// exactly the fp32 arithmetic and writes the model's bf16 copy with stochastic rounding (adamw_update_bf16). The
+// rounding bits are a function of (rounding_seed, step, parameter index) only, so a rerun is bitwise and no two
+// parameters or steps share bits.
 #pragma once
 
 #include "engine/memory.h"
@@ -12,7 +17,11 @@ struct AdamWConfig {
   float beta2 = 0.95f;
   float eps = 1e-8f;
   float weight_decay = 0.0f;  // decoupled; applied to ParamKind::matrix and ::embedding, never to ::vector
+  uint64_t rounding_seed = 0;  // bf16 policy: seeds the stochastic rounding of the bf16 copy (the run's seed)
 };
+
+// The stochastic-rounding seed of parameter `index` at step t (1-based): hash64(hash64(seed, t), index).
+uint64_t bf16_rounding_seed(uint64_t seed, int t, size_t index);
 
 // Whether a parameter of this kind takes weight decay (GPT-2/llm.c decay every 2-D tensor: matrices, embeddings).
 inline bool takes_weight_decay(ParamKind kind) { return kind != ParamKind::vector; }

@@ -82,6 +82,10 @@ Muon::Muon(ParamStore& params, const kernels::KernelContext& ctx, const MuonConf
         }
         return floats * sizeof(float) + 512;
       }(), params.device()) {
+  // Muon writes only the fp32 values: under the bf16 policy the model's copy would go stale, silently.
+  ENGINE_CHECK(params.precision() == Precision::fp32,
+               "Muon: the bf16 parameter policy is not supported yet (its update would not reach the bf16 copy); "
+               "use AdamW, or the fp32 policy");
   const int64_t n = static_cast<int64_t>(params.num_elements());
   m_ = state_.alloc({n});
   v_ = state_.alloc({n});

@@ -46,6 +46,9 @@ struct PipelineConfig {
   // sending stage, micro-batch), so a run is reproducible and both executors draw the same bits; false: to nearest.
   bool stochastic_code_grads = true;
   uint64_t code_rounding_seed = 0;
+  // The parameter policy of every stage's model (docs/bf16_policy.md): bf16 runs the bf16 ops on a bf16 copy of
+  // fp32 masters. Only S = 1 without a bottleneck so far (resbm::StageModel refuses the rest).
+  Precision precision = Precision::fp32;
 };
 
 // first (S+1 entries): stage s runs layers [first[s], first[s+1]). Even split: the first L % S stages get one
