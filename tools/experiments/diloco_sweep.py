@@ -165,10 +165,6 @@ def simulated_ms(path):
     per stage, the DP link the run emulated, boundaries unlimited as in the run), or None without the binary."""
     if not os.path.exists(WAN_SIM):
         return None
-    with open(path) as f:
-        text = f.read()
-    if '"replicas": "1"' not in text and "dp_stage_bytes" not in text:
-        return None  # a log of replicas from before the trainer logged their per-stage payloads: rerun `time`
     out = subprocess.run([WAN_SIM, "--log", path, "--skip-steps", "10", "--json"], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"error: wan_sim failed on {path}: {out.stderr.strip()}")
@@ -262,8 +258,7 @@ def report(runs):
     out("time on the link, (R - 1) x payload / rate). Replicas apart: `wan_sim --log` on the same timing log, which")
     out("models each replica on machines of its own (every stage's logged compute, the same 100 Mbit/s DP link per")
     out("stage, the boundaries unlimited as in the run, a DiLoCo sync's time spread over its H steps; `tools/bazel")
-    out("build //tools/wan_sim` before `report`; — where a timing log predates the per-stage sync payloads that")
-    out("wan_sim reads: rerun `time`).")
+    out("build //tools/wan_sim` before `report`).")
     if missing:
         out("")
         out("Missing (not run yet): " + ", ".join(missing))
@@ -316,17 +311,9 @@ def plot(runs, rows, pipe_rows):
         curves = [rows[r["name"]]["curve"] for r in runs if r["kind"] == kind and rows[r["name"]] is not None]
         if curves:
             write(kind, curves)
-    png = os.path.join(DOCS, "diloco_experiments", "val_curves.png")
-    script = "\n".join([
-        "set terminal pngcairo size 1100,700 noenhanced font 'Sans,11'",
-        f"set output '{png}'",
-        "set title 'Validation loss, byte-level tinyshakespeare, C = 256, S = 2 ResBM r = 32, R = 2 replicas'",
-        "set xlabel 'tokens trained (millions)'", "set ylabel 'validation loss (nats per byte)'",
-        "set key outside right", "set grid",
-        "plot " + ", ".join(series),
-    ])
-    subprocess.run(["gnuplot"], input=script, text=True, check=True)
-    print(f"wrote {os.path.relpath(png, ROOT)}")
+    base.gnuplot_png(os.path.join(DOCS, "diloco_experiments", "val_curves.png"),
+                     "Validation loss, byte-level tinyshakespeare, C = 256, S = 2 ResBM r = 32, R = 2 replicas",
+                     "tokens trained (millions)", series)
 
 
 def main():

@@ -469,12 +469,18 @@ def plot(runs, rows):
                 if step > 0:  # the step-0 loss (ln 256 = 5.5) would flatten every difference that matters
                     f.write(f"{step} {loss}\n")
         series.append(f"'{dat}' using 1:2 with linespoints title '{r['kind']}'")
-    png = os.path.join(DOCS, "resbm_experiments", "val_curves_C256_S2.png")
+    gnuplot_png(os.path.join(DOCS, "resbm_experiments", "val_curves_C256_S2.png"),
+                "Validation loss, byte-level tinyshakespeare, C = 256, S = 2, seed 1", "step (1,024 tokens each)",
+                series)
+
+
+def gnuplot_png(png, title, xlabel, series):
+    """Validation-loss curves (gnuplot `plot` clauses) into a PNG."""
     script = "\n".join([
         "set terminal pngcairo size 1100,700 noenhanced font 'Sans,11'",  # names keep their underscores
         f"set output '{png}'",
-        "set title 'Validation loss, byte-level tinyshakespeare, C = 256, S = 2, seed 1'",
-        "set xlabel 'step (1,024 tokens each)'", "set ylabel 'validation loss (nats per byte)'",
+        f"set title '{title}'",
+        f"set xlabel '{xlabel}'", "set ylabel 'validation loss (nats per byte)'",
         "set key outside right", "set grid",
         "plot " + ", ".join(series),
     ])
