@@ -14,6 +14,8 @@ class GemmPlans;
 
 namespace engine {
 
+class KernelProfiler;
+
 // Threads for the CPU kernels: OMP_NUM_THREADS when set, else the cores this process may run on.
 int default_num_threads();
 
@@ -51,6 +53,10 @@ class DeviceContext {
 
   const kernels::KernelContext& ctx() const { return ctx_; }
   Device device() const { return device_; }
+  // Times every kernel call made with ctx() from now on (engine/kernel_profiler.h); nullptr stops. The profiler is
+  // the caller's and must outlive the calls it times. Objects holding ctx() (models, optimizers, backends) see it
+  // at once: they keep a reference.
+  void set_profiler(KernelProfiler* profiler) { ctx_.profiler = profiler; }
   void synchronize() const;  // CUDA: wait for the stream; CPU: nothing to wait for
 
  private:
