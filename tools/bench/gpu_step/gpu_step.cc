@@ -1,310 +1,341 @@
-// tools/bench/gpu_step/gpu_step.cc: whole-step GPT-2 benchmark on one GPU: tokens/s, MFU and memory of forward +
-// backward + AdamW, llm.c-style flat model on random tokens; bf16 mixed precision (gpt2_step_bf16.h, llm.c's
-// train_gpt2.cu rules) or fp32 (gpt2_step.h), optionally with ResBM bottlenecks, optionally on llm.c's weights.
+// tools/bench/gpu_step/gpu_step.cc: the trainer's own training step (train::Backend::step: forward, backward and
+// the optimizer over the pipeline's stages), timed on random tokens: step time, tokens/s, TFLOP/s, MFU, memory, and
+// where the step's time goes (GEMMs, attention, layernorm, ... from engine::KernelProfiler).
 //
-//   gpu_step [B] [T] [steps] [L C NH] [flags]      defaults 8 1024 10, GPT-2 124M (12 768 12)
-//     --dtype bf16|fp32      the step's precision (default bf16)
-//     --attention flash|cublas  bf16 attention: the fused flash kernel (default; keeps the row log-sum-exp) or
-//                            cuBLAS GEMMs + softmax (stores the (B,NH,T,T) probabilities)
-//     --bottlenecks N        N ResBM boundaries spread evenly between the L blocks (bf16 only; default 0)
-//     --ratio R              their code width K = C / R (default 32); hidden width max(K, C/4)
-//     --load FILE            llm.c's fp32 model file (gpt2_124M.bin, version 3): its weights and config (L, C, NH,
-//                            V, Vp, maxT) replace the defaults and L C NH; the bottlenecks start as at init
-//     --compare              bf16 without bottlenecks, then bf16 with --bottlenecks N, in this process one after the
-//                            other: both rows, and what the bottlenecks cost in time and memory, in %
+//   gpu_step [--warmup N] [--profile-steps N] [--compare] [trainer flags]
 //
-// MFU = achieved FLOP/s / peak, FLOPs per token = 6 N + 6 L C T (the project's issue; llm.c counts the attention
-// term as 12 L C T, printed too), N = the GPT-2 parameters: a bottleneck's FLOPs count as overhead, so that its cost
+// Every other flag is the trainer's (bazel run //train -- --help), resolved by the trainer's own code
+// (train::parse_flags, train::make_run_config), so that what is timed is what `//train` with the same flags runs.
+// This benchmark's defaults, which the given flags override: --device cuda --preset d12 --batch-size 8 --seq-len
+// 1024 --dtype bf16 --stages 1 --bottleneck none --lr 3e-4 --steps 10, where --steps is the number of timed steps.
+// The model sizes are --preset or --num-layers/--channels/--num-heads; --stages S --bottleneck KIND --ratio R put
+// S - 1 bottlenecks between the stages, all in this process (--executor local).
+//   --warmup N         untimed steps first (default 2: cuBLASLt's heuristics, caches); the first one's loss is the
+//                      first loss printed
+//   --profile-steps N  steps run after the timed ones with every kernel call timed, for the breakdown (default 2;
+//                      0: none). Separate steps, so that the profiler's events cannot disturb the headline figures
+//   --compare          the same flags with --bottleneck none first, then as given: both rows, and what the
+//                      bottleneck costs in % (needs --stages >= 2 and a bottleneck)
+//
+// Every step trains on the same random batch (M x B rows of T tokens, targets shifted by one), at the constant --lr:
+// the loss falls, which shows the step learns. A step's time is the median of the timed steps, wall clock from
+// the call to Backend::step to its return (which has the loss on the host, so the device has finished).
+//
+// FLOPs per token = 6 N + 6 L C T (the project's issue; llm.c counts the attention term as 12 L C T, printed too),
+// N = the GPT-2 parameters (resbm::gpt2_num_parameters): a bottleneck's FLOPs count as overhead, so that its cost
 // shows as lost MFU. Peaks by device name (dense): H100/H200 SXM 989 TFLOP/s bf16 and 67 fp32 (non-tensor); A100
-// 312 / 19.5. Memory: the step's buffers, counted exactly (parameters, optimizer state, activations, scratch), and
-// the device memory in use right after the step's constructor minus before it (cudaMemGetInfo: the buffers plus the
-// allocator's rounding). The kernel context's workspace is outside both: it is there before and after every step.
+// 312 / 19.5; "?" elsewhere (the CPU too). Memory: the device memory in use after the backend's construction minus
+// before it (cudaMemGetInfo: parameters, gradients, optimizer state, activation arenas, and the allocator's
+// rounding), and the activation arenas alone (Backend::activation_bytes).
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <exception>
+#include <memory>
 #include <string>
-#include <type_traits>
 #include <vector>
 
-#include "kernels/context.h"
-#include "kernels/cuda/cuda_context.h"
-#include "tools/bench/gpu_step/cuda_kernel_set.h"
-#include "tools/bench/gpu_step/gpt2_step.h"
-#include "tools/bench/gpu_step/gpt2_step_bf16.h"
-#include "tools/bench/gpu_step/llmc_model_file.h"
+#include "engine/device.h"
+#include "engine/kernel_profiler.h"
+#include "resbm/gpt2.h"
+#include "train/backend.h"
+#include "train/evaluate.h"
+#include "train/flags.h"
+#include "train/run_config.h"
+#include "train/run_start.h"
 
 #ifdef RESBM_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
 
 namespace {
 
-using gpu_step::CudaKernels;
+const char* const kUsage =
+    "usage: gpu_step [--warmup N] [--profile-steps N] [--compare] [trainer flags: --device cpu|cuda --dtype ... "
+    "--preset NAME | --num-layers L --channels C --num-heads NH, --batch-size B --seq-len T --steps N --stages S "
+    "--bottleneck KIND ...]";
 
-constexpr uint64_t kSeed = 1337;
-constexpr float kLr = 3e-4f;
+// The benchmark's defaults, given to the trainer's parser before the user's flags (the last value of a flag wins).
+const std::vector<std::string> kDefaults = {"--device", "cuda", "--preset", "d12", "--batch-size", "8",
+                                            "--seq-len", "1024", "--dtype", "bf16", "--stages", "1",
+                                            "--bottleneck", "none", "--lr", "3e-4", "--steps", "10"};
 
 struct Options {
-  int B = 8, T = 1024, steps = 10;
-  gpu_step::Config cfg;
-  bool bf16 = true, compare = false;
-  gpu_step::Bottlenecks bn{0, 32};
-  gpu_step::Attention attention = gpu_step::Attention::flash;
-  bool attention_given = false;
-  std::string load;
+  int warmup = 2, profile_steps = 2;
+  bool compare = false;
+  std::vector<std::string> trainer_args;  // kDefaults, then the user's trainer flags
 };
 
-void usage_error(const std::string& what) {
-  std::fprintf(stderr,
-               "gpu_step: %s\nusage: gpu_step [B] [T] [steps] [L C NH] [--dtype bf16|fp32] [--attention flash|cublas] "
-               "[--bottlenecks N] [--ratio R] [--load llmc_model.bin] [--compare]\n",
-               what.c_str());
+[[noreturn]] void usage_error(const std::string& what) {
+  std::fprintf(stderr, "error: %s\n%s\n", what.c_str(), kUsage);
   std::exit(2);
 }
 
-int parse_int(const std::string& flag, const char* value) {
+int parse_count(const std::string& flag, const std::string& value) {
   char* end = nullptr;
-  const long v = std::strtol(value, &end, 10);
-  if (*value == '\0' || *end != '\0' || v < 0 || v > 1 << 30) usage_error(flag + ": not a count: '" + value + "'");
+  const long v = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || v < 0 || v > 1000000) {
+    usage_error(flag + ": not a count: '" + value + "'");
+  }
   return static_cast<int>(v);
 }
 
 Options parse(int argc, char** argv) {
   Options o;
-  std::vector<int> positional;
-  for (int i = 1; i < argc; i++) {
+  o.trainer_args = kDefaults;
+  for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) {
-      positional.push_back(parse_int("argument " + std::to_string(positional.size() + 1), argv[i]));
-      continue;
+    if (a == "--help" || a == "-h") {
+      std::printf("%s\nThe trainer's flags: bazel run //train -- --help\n", kUsage);
+      std::exit(0);
     }
     if (a == "--compare") {
       o.compare = true;
-      continue;
-    }
-    if (i + 1 >= argc) usage_error(a + " needs a value");
-    const char* v = argv[++i];
-    if (a == "--dtype") {
-      if (std::strcmp(v, "bf16") != 0 && std::strcmp(v, "fp32") != 0) usage_error("--dtype: bf16 or fp32");
-      o.bf16 = std::strcmp(v, "bf16") == 0;
-    } else if (a == "--attention") {
-      if (std::strcmp(v, "flash") != 0 && std::strcmp(v, "cublas") != 0) usage_error("--attention: flash or cublas");
-      o.attention = gpu_step::parse_attention(v);
-      o.attention_given = true;
-    } else if (a == "--bottlenecks") {
-      o.bn.count = parse_int(a, v);
-    } else if (a == "--ratio") {
-      o.bn.ratio = parse_int(a, v);
-    } else if (a == "--load") {
-      o.load = v;
+    } else if (a == "--warmup" || a == "--profile-steps") {
+      if (i + 1 >= argc) usage_error(a + " needs a count after it");
+      (a == "--warmup" ? o.warmup : o.profile_steps) = parse_count(a, argv[++i]);
     } else {
-      usage_error("unknown flag " + a);
+      o.trainer_args.push_back(a);
     }
   }
-  if (positional.size() > 6 || positional.size() == 4 || positional.size() == 5) {
-    usage_error("positional arguments: B T steps, optionally followed by all three of L C NH");
-  }
-  if (positional.size() > 0) o.B = positional[0];
-  if (positional.size() > 1) o.T = positional[1];
-  if (positional.size() > 2) o.steps = positional[2];
-  if (positional.size() == 6) o.cfg.L = positional[3], o.cfg.C = positional[4], o.cfg.NH = positional[5];
-  if (o.B < 1 || o.T < 1 || o.steps < 1) usage_error("B, T and steps must be >= 1");
-  if (!o.load.empty() && positional.size() == 6) usage_error("--load takes L C NH from the file: drop them");
-  if (!o.bf16 && (o.bn.count > 0 || o.compare)) usage_error("bottlenecks and --compare run the bf16 step only");
-  if (!o.bf16 && o.attention_given) usage_error("--attention chooses the bf16 step's kernels (fp32 has one)");
-  if (o.compare && o.bn.count == 0) usage_error("--compare needs --bottlenecks N >= 1 (what to compare against)");
-  o.cfg.max_T = std::max(o.cfg.max_T, o.T);
   return o;
 }
 
+// The trainer's resolution of the flags, with the refusals that are the benchmark's own.
+train::RunConfig run_config(const std::vector<std::string>& args) {
+  train::RunConfig c = train::make_run_config(train::parse_flags(args));
+  if (c.mpi) throw train::FlagError("gpu_step times --executor local (every stage in this process); drop --executor");
+  if (!c.flags.init_from.empty() || c.flags.resume) {
+    throw train::FlagError("gpu_step trains on random tokens from a random init: drop --init-from and --resume");
+  }
+  return c;
+}
+
 struct Peak {
-  double bf16, fp32;
+  double bf16 = 0.0, fp32 = 0.0;  // FLOP/s; 0: unknown
 };
 
 Peak peak_for(const std::string& name) {
   // The PCIe and NVL boards ("NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200 NVL") run lower clocks and power
   // (about 756 and 835 TFLOP/s bf16 dense): the SXM peak would understate their MFU. Unknown ("?") rather than wrong.
-  if (name.find("PCIe") != std::string::npos || name.find("NVL") != std::string::npos) return {0.0, 0.0};
+  if (name.find("PCIe") != std::string::npos || name.find("NVL") != std::string::npos) return {};
   if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return {989.4e12, 66.9e12};
   if (name.find("A100") != std::string::npos) return {312e12, 19.5e12};
-  return {0.0, 0.0};
+  return {};
 }
 
-size_t device_bytes_in_use() {
-  size_t free_bytes = 0, total_bytes = 0;
-  CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  return total_bytes - free_bytes;
+std::string device_name(const train::RunConfig& c) {
+#ifdef RESBM_HAVE_CUDA
+  if (c.device == engine::Device::cuda) {
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) return prop.name;
+    return "CUDA device 0";
+  }
+#endif
+  const int threads = train::threads_per_process(c);
+  return "CPU, " + std::to_string(threads > 0 ? threads : engine::default_num_threads()) + " threads";
+}
+
+// Device memory in use (CUDA; 0 on the CPU, where the figure is not measured).
+size_t device_bytes_in_use(const train::RunConfig& c) {
+#ifdef RESBM_HAVE_CUDA
+  if (c.device == engine::Device::cuda) {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaDeviceSynchronize() == cudaSuccess && cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+      return total_bytes - free_bytes;
+    }
+  }
+#endif
+  (void)c;
+  return 0;
 }
 
 // One configuration's figures.
 struct Measured {
   std::string name;
-  double step_ms = 0, tok_s = 0;
-  size_t buffer_bytes = 0, device_bytes = 0, bottleneck_bytes = 0;
-  float first_loss = 0, last_loss = 0;
+  double step_ms = 0.0, tokens_per_s = 0.0;
+  size_t device_bytes = 0, activation_bytes = 0;
+  float first_loss = 0.0f, last_loss = 0.0f;
+  double profiled_step_ms = 0.0;                // mean wall time of the profiled steps
+  std::vector<engine::KernelProfiler::Total> breakdown;  // per category, summed over the profiled steps
+  int64_t dropped = 0;                          // kernel calls the profiler had no room for
 };
 
-// Steps 1 (its loss is the first loss) and 2 warm up (cuBLASLt heuristics, caches); the median of `steps` timed
-// steps is the step time.
-template <class Step>
-void time_steps(Step& model, const Options& o, cudaStream_t stream, Measured* m) {
-  model.step(1, kLr);
-  m->first_loss = model.loss();
-  model.step(2, kLr);
-  cudaEvent_t start, stop;
-  CUDA_CHECK(cudaEventCreate(&start));
-  CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms(o.steps);
-  for (int i = 0; i < o.steps; i++) {
-    CUDA_CHECK(cudaEventRecord(start, stream));
-    model.step(3 + i, kLr);
-    CUDA_CHECK(cudaEventRecord(stop, stream));
-    CUDA_CHECK(cudaEventSynchronize(stop));
-    CUDA_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
+// Random tokens in [0, V): (M*B, T) inputs and the same stream shifted by one as targets, uploaded once.
+void fill_batch(const train::RunConfig& c, int micro_batches, train::BatchBuffer* batch) {
+  const size_t n = static_cast<size_t>(c.B) * c.T;
+  std::vector<int32_t> stream(n + 1);
+  uint64_t x = 42;
+  for (int m = 0; m < micro_batches; ++m) {
+    for (int32_t& t : stream) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;  // a 64-bit LCG (Knuth's MMIX constants)
+      t = static_cast<int32_t>((x >> 33) % static_cast<uint64_t>(c.model.vocab_size));
+    }
+    batch->set_micro_batch(m, stream.data(), stream.data() + 1);
   }
-  m->last_loss = model.loss();
-  CUDA_CHECK(cudaEventDestroy(start));
-  CUDA_CHECK(cudaEventDestroy(stop));
-  std::sort(ms.begin(), ms.end());
-  m->step_ms = ms[o.steps / 2];
-  m->tok_s = static_cast<double>(o.B) * o.T / (m->step_ms / 1e3);
+  batch->upload();
 }
 
-// Builds the step (device memory measured around its allocation), loads or initialises its weights, sets the
-// batch, times it; the step's memory is freed on return.
-template <class Step, class... Extra>
-Measured run(const std::string& name, const Options& o, const kernels::KernelContext& ctx,
-             const std::vector<float>& llmc_params, const std::vector<int32_t>& tokens, Extra... extra) {
+// Builds the trainer's device context and backend for `c` (as train/trainer.cc's run_training does), then warms
+// up, times o.steps steps and profiles o.profile_steps more. Everything is freed on return.
+Measured run(const std::string& name, const train::RunConfig& c, const Options& o) {
   Measured m;
   m.name = name;
-  CUDA_CHECK(cudaDeviceSynchronize());
-  const size_t before = device_bytes_in_use();
-  Step model(ctx, o.cfg, o.B, o.T, extra...);
-  // Right after the allocation, before any kernel runs: lazy allocations inside cuBLAS on the first calls would
-  // otherwise be charged to whichever configuration runs first.
-  CUDA_CHECK(cudaDeviceSynchronize());
-  const size_t after = device_bytes_in_use();
+  engine::DeviceContext device(c.device, train::threads_per_process(c));
+  if (c.bf16_gemms) device.enable_bf16_gemms(c.bf16_gemm_scratch_elements());
+  const int micro_batches = c.M * c.replicas.replicas;  // every replica's, replica-major as in the trainer
+  train::BatchBuffer batch(micro_batches, c.B, c.T, c.device);
+  fill_batch(c, micro_batches, &batch);
+
+  const size_t before = device_bytes_in_use(c);
+  std::unique_ptr<train::Backend> backend = train::make_backend(c, device.ctx());
+  const size_t after = device_bytes_in_use(c);  // before any step: cuBLAS's lazy allocations are not counted
   m.device_bytes = after > before ? after - before : 0;
-  if (llmc_params.empty()) {
-    model.init_params(kSeed);
-  } else if constexpr (std::is_same_v<Step, gpu_step::Gpt2Step<CudaKernels>>) {
-    model.set_params(llmc_params.data());
-  } else {
-    model.set_gpt2_params(llmc_params.data(), kSeed);  // the bottlenecks (if any) start as at init
+  m.activation_bytes = backend->activation_bytes();
+
+  const float lr = c.flags.lr;
+  auto step = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const float loss = backend->step(batch.tokens(), batch.targets(), lr).loss;
+    device.synchronize();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    m.last_loss = loss;
+    return ms;
+  };
+  for (int i = 0; i < o.warmup; ++i) {
+    step();
+    if (i == 0) m.first_loss = m.last_loss;
   }
-  if constexpr (!std::is_same_v<Step, gpu_step::Gpt2Step<CudaKernels>>) {
-    m.bottleneck_bytes = model.bottleneck_bytes();
+  std::vector<double> times(c.flags.steps);  // sized before the loop: the timed steps allocate nothing here
+  for (double& t : times) t = step();
+  if (o.warmup == 0) m.first_loss = m.last_loss;  // no warm-up: the first timed step's loss is the first
+  std::sort(times.begin(), times.end());
+  m.step_ms = times[times.size() / 2];
+  m.tokens_per_s = static_cast<double>(c.tokens_per_step()) / (m.step_ms / 1e3);
+
+  if (o.profile_steps > 0) {
+    engine::KernelProfiler profiler(c.device);
+    device.set_profiler(&profiler);
+    double total_ms = 0.0;
+    for (int i = 0; i < o.profile_steps; ++i) {
+      total_ms += step();
+      profiler.collect();  // after step()'s synchronize: every event has completed
+    }
+    device.set_profiler(nullptr);
+    m.profiled_step_ms = total_ms / o.profile_steps;
+    m.breakdown = profiler.by_category();
+    for (auto& t : m.breakdown) t.ms /= o.profile_steps;  // per step
+    m.dropped = profiler.dropped();
   }
-  model.set_batch(tokens.data(), tokens.data() + 1);
-  time_steps(model, o, static_cast<cudaStream_t>(ctx.cuda_stream), &m);
-  m.buffer_bytes = model.buffer_bytes();
   return m;
 }
 
-std::string percent(double x) {
+std::string percent_or_unknown(double numerator, double denominator) {
+  if (!(denominator > 0.0)) return "?";
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f%%", 100.0 * x);
+  std::snprintf(buf, sizeof(buf), "%.2f%%", 100.0 * numerator / denominator);
   return buf;
 }
 
-void print_table(const std::vector<Measured>& rows, const Options& o, const Peak& peak) {
-  const double flops = 6.0 * gpu_step::num_params(o.cfg) + 6.0 * o.cfg.L * o.cfg.C * o.T;  // per token, GPT-2 only
-  std::printf("| run | step ms (median) | tokens/s | TFLOP/s (6N+6LCT) | MFU vs bf16 peak | MFU vs fp32 peak "
-              "| step buffers MiB | device MiB | loss first -> last |\n");
+void print_table(const std::vector<Measured>& rows, const train::RunConfig& c, const Peak& peak) {
+  const resbm::GPT2Config& g = c.model;
+  const double N = static_cast<double>(resbm::gpt2_num_parameters(g));
+  const double attention = static_cast<double>(g.num_layers) * g.channels * c.T;  // L C T
+  const double flops = 6.0 * N + 6.0 * attention;  // per token, GPT-2 only
+  std::printf("| run | step ms (median) | tokens/s | TFLOP/s (6N+6LCT) | MFU vs bf16 peak | MFU vs fp32 peak | "
+              "device MiB | activations MiB | loss first -> last |\n");
   std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
   for (const Measured& m : rows) {
-    const double achieved = m.tok_s * flops;
-    std::printf("| %s | %.2f | %.0f | %.1f | %s | %s | %.1f | %.1f | %.4f -> %.4f |\n", m.name.c_str(), m.step_ms,
-                m.tok_s, achieved / 1e12, peak.bf16 > 0 ? percent(achieved / peak.bf16).c_str() : "?",
-                peak.fp32 > 0 ? percent(achieved / peak.fp32).c_str() : "?", m.buffer_bytes / 1048576.0,
-                m.device_bytes / 1048576.0, m.first_loss, m.last_loss);
+    const double achieved = m.tokens_per_s * flops;
+    std::printf("| %s | %.2f | %.0f | %.3f | %s | %s | %s | %.1f | %.4f -> %.4f |\n", m.name.c_str(), m.step_ms,
+                m.tokens_per_s, achieved / 1e12, percent_or_unknown(achieved, peak.bf16).c_str(),
+                percent_or_unknown(achieved, peak.fp32).c_str(),
+                c.device == engine::Device::cuda ? std::to_string(m.device_bytes >> 20).c_str() : "-",
+                m.activation_bytes / 1048576.0, m.first_loss, m.last_loss);
   }
-  std::printf("(with llm.c's 6N+12LCT, first row: %.1f TFLOP/s)\n",
-              rows[0].tok_s * (6.0 * gpu_step::num_params(o.cfg) + 12.0 * o.cfg.L * o.cfg.C * o.T) / 1e12);
+  std::printf("(N = %.1fM GPT-2 parameters; with llm.c's 6N+12LCT, first row: %.3f TFLOP/s)\n", N / 1e6,
+              rows[0].tokens_per_s * (6.0 * N + 12.0 * attention) / 1e12);
+}
+
+// Where a profiled step's time goes, per phase: the kernels' own times (CUDA: GPU time between events), and the
+// rest of the step (host work between kernels, copies, waiting) as "outside kernels".
+void print_breakdown(const Measured& m, int profile_steps) {
+  std::printf("\nbreakdown of %s (mean of %d profiled steps of %.2f ms; the timed median was %.2f ms):\n",
+              m.name.c_str(), profile_steps, m.profiled_step_ms, m.step_ms);
+  std::printf("| phase | kernel calls per step | ms per step | %% of step |\n|---|---:|---:|---:|\n");
+  double kernels_ms = 0.0;
+  for (const auto& t : m.breakdown) {
+    std::printf("| %s | %.0f | %.3f | %s |\n", t.name.c_str(), static_cast<double>(t.calls) / profile_steps, t.ms,
+                percent_or_unknown(t.ms, m.profiled_step_ms).c_str());
+    kernels_ms += t.ms;
+  }
+  const double outside = std::max(0.0, m.profiled_step_ms - kernels_ms);
+  std::printf("| outside kernels | - | %.3f | %s |\n", outside, percent_or_unknown(outside, m.profiled_step_ms).c_str());
+  if (m.dropped > 0) {
+    std::printf("(%lld kernel calls found the profiler's recording full and are missing above)\n",
+                static_cast<long long>(m.dropped));
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Options o = parse(argc, argv);
-  std::vector<float> llmc_params;
+  // As //train: OpenMP's idle workers must sleep, not spin, between the CPU kernels (engine/device.h).
+  engine::reexec_with_passive_openmp(argv);
+  const Options o = parse(argc, argv);
+  std::vector<train::RunConfig> configs;
+  std::vector<std::string> names;
   try {
-    if (!o.load.empty()) {
-      o.cfg = gpu_step::read_llmc_model(o.load, &llmc_params);
-      if (o.T > o.cfg.max_T) {
-        usage_error("T=" + std::to_string(o.T) + " exceeds the model's maxT=" + std::to_string(o.cfg.max_T) +
-                    " (" + o.load + ")");
+    const train::RunConfig given = run_config(o.trainer_args);
+    const std::string bottleneck = resbm::describe_bottleneck(given.bottleneck, given.model.channels);
+    if (o.compare) {
+      if (given.pipeline.stages < 2 || given.bottleneck.kind == resbm::BottleneckKind::none) {
+        usage_error("--compare times --bottleneck none against the given bottleneck: add --stages 2 (or more) and "
+                    "--bottleneck resbm (or another kind)");
       }
+      std::vector<std::string> none = o.trainer_args;
+      none.insert(none.end(), {"--bottleneck", "none"});
+      configs.push_back(run_config(none));
+      names.push_back("none");
     }
-    if (o.bf16) gpu_step::validate(o.cfg, o.bn.count > 0 ? o.bn : gpu_step::Bottlenecks{}, o.attention);
+    configs.push_back(given);
+    names.push_back(given.pipeline.stages > 1 ? bottleneck : "one stage");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpu_step: %s\n", e.what());
-    return 2;
+    usage_error(e.what());
   }
+  const train::RunConfig& c = configs.back();
+  if (c.B < 1 || c.T < 1 || c.flags.steps < 1) usage_error("--batch-size, --seq-len and --steps must be >= 1");
+  const std::string device = device_name(c);
+  std::printf("gpu_step: %s; GPT-2 %s (%.1fM params), --dtype %s, B=%d T=%d M=%d, S=%d, %s; %d warm-up, %d timed, "
+              "%d profiled steps\n",
+              device.c_str(), resbm::describe_config(c.model).c_str(), resbm::gpt2_num_parameters(c.model) / 1e6,
+              c.flags.dtype.c_str(), c.B, c.T, c.M, c.pipeline.stages,
+              o.compare ? ("none vs " + names.back()).c_str() : names.back().c_str(), o.warmup, c.flags.steps,
+              o.profile_steps);
+  std::fflush(stdout);
 
-  cudaDeviceProp prop;
-  CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-  // The workspace (cuBLASLt's, and the cuBLAS attention's fp32 (B,NH,T,T) scores and their gradient) holds the
-  // whole batch's scores, so that attention runs as one batched GEMM rather than row by row; flash attention needs
-  // only its backward's (B,NH,T) fp32 row dots. Not counted in the step's memory below: it exists before and after
-  // the step, as llm.c's cuBLAS workspace does.
-  const bool flash = o.bf16 && o.attention == gpu_step::Attention::flash;
-  const size_t attention_bytes =
-      static_cast<size_t>(o.B) * o.cfg.NH * o.T * (flash ? 1 : static_cast<size_t>(o.T)) * sizeof(float);
-  kernels::KernelContext ctx = kernels::cuda::make_cuda_context(std::max<size_t>(64ull << 20, attention_bytes));
-
-  const size_t N = static_cast<size_t>(o.B) * o.T;
-  std::vector<int32_t> tokens(N + 1);  // (B*T + 1): inputs, and the same shifted by one as targets
-  uint64_t x = 42;
-  for (auto& t : tokens) {
-    x = x * 6364136223846793005ull + 1442695040888963407ull;
-    t = static_cast<int32_t>((x >> 33) % o.cfg.V);
-  }
-  const int K = gpu_step::code_width(o.cfg, o.bn), H = gpu_step::hidden_width(o.cfg, o.bn);
-  const std::string bn_name = std::to_string(o.bn.count) + " bottleneck" + (o.bn.count == 1 ? "" : "s") + " r=" +
-                              std::to_string(o.bn.ratio) + " K=" + std::to_string(K) + " H=" + std::to_string(H);
-  std::printf("gpu_step: %s, GPT-2 L=%d C=%d NH=%d V=%d (%.1fM params%s), B=%d T=%d, attention %s, %s, %d timed "
-              "steps\n",
-              prop.name, o.cfg.L, o.cfg.C, o.cfg.NH, o.cfg.V, gpu_step::num_params(o.cfg) / 1e6,
-              o.load.empty() ? ", random init" : (", weights of " + o.load).c_str(), o.B, o.T,
-              o.bf16 ? gpu_step::attention_name(o.attention) : "fp32 cublas",
-              o.compare ? ("bf16 vs bf16 + " + bn_name).c_str()
-              : !o.bf16 ? "fp32"
-              : o.bn.count > 0 ? ("bf16 + " + bn_name).c_str()
-                               : "bf16",
-              o.steps);
-
-  using Bf16 = gpu_step::Gpt2StepBf16<CudaKernels>;
   std::vector<Measured> rows;
-  if (!o.bf16) {
-    rows.push_back(run<gpu_step::Gpt2Step<CudaKernels>>("fp32", o, ctx, llmc_params, tokens));
-  } else {
-    if (o.compare || o.bn.count == 0) {
-      rows.push_back(run<Bf16>("bf16", o, ctx, llmc_params, tokens, gpu_step::Bottlenecks{0, 1}, o.attention));
-    }
-    if (o.bn.count > 0) {
-      rows.push_back(run<Bf16>("bf16 + " + bn_name, o, ctx, llmc_params, tokens, o.bn, o.attention));
-    }
+  try {
+    for (size_t i = 0; i < configs.size(); ++i) rows.push_back(run(names[i], configs[i], o));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   }
-  print_table(rows, o, peak_for(prop.name));
+  print_table(rows, c, c.device == engine::Device::cuda ? peak_for(device) : Peak{});
   if (o.compare) {
     const Measured &a = rows[0], &b = rows[1];
-    std::printf("ResBM cost (%s vs none): step time %s, tokens/s %s, step buffers %s (%.1f MiB, of which the "
-                "bottlenecks' own %.1f MiB), device memory %s; target < 2%% of step time and memory\n",
-                bn_name.c_str(), percent(b.step_ms / a.step_ms - 1).c_str(), percent(b.tok_s / a.tok_s - 1).c_str(),
-                percent(static_cast<double>(b.buffer_bytes) / a.buffer_bytes - 1).c_str(),
-                (static_cast<double>(b.buffer_bytes) - a.buffer_bytes) / 1048576.0, b.bottleneck_bytes / 1048576.0,
-                percent(static_cast<double>(b.device_bytes) / a.device_bytes - 1).c_str());
+    std::printf("bottleneck cost (%s vs none): step time %s, tokens/s %s, device memory %s, activations %s; target "
+                "< 2%% of step time and memory\n",
+                b.name.c_str(), percent_or_unknown(b.step_ms - a.step_ms, a.step_ms).c_str(),
+                percent_or_unknown(b.tokens_per_s - a.tokens_per_s, a.tokens_per_s).c_str(),
+                percent_or_unknown(static_cast<double>(b.device_bytes) - a.device_bytes, a.device_bytes).c_str(),
+                percent_or_unknown(static_cast<double>(b.activation_bytes) - a.activation_bytes, a.activation_bytes)
+                    .c_str());
   }
-  kernels::cuda::destroy_cuda_context(ctx);
+  if (o.profile_steps > 0) {
+    for (const Measured& m : rows) print_breakdown(m, o.profile_steps);
+  }
   return 0;
 }
-
-#else  // RESBM_HAVE_CUDA
-
-int main() {
-  std::printf("gpu_step: built without CUDA (--config=nocuda): nothing to benchmark\n");
-  return 0;
-}
-
-#endif
