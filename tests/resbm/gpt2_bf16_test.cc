@@ -17,85 +17,24 @@
 #include "engine/optim/adamw.h"
 #include "resbm/gpt2.h"
 #include "resbm/stage_model.h"
+#include "tests/resbm/gpt2_bf16_run.h"
 #include "tests/resbm/gpt2_fixture.h"
 
 namespace resbm {
 namespace {
 
-constexpr int kB = 4, kT = 16, kSteps = 20;
+using testing::kB;
+using testing::kSteps;
+using testing::kT;
+using testing::TrainRun;
 
-GPT2Config small_config() {
-  GPT2Config c;
-  c.max_seq_len = 32;
-  c.vocab_size = 97;  // odd sizes; head size 16, the CUDA flash kernel's smallest
-  c.padded_vocab_size = 128;
-  c.num_layers = 2;
-  c.num_heads = 3;
-  c.channels = 48;
-  return c;
-}
-
-struct TrainRun {
-  std::vector<float> losses;
-  std::vector<uint8_t> copy;  // the final bf16 parameters (bf16 runs)
-  size_t peak = 0, budget = 0;
-};
-
-// kSteps AdamW steps on fresh batches of a learnable sequence rule (t' = 5 t + 3 mod V from a random start), the
-// same batches for every run.
-TrainRun train(engine::Precision precision) {
-  const GPT2Config c = small_config();
-  engine::DeviceContext device(engine::Device::cpu, 2);
-  GPT2 model(c, engine::Device::cpu, precision);
-  model.init(1);
-  engine::optim::AdamWConfig cfg;
-  cfg.weight_decay = 0.1f;
-  cfg.rounding_seed = 1;
-  engine::optim::AdamW opt(model.params(), device.ctx(), cfg);
-  engine::Graph g(device.ctx(), engine::Device::cpu, model.activation_bytes(kB, kT));
-  engine::Arena ids("ids", 1 << 16);
-  std::mt19937 rng(7);
-  TrainRun run;
-  std::vector<int32_t> inputs(kB * kT), targets(kB * kT);
-  for (int step = 0; step < kSteps; ++step) {
-    for (int b = 0; b < kB; ++b) {
-      int32_t t = static_cast<int32_t>(rng() % c.vocab_size);
-      for (int i = 0; i < kT; ++i) {
-        inputs[b * kT + i] = t;
-        t = (5 * t + 3) % c.vocab_size;
-        targets[b * kT + i] = t;
-      }
-    }
-    ids.reset();
-    const engine::Tensor tok = testing::make_ids(ids, inputs, kB, kT);
-    const engine::Tensor tgt = testing::make_ids(ids, targets, kB, kT);
-    g.reset();
-    engine::Var loss = model.forward(g, tok, tgt);
-    run.losses.push_back(loss.value.f32()[0]);
-    g.backward(loss);
-    opt.step(1e-2f);
-    model.params().zero_grads();
-  }
-  if (precision == engine::Precision::bf16) {
-    const engine::Tensor copy = model.params().all_model_values();
-    const uint8_t* p = static_cast<const uint8_t*>(copy.data);
-    run.copy.assign(p, p + copy.nbytes());
-  }
-  run.peak = g.peak_activation_bytes();
-  run.budget = model.activation_bytes(kB, kT);
-  return run;
-}
+GPT2Config small_config() { return testing::small_bf16_config(); }
+TrainRun train(engine::Precision precision) { return testing::train_small_gpt2(engine::Device::cpu, precision); }
 
 TEST(GPT2Bf16, LossTracksFp32Over20StepsAndRerunsBitwise) {
   const TrainRun fp32 = train(engine::Precision::fp32);
   const TrainRun bf16 = train(engine::Precision::bf16);
-  double worst = 0.0, mean = 0.0;
-  for (int s = 0; s < kSteps; ++s) {
-    std::printf("step %2d  fp32 %.5f  bf16 %.5f  diff %+.5f\n", s + 1, fp32.losses[s], bf16.losses[s],
-                bf16.losses[s] - fp32.losses[s]);
-    worst = std::fmax(worst, std::fabs(bf16.losses[s] - fp32.losses[s]));
-    mean += std::fabs(bf16.losses[s] - fp32.losses[s]) / kSteps;
-  }
+  const testing::Drift drift = testing::loss_drift(fp32, "fp32", bf16, "bf16");
   // Step 1: the same weights (the copy is the masters rounded to nearest), so the difference is the bf16 forward
   // alone: each logit within a few half-ulps (2^-8 relative) of fp32, which moves a loss of ~ln 97 = 4.6 by at most
   // about 2^-8 * 4.6 = 0.018. Measured: 0.0002 (the roundings mostly cancel in the mean over 64 positions).
@@ -104,8 +43,8 @@ TEST(GPT2Bf16, LossTracksFp32Over20StepsAndRerunsBitwise) {
   // low bits still moves each weight by ~lr), and the loss at lr 1e-2 on fresh batches swings by 0.5 from step to
   // step. Measured over the 20 steps: worst 0.091 (step 18), mean 0.017; asserted with ~2.5x margin, which still
   // catches a policy that loses the training signal (an fp32-vs-bf16 gap of the size of the learning, ~1.4 here).
-  EXPECT_LT(worst, 0.25);
-  EXPECT_LT(mean, 0.05);
+  EXPECT_LT(drift.worst, 0.25);
+  EXPECT_LT(drift.mean, 0.05);
   // It learns: the rule is deterministic, so the loss falls well below its start ~ln(97) = 4.57.
   EXPECT_LT(bf16.losses.back(), bf16.losses.front() - 1.0f);
   // The activation arena sized for fp32 holds the bf16 step (its activations are half the size).
