@@ -298,7 +298,11 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
       {{"--resume", "--out-dir", tmp_dir() + "/never_trained"}, "no checkpoint in"},
       {{"--ratio", "5"}, "invalid bottleneck"},
       // (--device cuda alone trains where a GPU is: tests/train/train_device_test.cc checks its refusal without one.)
-      {{"--dtype", "fp16"}, "--dtype must be one of fp32, bf16; got 'fp16'"},
+      {{"--dtype", "fp16"}, "--dtype must be one of fp32, bf16, bf16-autocast; got 'fp16'"},
+      {{"--dtype", "bf16", "--optimizer", "muon"}, "--dtype bf16 runs AdamW only so far"},
+      {{"--dtype", "bf16", "--stages", "2", "--bottleneck", "ssn"}, "--dtype bf16 does not run --bottleneck ssn yet"},
+      {{"--dtype", "bf16", "--replicas", "2", "--dp-sync", "diloco", "--inner-steps", "2"},
+       "--dtype bf16 with --replicas runs --dp-sync step only so far"},
       {{"--link-mbps", "100"}, "need one process per stage"},
       {{"--replicas", "2", "--dp-sync", "diloco"}, "--dp-sync diloco needs --inner-steps H"},
       {{"--replicas", "2", "--inner-steps", "5"}, "--inner-steps is DiLoCo's: add --dp-sync diloco"},
