@@ -364,16 +364,23 @@ Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int
 }
 
 Var slice_columns(Graph& g, const Var& x, int offset, int width) {
-  check_f32(x.value, "slice_columns", "x");
+  const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
+  check_act(x.value, dt, "slice_columns", "x");
   check_device(g, x.value, "slice_columns", "x");
   const int64_t C = x.value.dim(-1);
   ENGINE_CHECK(offset >= 0 && width > 0 && offset + width <= C, "slice_columns: [%d, %d) of %s", offset,
                offset + width, x.value.describe().c_str());
   const int64_t N = x.value.numel() / C;
   Var out = new_like(g, x.value, width, x.requires_grad());
-  KERNEL(g.device(), slice_columns_forward, g.ctx(), out.value.f32(), x.value.f32(), static_cast<int>(N),
-         static_cast<int>(C), offset, width);
+  if (dt == DType::bf16) {  // an exact copy of the bits
+    KERNEL(g.device(), slice_columns_forward_bf16, g.ctx(), out.value.u16(), x.value.u16(), static_cast<int>(N),
+           static_cast<int>(C), offset, width);
+  } else {
+    KERNEL(g.device(), slice_columns_forward, g.ctx(), out.value.f32(), x.value.f32(), static_cast<int>(N),
+           static_cast<int>(C), offset, width);
+  }
   TapeNode node = make_node(OpKind::slice_columns, out);
+  node.precision = dt;
   node.inputs[0] = x;
   node.ints[0] = N;
   node.ints[1] = C;
@@ -384,18 +391,26 @@ Var slice_columns(Graph& g, const Var& x, int offset, int width) {
 }
 
 Var pad_columns(Graph& g, const Var& x, int offset, int total_width) {
-  check_f32(x.value, "pad_columns", "x");
+  const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
+  check_act(x.value, dt, "pad_columns", "x");
   check_device(g, x.value, "pad_columns", "x");
   const int64_t K = x.value.dim(-1);
   ENGINE_CHECK(offset >= 0 && offset + K <= total_width, "pad_columns: %s at %d into %d columns",
                x.value.describe().c_str(), offset, total_width);
   const int64_t N = x.value.numel() / K;
   Var out = new_like(g, x.value, total_width, x.requires_grad());
-  KERNEL(g.device(), fill, g.ctx(), out.value.f32(), 0.0f, count(out.value));
-  // out[:, offset:offset+K] += x
-  KERNEL(g.device(), slice_columns_backward, g.ctx(), out.value.f32(), x.value.f32(), static_cast<int>(N),
-         total_width, offset, static_cast<int>(K));
+  // out = 0, then out[:, offset:offset+K] += x (exact in either dtype: x added to zeros)
+  if (dt == DType::bf16) {
+    KERNEL(g.device(), fill_bf16, g.ctx(), out.value.u16(), uint16_t{0}, count(out.value));
+    KERNEL(g.device(), slice_columns_backward_bf16, g.ctx(), out.value.u16(), x.value.u16(), static_cast<int>(N),
+           total_width, offset, static_cast<int>(K));
+  } else {
+    KERNEL(g.device(), fill, g.ctx(), out.value.f32(), 0.0f, count(out.value));
+    KERNEL(g.device(), slice_columns_backward, g.ctx(), out.value.f32(), x.value.f32(), static_cast<int>(N),
+           total_width, offset, static_cast<int>(K));
+  }
   TapeNode node = make_node(OpKind::pad_columns, out);
+  node.precision = dt;
   node.inputs[0] = x;
   node.ints[0] = N;
   node.ints[1] = total_width;
@@ -497,6 +512,16 @@ void backward_node_bf16(Graph& g, const TapeNode& node) {
       float dloss = 0.0f;  // the loss gradient is fp32 on the device: one scalar copy, as the fp32 path
       copy_to_host(&dloss, node.output.grad);
       softmax_crossentropy_backward_bf16(g, node, dloss);
+      break;
+    }
+    case OpKind::slice_columns:  // dx[:, offset:offset+K] += dout (widened, added, rounded once)
+      KERNEL(dev, slice_columns_backward_bf16, ctx, in0.grad.u16(), node.output.grad.u16(), I(0), I(1), I(2), I(3));
+      break;
+    case OpKind::pad_columns: {  // dx += dout[:, offset:offset+K], through a (N,K) scratch (the slice is exact)
+      const int64_t N = node.ints[0], K = node.ints[3];
+      Tensor part = g.new_scratch({N, K}, DType::bf16);
+      KERNEL(dev, slice_columns_forward_bf16, ctx, part.u16(), node.output.grad.u16(), I(0), I(1), I(2), I(3));
+      KERNEL(dev, accumulate_bf16, ctx, in0.grad.u16(), part.u16(), count(part));
       break;
     }
     default:

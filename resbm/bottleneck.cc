@@ -96,9 +96,10 @@ bool matrix_trained(const BottleneckConfig& c) {
 std::string prefix(int boundary, const char* side) {
   return "bottleneck." + std::to_string(boundary) + "." + side + ".";
 }
-Var fixed_var(ParamStore& store, int index) { return Var{store.var(index).value, engine::Tensor{}}; }
+// The ops read a store's model_var: the parameter itself under fp32, its bf16 copy under the bf16 policy.
+Var fixed_var(ParamStore& store, int index) { return Var{store.model_var(index).value, engine::Tensor{}}; }
 Var matrix_var(const BottleneckConfig& c, ParamStore& trained, ParamStore& fixed, int index) {
-  return matrix_trained(c) ? trained.var(index) : fixed_var(fixed, index);
+  return matrix_trained(c) ? trained.model_var(index) : fixed_var(fixed, index);
 }
 }  // namespace
 
@@ -242,10 +243,10 @@ void init_mlp(ParamStore& store, int ln_w, int ln_b, int w1, int b1, int w2, int
   init_constant(store, b2, 0.0f);
 }
 Var mlp_forward(engine::Graph& g, ParamStore& s, int ln_w, int ln_b, int w1, int b1, int w2, int b2, const Var& x) {
-  Var h = ln_w >= 0 ? engine::layernorm(g, x, s.var(ln_w), s.var(ln_b)) : x;  // (B,T,in)
-  h = engine::matmul(g, h, s.var(w1), s.var(b1));                               // (B,T,H)
-  h = engine::gelu(g, h);                                      // (B,T,H)
-  return engine::matmul(g, h, s.var(w2), s.var(b2));           // (B,T,out)
+  Var h = ln_w >= 0 ? engine::layernorm(g, x, s.model_var(ln_w), s.model_var(ln_b)) : x;  // (B,T,in)
+  h = engine::matmul(g, h, s.model_var(w1), s.model_var(b1));                                     // (B,T,H)
+  h = engine::gelu(g, h);                                                                         // (B,T,H)
+  return engine::matmul(g, h, s.model_var(w2), s.model_var(b2));                                  // (B,T,out)
 }
 
 }  // namespace
@@ -288,7 +289,7 @@ Var BottleneckEncoder::forward(engine::Graph& g, ParamStore& trained, ParamStore
     case BottleneckKind::quant:
       return x;  // the full stream; quant's 8 bits are applied on the wire
     case BottleneckKind::linear:
-      return engine::matmul(g, x, trained.var(p_));  // x U
+      return engine::matmul(g, x, trained.model_var(p_));  // x U
     case BottleneckKind::ae:
       return mlp_forward(g, trained, ln_w_, ln_b_, w1_, b1_, w2_, b2_, x);
     case BottleneckKind::resbm: {
@@ -344,7 +345,7 @@ Var BottleneckDecoder::forward(engine::Graph& g, ParamStore& trained, ParamStore
     case BottleneckKind::quant:
       return z;
     case BottleneckKind::linear:
-      return engine::matmul(g, z, trained.var(p_));  // z V
+      return engine::matmul(g, z, trained.model_var(p_));  // z V
     case BottleneckKind::ae:
       return mlp_forward(g, trained, ln_w_, ln_b_, w1_, b1_, w2_, b2_, z);
     case BottleneckKind::resbm: {

@@ -34,11 +34,11 @@ int declare_fused_decoder(ParamStore& store, int boundary, const GPT2Config& con
 Var fused_decoder_attention(engine::Graph& g, ParamStore& store, const BlockParams& p, int w_dec, const Var& z,
                             const GPT2Config& config) {
   const int C = config.channels;
-  const Var h = engine::gelu(g, engine::matmul(g, z, store.var(w_dec)));             // (B,T,C) act(z W_dec)
-  const Var ln1 = engine::layernorm(g, h, store.var(p.ln1_w), store.var(p.ln1_b));  // (B,T,C)
-  const Var qkv = engine::matmul(g, ln1, store.var(p.qkv_w), store.var(p.qkv_b));   // (B,T,3C)
+  const Var h = engine::gelu(g, engine::matmul(g, z, store.model_var(w_dec)));             // (B,T,C) act(z W_dec)
+  const Var ln1 = engine::layernorm(g, h, store.model_var(p.ln1_w), store.model_var(p.ln1_b));  // (B,T,C)
+  const Var qkv = engine::matmul(g, ln1, store.model_var(p.qkv_w), store.model_var(p.qkv_b));   // (B,T,3C)
   const Var att = engine::attention(g, qkv, config.num_heads);                      // (B,T,C)
-  const Var a = engine::matmul(g, att, store.var(p.attn_proj_w), store.var(p.attn_proj_b));  // (B,T,C)
+  const Var a = engine::matmul(g, att, store.model_var(p.attn_proj_w), store.model_var(p.attn_proj_b));  // (B,T,C)
   return engine::add(g, engine::pad_columns(g, z, 0, C), a);  // z back onto the first K channels
 }
 

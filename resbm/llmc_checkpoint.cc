@@ -157,6 +157,7 @@ int load_llmc_checkpoint(const std::string& path, ParamStore& store, const GPT2C
     engine::copy_from_host(store.var(indices[i]).value, staged[i].data());
     ++loaded;
   }
+  store.sync_model_copy();  // bf16 policy: the copy from the loaded masters (a no-op under fp32)
   return loaded;
 }
 

@@ -23,11 +23,11 @@ StageModel::StageModel(const GPT2Config& config, const BottleneckConfig& bottlen
       last_layer_(last_layer),
       untie_head_(untie_head),
       trained_(device, precision),
-      fixed_(device) {
+      fixed_(device, precision) {  // the fixed tensors are op weights too: a bf16 copy under the bf16 policy
   validate_config(config);
-  if (precision == engine::Precision::bf16 && (num_stages != 1 || bottleneck.kind != BottleneckKind::none)) {
-    throw std::invalid_argument("the bf16 policy runs one stage without a bottleneck so far (--stages 1 "
-                                "--bottleneck none): the bottleneck ops and the stage wire are not bf16 yet");
+  if (precision == engine::Precision::bf16 && bottleneck.kind == BottleneckKind::ssn) {
+    throw std::invalid_argument("--bottleneck ssn does not run on the bf16 policy yet (its frozen-stream "
+                                "subtraction is an fp32 op): use --dtype fp32 or --dtype bf16-autocast");
   }
   validate_bottleneck(bottleneck, config.channels);
   if (stage < 0 || stage >= num_stages || first_layer < 0 || first_layer >= last_layer ||
@@ -126,7 +126,9 @@ void StageModel::init(uint64_t seed) {
       zero_padding_rows(head_wte_);
     }
   }
-  trained_.sync_model_copy();  // bf16 policy: the copy = the masters rounded to nearest (no-op under fp32)
+  // bf16 policy: the copies = the masters rounded to nearest (no-op under fp32).
+  trained_.sync_model_copy();
+  if (!fixed_.params().empty()) fixed_.sync_model_copy();
 }
 
 void StageModel::zero_padding_rows(int table) {
@@ -169,8 +171,8 @@ engine::Var StageModel::stream(engine::Graph& g, const engine::Tensor& tokens, c
   } else {
     x = decoder_.forward(g, trained_, fixed_, input);  // (B,T,K) -> (B,T,C)
     if (reinject_table_ >= 0) {
-      const engine::Var no_positions{fixed_.var(zero_positions_).value, engine::Tensor{}};  // constant, no gradient
-      x = engine::add(g, x, engine::embedding(g, tokens, trained_.var(reinject_table_), no_positions));  // (B,T,C)
+      const engine::Var no_positions{fixed_.model_var(zero_positions_).value, engine::Tensor{}};  // no gradient
+      x = engine::add(g, x, engine::embedding(g, tokens, trained_.model_var(reinject_table_), no_positions));
     }
   }
   for (const BlockParams& b : blocks_) x = block_forward(g, trained_, b, x, config_);
@@ -210,6 +212,20 @@ int StageModel::input_width() const { return stage_ == 0 ? 0 : code_width(bottle
 
 int StageModel::output_width() const {
   return stage_ == num_stages_ - 1 ? 0 : code_width(bottleneck_, config_.channels);
+}
+
+engine::comm::WireDType StageModel::wire_dtype() const {
+  // Under the bf16 policy the code is a bf16 tensor already: an fp32 wire would only widen it (2 bytes of zeros per
+  // value), so the wire carries min(code dtype, bf16), the bf16 bits as they are (docs/bf16_policy.md).
+  const engine::comm::WireDType configured = resbm::wire_dtype(bottleneck_);
+  if (trained_.precision() == engine::Precision::bf16 && configured == engine::comm::WireDType::f32) {
+    return engine::comm::WireDType::bf16;
+  }
+  return configured;
+}
+
+engine::DType StageModel::activation_dtype() const {
+  return trained_.precision() == engine::Precision::bf16 ? engine::DType::bf16 : engine::DType::f32;
 }
 
 int StageModel::tied_param() const {

@@ -16,8 +16,8 @@
 // stage rebuilds x; the last stage's blocks are dense and its head is always untied.
 // Every parameter is initialised from (seed, its name) (resbm/gpt2.h param_seed), so a stage's blocks start exactly
 // as the whole model's do and the last stage's wte copy equals the first stage's.
-// precision bf16 (docs/bf16_policy.md): the blocks run the bf16 ops on the store's bf16 copy; for now only the whole
-// model in one stage without a bottleneck (the boundary ops and the wire are not on the policy yet).
+// precision bf16 (docs/bf16_policy.md): every op runs in bf16 on the stores' bf16 copies (trained and fixed), the code
+// crossing a boundary included (the wire carries min(code dtype, bf16)); every bottleneck kind but ssn.
 #pragma once
 
 #include <memory>
@@ -50,7 +50,8 @@ class StageModel : public engine::pipeline::StageModule {
   int input_width() const override;
   int output_width() const override;
   int stream_width() const override { return config_.channels; }
-  engine::comm::WireDType wire_dtype() const override { return resbm::wire_dtype(bottleneck_); }
+  engine::comm::WireDType wire_dtype() const override;
+  engine::DType activation_dtype() const override;
   int tied_param() const override;
   size_t activation_bytes(int B, int T) const override;
   void zero_grads() override;

@@ -181,7 +181,10 @@ std::vector<FlagSpec> flag_table(TrainFlags* f) {
        "each process writes DIR/stage<s>.pid at start (for tests and tools that signal one stage)", {}},
 
       {"Device", "device", Kind::str, &f->device, "where to train", {"cpu", "cuda"}},
-      {"", "dtype", Kind::str, &f->dtype, "precision of the matmuls (bf16: operands rounded to bf16, fp32 accumulation and master weights)", {"fp32", "bf16"}},
+      {"", "dtype", Kind::str, &f->dtype,
+       "precision: bf16 = llm.c's mixed precision (bf16 activations and weights, fp32 master weights and optimizer "
+       "state; AdamW; every bottleneck but ssn); bf16-autocast = fp32 model, matmul operands rounded to bf16",
+       {"fp32", "bf16", "bf16-autocast"}},
       {"", "help", Kind::boolean, &f->help, "print this help and exit", {}},
   };
 }

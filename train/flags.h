@@ -123,7 +123,7 @@ struct TrainFlags {
 
   // Device.
   std::string device = "cpu";  // cpu | cuda
-  std::string dtype = "fp32";  // fp32 | bf16
+  std::string dtype = "fp32";  // fp32 | bf16 (llm.c mixed precision) | bf16-autocast
 
   bool help = false;
 

@@ -31,6 +31,7 @@ class AdamWOptimizer : public TrainOptimizer {
     load_state_tensor(in, prefix + "adamw.m", adamw_.m());
     load_state_tensor(in, prefix + "adamw.v", adamw_.v());
     adamw_.set_step_count(static_cast<int>(in.get_u64(prefix + "adamw.t")));
+    adamw_.restore_model_copy();  // bf16 policy: the copy as the last step left it (resume is bitwise)
   }
   size_t state_bytes() const override { return adamw_.m().nbytes() + adamw_.v().nbytes(); }
 

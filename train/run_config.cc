@@ -235,9 +235,29 @@ RunConfig make_run_config(const TrainFlags& flags) {
                     std::to_string(r.model.num_layers) + " layers; every stage needs at least one block");
   }
   r.bottleneck = bottleneck_config(flags, r.model.channels);
-  // bf16: autocast for the matmuls (operands rounded to bf16, fp32 accumulation; everything else and the master
-  // weights fp32). On the CPU the same numbers are computed with sgemm on rounded operands: no faster, but exact.
-  r.bf16_gemms = flags.dtype == "bf16";
+  // bf16: llm.c's mixed precision (docs/bf16_policy.md): bf16 activations and weight copies, fp32 master weights,
+  // optimizer state, statistics and losses; the CPU twins compute what the CUDA kernels do.
+  // bf16-autocast: the fp32 model with each matmul's operands rounded to bf16 (fp32 accumulation; everything else
+  // fp32). On the CPU the same numbers are computed with sgemm on rounded operands: no faster, but exact.
+  r.bf16_gemms = flags.dtype == "bf16-autocast";
+  if (flags.dtype == "bf16") {
+    r.pipeline.precision = engine::Precision::bf16;
+    const char* other = "; use --dtype fp32 or --dtype bf16-autocast";
+    if (r.bottleneck.kind == resbm::BottleneckKind::ssn) {
+      throw FlagError(std::string("--dtype bf16 does not run --bottleneck ssn yet") + other);
+    }
+    if (flags.optimizer == "muon") {
+      throw FlagError(std::string("--dtype bf16 runs AdamW only so far (Muon's update does not yet write the bf16 "
+                                  "copy of the weights)") + other);
+    }
+    if (flags.replicas > 1 && flags.dp_sync != "step") {
+      throw FlagError(std::string("--dtype bf16 with --replicas runs --dp-sync step only so far (an outer step "
+                                  "would leave the bf16 copy of the weights stale)") + other);
+    }
+    // The codes are bf16 tensors: an fp32 wire would only widen them, so it carries their bf16 bits
+    // (resbm::StageModel::wire_dtype); the run table says so.
+    if (r.bottleneck.code_dtype == engine::comm::WireDType::f32) r.bottleneck.code_dtype = engine::comm::WireDType::bf16;
+  }
   if (flags.device == "cuda") {
     require_cuda_device();  // after the cheap checks: probing the driver takes a moment
     r.device = engine::Device::cuda;

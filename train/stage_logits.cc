@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "engine/device.h"
+#include "kernels/cpu/kernels.h"
 
 namespace train {
 
@@ -32,27 +33,50 @@ StageLogits::StageLogits(std::vector<resbm::StageModel*> stages, int first_stage
 
 StageLogits::~StageLogits() = default;
 
+namespace {
+
+// t's values as floats in host memory: the stages' activations are fp32, or bf16 under the bf16 policy (widened,
+// exactly). bits: host scratch for the bf16 case.
+void values_to_host(const kernels::KernelContext& ctx, const engine::Tensor& t, float* out,
+                    std::vector<uint16_t>* bits) {
+  if (t.dtype != engine::DType::bf16) {
+    engine::copy_to_host(out, t);
+    return;
+  }
+  bits->resize(static_cast<size_t>(t.numel()));
+  engine::copy_to_host(bits->data(), t);
+  kernels::cpu::bf16_to_float(ctx, out, bits->data(), bits->size());
+}
+
+// The reverse: t = values (rounded to nearest even when t is bf16).
+void values_from_host(const kernels::KernelContext& ctx, const engine::Tensor& t, const float* values,
+                      std::vector<uint16_t>* bits) {
+  if (t.dtype != engine::DType::bf16) {
+    engine::copy_from_host(t, values);
+    return;
+  }
+  bits->resize(static_cast<size_t>(t.numel()));
+  kernels::cpu::float_to_bf16(ctx, bits->data(), values, bits->size());
+  engine::copy_from_host(t, bits->data());
+}
+
+}  // namespace
+
+// The codec runs on fp32 values in host memory (sampling is one row at a time: the copies cost nothing that
+// matters), so a bf16 code is widened first; comm::encode then writes the same bytes the training wire carries.
 void StageLogits::encode(const engine::Tensor& z, engine::comm::WireDType dtype, int len) {
   const int64_t K = z.dim(-1);
   wire_.resize(engine::comm::encoded_bytes(dtype, len, K));
-  if (device_ == engine::Device::cpu) {
-    engine::comm::encode(ctx_, dtype, wire_.data(), z.f32(), len, K);
-    return;
-  }
-  host_code_.resize(static_cast<size_t>(len) * K);  // the codec runs on host memory
-  engine::copy_to_host(host_code_.data(), z);
+  host_code_.resize(static_cast<size_t>(len) * K);
+  values_to_host(ctx_, z, host_code_.data(), &host_bits_);
   engine::comm::encode(ctx_, dtype, wire_.data(), host_code_.data(), len, K);
 }
 
 void StageLogits::decode(const engine::Tensor& into, engine::comm::WireDType dtype, int len) {
   const int64_t K = into.dim(-1);
-  if (device_ == engine::Device::cpu) {
-    engine::comm::decode(ctx_, dtype, into.f32(), wire_.data(), len, K);
-    return;
-  }
   host_code_.resize(static_cast<size_t>(len) * K);
   engine::comm::decode(ctx_, dtype, host_code_.data(), wire_.data(), len, K);
-  engine::copy_from_host(into, host_code_.data());
+  values_from_host(ctx_, into, host_code_.data(), &host_bits_);
 }
 
 const float* StageLogits::next_token_logits(const int32_t* context, int len) {
@@ -75,7 +99,7 @@ const float* StageLogits::next_token_logits(const int32_t* context, int len) {
   const engine::comm::WireDType dtype = stages_.front()->wire_dtype();
   engine::Var input;  // the decoded code (1,len,K) from the previous stage; undefined on stage 0
   if (first_stage_ > 0) {
-    input = g.new_var({1, len, stages_.front()->input_width()});
+    input = g.new_var({1, len, stages_.front()->input_width()}, stages_.front()->activation_dtype());
     wire_.resize(engine::comm::encoded_bytes(dtype, len, stages_.front()->input_width()));
     transport_->recv_raw(first_stage_ - 1, engine::comm::kTagSampleCode, wire_.data(), wire_.size());
     decode(input.value, dtype, len);
@@ -83,11 +107,12 @@ const float* StageLogits::next_token_logits(const int32_t* context, int len) {
   for (size_t i = 0; i < stages_.size(); ++i) {
     if (first_stage_ + static_cast<int>(i) == num_stages_ - 1) {
       const engine::Var logits = stages_[i]->logits(g, tokens, input);  // (1,len,Vp)
-      engine::Tensor row = logits.value;  // the last position's (Vp)
-      row.data = logits.value.f32() + static_cast<size_t>(len - 1) * Vp_;
+      engine::Tensor row = logits.value;  // the last position's (Vp), fp32 or bf16
+      row.data = static_cast<char*>(logits.value.data) +
+                 static_cast<size_t>(len - 1) * Vp_ * engine::dtype_size(logits.value.dtype);
       row.ndim = 1;
       row.shape[0] = Vp_;
-      engine::copy_to_host(logits_.data(), row);
+      values_to_host(ctx_, row, logits_.data(), &host_bits_);
       return logits_.data();
     }
     const engine::Var z = stages_[i]->forward(g, tokens, tokens, input);  // (1,len,K); targets unused
@@ -97,7 +122,7 @@ const float* StageLogits::next_token_logits(const int32_t* context, int len) {
                            wire_.size());
       return nullptr;
     }
-    input = g.new_var({1, len, z.value.dim(-1)});
+    input = g.new_var({1, len, z.value.dim(-1)}, z.value.dtype);
     decode(input.value, dtype, len);
   }
   return nullptr;  // not reached: the loop ends at the last stage or at this process's last

@@ -46,7 +46,8 @@ class StageLogits {
   std::vector<uint8_t> wire_;                  // encoded code scratch
   std::vector<float> logits_;                  // (Vp) result
   engine::Device device_;                      // the stages' device
-  std::vector<float> host_code_;               // GPU only: the code on the host, for the codec
+  std::vector<float> host_code_;               // the code's values on the host, for the codec
+  std::vector<uint16_t> host_bits_;            // bf16 policy: a code or the logits row as bf16 bits on the host
   std::unique_ptr<engine::Arena> token_arena_;  // GPU only: holds device_tokens_
   engine::Tensor device_tokens_;               // GPU only: (1, T) i32
 };

@@ -111,7 +111,7 @@ void load_params(const Checkpoint& stage_file, engine::ParamStore& store) {
   std::vector<uint8_t> host(all.nbytes());
   stage_file.read_into("params.values", host.data(), host.size());
   engine::copy_from_host(all, host.data());
-  store.sync_model_copy();  // bf16 policy: the copy from the loaded masters (the checkpoint holds only those)
+  store.sync_model_copy();  // bf16 policy: a first copy; the optimizer's load_state then restores the exact one
 }
 
 }  // namespace

@@ -39,4 +39,17 @@ void AdamW::step(float lr, float grad_scale) {
   }
 }
 
+void AdamW::restore_model_copy() {
+  if (params_.precision() != Precision::bf16) return;
+  if (t_ == 0) {
+    params_.sync_model_copy();
+    return;
+  }
+  for (size_t i = 0; i < params_.params().size(); i++) {
+    Param& p = params_.params()[i];
+    KERNEL(params_.device(), float_to_bf16_stochastic, ctx_, p.model.value.u16(), p.var.value.f32(),
+           static_cast<size_t>(p.var.value.numel()), bf16_rounding_seed(config_.rounding_seed, t_, i));
+  }
+}
+
 }  // namespace engine::optim

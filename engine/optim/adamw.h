@@ -39,6 +39,11 @@ class AdamW {
   Tensor v() const { return v_; }
   int step_count() const { return t_; }
   void set_step_count(int t) { t_ = t; }
+  // Under the bf16 policy, after the masters and the step count are loaded from a checkpoint: the bf16 copy exactly
+  // as step t's write-back left it (the same stochastic rounding of the same masters with the same seed), so that a
+  // resumed run continues bit for bit; at t = 0 the masters rounded to nearest, as init leaves them. No-op under
+  // fp32.
+  void restore_model_copy();
   const AdamWConfig& config() const { return config_; }
 
  private:

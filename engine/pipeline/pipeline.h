@@ -47,7 +47,7 @@ struct PipelineConfig {
   bool stochastic_code_grads = true;
   uint64_t code_rounding_seed = 0;
   // The parameter policy of every stage's model (docs/bf16_policy.md): bf16 runs the bf16 ops on a bf16 copy of
-  // fp32 masters. Only S = 1 without a bottleneck so far (resbm::StageModel refuses the rest).
+  // fp32 masters, and the codes between stages are bf16 (resbm::StageModel refuses ssn).
   Precision precision = Precision::fp32;
 };
 
@@ -68,7 +68,7 @@ std::vector<Action> make_schedule(Schedule schedule, int stage, int stages, int 
 // Most micro-batches stage `stage` holds activations for at once under the schedule (Graphs it needs).
 int max_in_flight(Schedule schedule, int stage, int stages, int micro_batches);
 
-// What a model stage provides (resbm::StageModel implements it). Everything fp32 on the CPU for now.
+// What a model stage provides (resbm::StageModel implements it).
 class StageModule {
  public:
   virtual ~StageModule() = default;
@@ -81,6 +81,8 @@ class StageModule {
   virtual int output_width() const = 0;  // K of the outgoing code (0 on the last stage)
   virtual int stream_width() const = 0;  // C: the uncompressed boundary width, for the compression ratio
   virtual comm::WireDType wire_dtype() const = 0;  // dtype of codes and code gradients on the wire
+  // dtype of the codes forward() takes and returns, and of their gradients: f32, or bf16 under the bf16 policy.
+  virtual DType activation_dtype() const { return DType::f32; }
   virtual int tied_param() const = 0;    // index in params() of the weight tied first<->last (wte), or -1
   virtual size_t activation_bytes(int B, int T) const = 0;  // per Graph arena, an upper bound
   virtual void zero_grads() { params().zero_grads(); }     // after each optimizer step

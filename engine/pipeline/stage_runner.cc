@@ -74,6 +74,11 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
       tied_mine_.resize(tied_count);
     }
   }
+  if (module.activation_dtype() == DType::bf16 && module.wire_dtype() != comm::WireDType::bf16) {
+    // bf16 codes on a wire of another dtype (int8): widened into fp32 here, encoded and decoded as fp32 codes are.
+    wide_arena_ = std::make_unique<Arena>("stage wide code", static_cast<size_t>(rows) * widest * 4 + 256, device_);
+    wide_code_ = wide_arena_->alloc({rows * widest});
+  }
   // One float per parameter tensor: on the GPU every partial sum is written on the device, then copied at once.
   const size_t count = module_.params().params().size();
   norm_parts_host_.resize(count);
@@ -114,7 +119,7 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
   sl.input = Var{};
   if (!transport_.is_first()) {
     const int K = module_.input_width();
-    sl.input = g.new_var({B_, T_, K}, DType::f32, /*requires_grad=*/train);  // (B,T,K)
+    sl.input = g.new_var({B_, T_, K}, module_.activation_dtype(), /*requires_grad=*/train);  // (B,T,K)
     receive_code(Direction::forward, m, sl.input.value, rows, K);
   }
   const double t0 = now_s();  // compute starts once the input is here (a distributed stage blocks in the receive)
@@ -145,7 +150,8 @@ void StageRunner::backward(int m) {
     g.backward(sl.output, 1.0f / static_cast<float>(config_.micro_batches));
   } else {
     const int K = module_.output_width();
-    Tensor dout = g.new_scratch({B_, T_, K});  // (B,T,K) dL/dz, decoded: straight-through the wire codec
+    // (B,T,K) dL/dz, decoded: straight-through the wire codec
+    Tensor dout = g.new_scratch({B_, T_, K}, module_.activation_dtype());
     receive_code(Direction::backward, m, dout, rows, K);
     t0 = now_s();  // the wait for the gradient is not compute
     g.backward_from(sl.output, dout);
@@ -167,6 +173,24 @@ void StageRunner::send_code(Direction dir, int m, const Tensor& x, int64_t rows,
     const uint64_t message = static_cast<uint64_t>(stage()) * comm::kMaxMicroBatches + static_cast<uint64_t>(m);
     rounding.seed = kernels::hash64(kernels::hash64(config_.code_rounding_seed, static_cast<uint64_t>(step_)), message);
   }
+  if (x.dtype == DType::bf16 && dtype != comm::WireDType::bf16) {
+    // An int8 code of a bf16 tensor is quantized from its widened (exact) values, as from an fp32 code.
+    const Tensor wide = wide_view(x);
+    KERNEL(device_, bf16_to_float, ctx_, wide.f32(), x.u16(), static_cast<size_t>(x.numel()));
+    send_code(dir, m, wide, rows, K);
+    return;
+  }
+  if (x.dtype == DType::bf16) {
+    // The bf16 bits as they are: the same bytes comm::encode writes for bf16 from the widened values. The
+    // transport copies the message before send returns, so x itself goes unless it must be staged on the host.
+    if (!on_gpu() || device_wire_) {
+      transport_.send(dir, m, x.data, n);
+      return;
+    }
+    copy_to_host(send_buffer_, x);
+    transport_.send(dir, m, send_buffer_, n);
+    return;
+  }
   if (device_wire_) {
     // Encoded by kernels queued on the compute stream; the transport's copy of the message is ordered after them.
     transport_.send(dir, m, encode_for_wire(device_, ctx_, dtype, send_buffer_, x.f32(), rows, K, rounding), n);
@@ -184,6 +208,22 @@ void StageRunner::send_code(Direction dir, int m, const Tensor& x, int64_t rows,
 void StageRunner::receive_code(Direction dir, int m, const Tensor& x, int64_t rows, int K) {
   const comm::WireDType dtype = module_.wire_dtype();
   const size_t n = comm::encoded_bytes(dtype, rows, K);
+  if (x.dtype == DType::bf16 && dtype != comm::WireDType::bf16) {
+    // Decoded as an fp32 code, then rounded to nearest even once into the bf16 tensor.
+    const Tensor wide = wide_view(x);
+    receive_code(dir, m, wide, rows, K);
+    KERNEL(device_, float_to_bf16, ctx_, x.u16(), wide.f32(), static_cast<size_t>(x.numel()));
+    return;
+  }
+  if (x.dtype == DType::bf16) {  // the bits as they are (see send_code)
+    if (!on_gpu() || device_wire_) {
+      transport_.recv(dir, m, x.data, n);
+      return;
+    }
+    transport_.recv(dir, m, recv_buffer_, n);
+    copy_from_host(x, recv_buffer_);
+    return;
+  }
   if (device_wire_) {
     // The transport orders the compute stream after the message's arrival, so the decode reads it whole.
     void* target = wire_receive_target(dtype, recv_buffer_, x.f32());
@@ -198,6 +238,15 @@ void StageRunner::receive_code(Direction dir, int m, const Tensor& x, int64_t ro
   }
   comm::decode(ctx_, dtype, host_code_.data(), recv_buffer_, rows, K);
   copy_from_host(x, host_code_.data());
+}
+
+Tensor StageRunner::wide_view(const Tensor& x) const {
+  ENGINE_CHECK(wide_code_.defined() && x.numel() <= wide_code_.numel(), "stage %d: no fp32 staging for %s", stage(),
+               x.describe().c_str());
+  Tensor wide = wide_code_;  // x's shape over the front of the staging buffer
+  wide.ndim = x.ndim;
+  for (int i = 0; i < x.ndim; ++i) wide.shape[i] = x.shape[i];
+  return wide;
 }
 
 void StageRunner::begin_step(int64_t step) {

@@ -63,6 +63,7 @@ class StageRunner {
   void send_code(comm::Direction dir, int m, const Tensor& x, int64_t rows, int K);
   void receive_code(comm::Direction dir, int m, const Tensor& x, int64_t rows, int K);
   bool on_gpu() const { return device_ == Device::cuda; }
+  Tensor wide_view(const Tensor& x) const;  // x's shape, f32, over wide_code_
 
   PipelineConfig config_;
   StageModule& module_;
@@ -89,6 +90,10 @@ class StageRunner {
   std::vector<float> host_tied_other_;           // host wire only
   std::vector<float> host_code_;                 // GPU, host wire: a code or its gradient on its way to/from the wire
   std::vector<float> tied_mine_;                 // GPU, host wire: this stage's tied-weight gradient, on the host
+  // bf16 codes on an int8 wire: the code widened to fp32 on its way to or from the codec (rows * widest, on the
+  // stage's device); undefined otherwise (fp32 codes, and bf16 codes on a bf16 wire, which go as they are).
+  std::unique_ptr<Arena> wide_arena_;
+  Tensor wide_code_;
   std::unique_ptr<Arena> scalar_;                // GPU only: holds norm_parts_
   Tensor norm_parts_;                            // GPU only: (P) each parameter tensor's sum of squares
   std::vector<float> norm_parts_host_;           // (P) the same on the host

@@ -203,6 +203,28 @@ TEST(OpsBf16, SoftmaxCrossentropy) {
   compare({logits}, [&](Graph& g, bool b) { return softmax_crossentropy(g, pick(logits, b), targets, V); });
 }
 
+// The ResBM identity path's column ops (slice: the encoder's x [I_K; 0]; pad: the decoder's z [I_K, 0]): exact copies
+// forward, and backward a slice (exact) or an add into the input's gradient (one rounding, within kHalfUlp).
+TEST(OpsBf16, SliceColumns) {
+  std::mt19937 rng(9);
+  Leaves l;
+  Pair x = l.make({2, 5, 13}, rng, 1.0f, false);
+  compare({x}, [&](Graph& g, bool b) { return slice_columns(g, pick(x, b), 3, 7); });
+  compare({x}, [&](Graph& g, bool b) { return slice_columns(g, pick(x, b), 0, 13); });  // the whole row
+}
+
+TEST(OpsBf16, PadColumns) {
+  std::mt19937 rng(10);
+  Leaves l;
+  Pair z = l.make({2, 5, 3}, rng, 1.0f, false);
+  compare({z}, [&](Graph& g, bool b) { return pad_columns(g, pick(z, b), 0, 11); });
+  compare({z}, [&](Graph& g, bool b) { return pad_columns(g, pick(z, b), 8, 11); });  // at the right edge
+  // z both padded and added to itself padded: its gradient accumulates twice (as the fused decoder's z does).
+  compare({z}, [&](Graph& g, bool b) {
+    return add(g, pad_columns(g, pick(z, b), 1, 11), pad_columns(g, pick(z, b), 0, 11));
+  });
+}
+
 // A weight whose value is bf16 must come with an fp32 gradient; an f32 activation into bf16 weights is refused.
 TEST(OpsBf16, MixedPrecisionIsRefused) {
   std::mt19937 rng(9);

@@ -82,16 +82,26 @@ TEST(GPT2Bf16, OneStageModelRunsThePolicy) {
   EXPECT_EQ(0, std::memcmp(&a, &b, sizeof(float))) << a << " vs " << b;
 }
 
-// Not yet on the policy: a bottleneck, or more than one stage. Refused, never run in fp32 silently.
-TEST(GPT2Bf16, BottlenecksAndStagesAreRefused) {
+// Every bottleneck kind runs on the policy except ssn (its frozen-stream subtraction is an fp32 op): refused, never
+// run in fp32 silently. The others declare their stages with bf16 codes on a bf16 wire (an fp32 code dtype is
+// carried as bf16: the codes are bf16 tensors already; int8 stays int8).
+TEST(GPT2Bf16, SsnIsRefusedOtherKindsRunWithBf16Codes) {
   const GPT2Config c = small_config();
+  BottleneckConfig ssn;
+  ssn.kind = BottleneckKind::ssn;
+  ssn.ratio = 4;
+  EXPECT_THROW(StageModel(c, ssn, 0, 2, 0, 1, engine::Device::cpu, false, engine::Precision::bf16),
+               std::invalid_argument);
   BottleneckConfig resbm_bn;  // the default kind: resbm
-  BottleneckConfig none;
-  none.kind = BottleneckKind::none;
-  EXPECT_THROW(StageModel(c, resbm_bn, 0, 1, 0, c.num_layers, engine::Device::cpu, false, engine::Precision::bf16),
-               std::invalid_argument);
-  EXPECT_THROW(StageModel(c, none, 0, 2, 0, 1, engine::Device::cpu, false, engine::Precision::bf16),
-               std::invalid_argument);
+  resbm_bn.ratio = 4;
+  StageModel first(c, resbm_bn, 0, 2, 0, 1, engine::Device::cpu, false, engine::Precision::bf16);
+  EXPECT_EQ(first.activation_dtype(), engine::DType::bf16);
+  EXPECT_EQ(first.wire_dtype(), engine::comm::WireDType::bf16);
+  resbm_bn.code_dtype = engine::comm::WireDType::i8;
+  StageModel last(c, resbm_bn, 1, 2, 1, c.num_layers, engine::Device::cpu, false, engine::Precision::bf16);
+  EXPECT_EQ(last.wire_dtype(), engine::comm::WireDType::i8);
+  StageModel fp32(c, resbm_bn, 1, 2, 1, c.num_layers, engine::Device::cpu, false, engine::Precision::fp32);
+  EXPECT_EQ(fp32.activation_dtype(), engine::DType::f32);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // tests/train/train_device_test.cc: //train --device and --dtype. On a GPU: a few steps on CUDA match the CPU run's
-// losses and two CUDA runs give the same bits, in fp32 and in bf16. Without one: --device cuda is a one-line error
-// with a non-zero exit. Everywhere: --dtype bf16 on the CPU (the same rounded-operand numbers) tracks fp32 within a
-// stated tolerance, differs from it (the precision is really applied), and repeats bitwise.
+// losses and two CUDA runs give the same bits, in fp32, in bf16-autocast and under the bf16 policy. Without one:
+// --device cuda is a one-line error with a non-zero exit. Everywhere: --dtype bf16-autocast on the CPU (the same
+// rounded-operand numbers) tracks fp32 within a stated tolerance, differs from it (the precision is really applied),
+// and repeats bitwise. The bf16 policy itself on the CPU twins: tests/train/train_bf16_test.cc.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -123,17 +124,17 @@ TEST(TrainDevice, MatchesCpuAndRepeatsBitwise) {
 
 double loss_at(const TrainRun& r, size_t i) { return std::strtod(r.losses[i].c_str(), nullptr); }
 
-TEST(TrainDevice, Bf16OnCpuTracksFp32AndRepeatsBitwise) {
+TEST(TrainDevice, Bf16AutocastOnCpuTracksFp32AndRepeatsBitwise) {
   const int steps = 20;
   const TrainRun fp32 = run_trainer("cpu", "fp32", "fp32", steps);
-  const TrainRun bf16a = run_trainer("cpu", "bf16a", "bf16", steps);
-  const TrainRun bf16b = run_trainer("cpu", "bf16b", "bf16", steps);
+  const TrainRun bf16a = run_trainer("cpu", "bf16a", "bf16-autocast", steps);
+  const TrainRun bf16b = run_trainer("cpu", "bf16b", "bf16-autocast", steps);
   ASSERT_EQ(fp32.exit_code, 0) << fp32.output;
   ASSERT_EQ(bf16a.exit_code, 0) << bf16a.output;
   ASSERT_EQ(bf16b.exit_code, 0) << bf16b.output;
   ASSERT_EQ(fp32.losses.size(), static_cast<size_t>(steps)) << fp32.output;
   ASSERT_EQ(bf16a.losses.size(), fp32.losses.size()) << bf16a.output;
-  EXPECT_NE(bf16a.output.find("cpu bf16"), std::string::npos) << "the run table names the precision";
+  EXPECT_NE(bf16a.output.find("cpu bf16-autocast"), std::string::npos) << "the run table names the precision";
   EXPECT_EQ(bf16a.losses, bf16b.losses) << "bf16 on the CPU is deterministic";
   EXPECT_NE(bf16a.losses[0], fp32.losses[0]) << "the first loss is computed on rounded operands: it must differ";
   for (size_t i = 0; i < fp32.losses.size(); ++i) {
@@ -148,28 +149,44 @@ TEST(TrainDevice, Bf16OnCpuTracksFp32AndRepeatsBitwise) {
   for (size_t i = 0; i < fp32.losses.size(); ++i) {
     worst = std::max(worst, std::fabs(loss_at(bf16a, i) - loss_at(fp32, i)) / loss_at(fp32, i));
   }
-  std::printf("bf16 vs fp32 on the CPU, %d steps: largest relative loss difference %.3g (first loss %s vs %s)\n",
+  std::printf("bf16-autocast vs fp32 on the CPU, %d steps: largest relative loss difference %.3g (first loss %s vs %s)\n",
               steps, worst, bf16a.losses[0].c_str(), fp32.losses[0].c_str());
   EXPECT_LT(loss_at(bf16a, steps - 1), loss_at(bf16a, 0)) << "bf16 training makes progress";
 }
 
-TEST(TrainDevice, Bf16CudaMatchesCpuBf16AndRepeatsBitwise) {
-  const std::string why = why_no_gpu();
-  if (!why.empty()) GTEST_SKIP() << "needs a GPU: " << why;
-  const TrainRun cpu = run_trainer("cpu", "cpu_bf16", "bf16");
-  const TrainRun gpu1 = run_trainer("cuda", "cuda_bf16_1", "bf16");
-  const TrainRun gpu2 = run_trainer("cuda", "cuda_bf16_2", "bf16");
+// The GPU against the CPU twins, run twice on the GPU, for one --dtype; `bound` relative to the CPU's loss.
+void expect_cuda_matches_cpu(const std::string& dtype, double bound) {
+  const TrainRun cpu = run_trainer("cpu", "cpu_" + dtype, dtype);
+  const TrainRun gpu1 = run_trainer("cuda", "cuda_" + dtype + "_1", dtype);
+  const TrainRun gpu2 = run_trainer("cuda", "cuda_" + dtype + "_2", dtype);
   ASSERT_EQ(cpu.exit_code, 0) << cpu.output;
   ASSERT_EQ(gpu1.exit_code, 0) << gpu1.output;
   ASSERT_EQ(gpu2.exit_code, 0) << gpu2.output;
   ASSERT_EQ(gpu1.losses.size(), cpu.losses.size()) << gpu1.output;
   EXPECT_EQ(gpu1.losses, gpu2.losses);
   for (size_t i = 0; i < cpu.losses.size(); ++i) {
-    // Both round the same way (round to nearest even) and accumulate in fp32, in different orders: an activation
-    // that differs by an fp32 ulp can round to a neighbouring bf16 value (2^-8 apart), in a few elements per
-    // tensor. Over 5 steps that moves the loss by well under 1e-3 of itself (fp32 alone: 1e-4, test above).
-    EXPECT_NEAR(loss_at(gpu1, i), loss_at(cpu, i), 1e-3 * loss_at(cpu, i)) << "step " << i + 1;
+    EXPECT_NEAR(loss_at(gpu1, i), loss_at(cpu, i), bound * loss_at(cpu, i)) << "step " << i + 1;
   }
+}
+
+TEST(TrainDevice, Bf16AutocastCudaMatchesCpuAndRepeatsBitwise) {
+  const std::string why = why_no_gpu();
+  if (!why.empty()) GTEST_SKIP() << "needs a GPU: " << why;
+  // Both round the operands the same way (round to nearest even) and accumulate in fp32, in different orders: an
+  // activation that differs by an fp32 ulp can round to a neighbouring bf16 value (2^-8 apart), in a few elements per
+  // tensor. Over 5 steps that moves the loss by well under 1e-3 of itself (fp32 alone: 1e-4, test above).
+  expect_cuda_matches_cpu("bf16-autocast", 1e-3);
+}
+
+TEST(TrainDevice, Bf16PolicyCudaMatchesCpuTwinsAndRepeatsBitwise) {
+  const std::string why = why_no_gpu();
+  if (!why.empty()) GTEST_SKIP() << "needs a GPU: " << why;
+  // The CUDA kernels and their CPU twins compute the same roundings but sum in different orders, so a stored bf16
+  // value may land one bf16 ulp (2^-8 relative) apart, now in every activation (they are all bf16), not only in
+  // the matmul operands. Over 5 steps the loss moves by about that ulp's share of the loss at most: 5e-3 relative
+  // (the bf16-vs-fp32 gap on the CPU, measured in train_bf16_test, is the same order). Unmeasured on a GPU so far:
+  // the first GPU session checks this bound.
+  expect_cuda_matches_cpu("bf16", 5e-3);
 }
 
 }  // namespace

@@ -169,6 +169,14 @@ TEST(TrainE2E, MuonThreeStagesOneFOneBResumeIsBitExact) {
   expect_stop_resume_bit_exact("muon", flags);
 }
 
+// The bf16 policy: the checkpoint holds the fp32 masters only, and the resumed run rebuilds the bf16 copy exactly as
+// the last step's stochastic write-back left it (AdamW::restore_model_copy); re-rounding to nearest instead would
+// change the next step's forward pass. Two stages with bf16 codes and two replicas under sync data parallelism.
+TEST(TrainE2E, Bf16PolicyResumeIsBitExact) {
+  expect_stop_resume_bit_exact("bf16", {"--dtype", "bf16", "--stages", "2", "--steps", "8"});
+  expect_stop_resume_bit_exact("bf16_dp", {"--dtype", "bf16", "--stages", "2", "--replicas", "2", "--steps", "8"});
+}
+
 // int8 codes whose gradients round stochastically from (seed, step, stage, micro-batch): a resumed run must draw the
 // same bits as the uninterrupted one (the step counter is restored from the checkpoint). Byte tokens (the shards'
 // ids are below 256) and token re-injection on the middle and last stages ride along.
@@ -298,7 +306,11 @@ TEST(TrainE2E, BadInputIsOneLineErrorAndNonZeroExit) {
       {{"--resume", "--out-dir", tmp_dir() + "/never_trained"}, "no checkpoint in"},
       {{"--ratio", "5"}, "invalid bottleneck"},
       // (--device cuda alone trains where a GPU is: tests/train/train_device_test.cc checks its refusal without one.)
-      {{"--dtype", "fp16"}, "--dtype must be one of fp32, bf16; got 'fp16'"},
+      {{"--dtype", "fp16"}, "--dtype must be one of fp32, bf16, bf16-autocast; got 'fp16'"},
+      {{"--dtype", "bf16", "--optimizer", "muon"}, "--dtype bf16 runs AdamW only so far"},
+      {{"--dtype", "bf16", "--stages", "2", "--bottleneck", "ssn"}, "--dtype bf16 does not run --bottleneck ssn yet"},
+      {{"--dtype", "bf16", "--replicas", "2", "--dp-sync", "diloco", "--inner-steps", "2"},
+       "--dtype bf16 with --replicas runs --dp-sync step only so far"},
       {{"--link-mbps", "100"}, "need one process per stage"},
       {{"--replicas", "2", "--dp-sync", "diloco"}, "--dp-sync diloco needs --inner-steps H"},
       {{"--replicas", "2", "--inner-steps", "5"}, "--inner-steps is DiLoCo's: add --dp-sync diloco"},
