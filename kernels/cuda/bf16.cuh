@@ -33,7 +33,7 @@ void matmul_backward_bf16(const KernelContext& ctx, uint16_t* dinp /*(N,C) += or
                           float* dbias /*(OC) += or null*/, const uint16_t* dout /*(N,OC)*/,
                           const uint16_t* inp /*(N,C)*/, const uint16_t* weight /*(OC,C)*/, int N, int C, int OC);
 
-// ---- The bf16 activation kernels of the mixed-precision training step (tools/bench/gpu_step/gpt2_step_bf16.h).
+// ---- The bf16 activation kernels of the mixed-precision policy (docs/bf16_policy.md; engine/ops.cc calls them).
 // One rule defines them all, and the CPU twins implement it literally: bf16 inputs are widened to fp32 (exact), the
 // arithmetic is the fp32 CPU kernel's (kernels/cpu) in fp32, and every bf16 output is rounded to nearest even ONCE
 // when it is stored; an output marked += widens its old value, adds the fp32 result, and rounds once. fp32 outputs

@@ -14,9 +14,9 @@
 #   tools/gpu/check.sh run      THERE (on the GPU machine), in ONE device call with carry [".gpu"]:
 #                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
 #                               Within a global 540 s deadline (CHECK_BUDGET_S) every step respects: a smoke test
-#                               (driver, ldd, one step), the GPU-tagged tests at small sizes, the kernel and step
-#                               benchmarks (d12 bf16 B=64 T=1024), short training runs (bitwise reruns; one d12 bf16
-#                               run), NCCL, the pipeline on the GPU, compute-sanitizer memcheck on flash attention
+#                               (driver, ldd, one step), the GPU-tagged tests at small sizes, the kernel benchmark and
+#                               the trainer's step timed with its per-phase breakdown (gpu_step: d12 bf16, 64 x 1024
+#                               tokens per step), short training runs (bitwise reruns; one d12 bf16 run), NCCL, the pipeline on the GPU, compute-sanitizer memcheck on flash attention
 #                               and the bf16 ops. Each result row is appended to $OUT/summary.md the moment it exists
 #                               and each log to $OUT/logs.txt (an overrun loses nothing that finished). CHECK_PARTS
 #                               picks parts (smoke, tests, bench, train, nccl, pipeline, sanitize) for a second call.
@@ -29,8 +29,8 @@ mode="${1:-run}"
 gpu_dir="$here/.gpu"
 
 stage() {
-  local targets=(//tests/kernels/cuda:all //tests/bench:all //tools/bench/gpu_kernels //tools/bench/gpu_step
-                 //engine/comm/nccl_transport:nccl_probe)
+  local targets=(//tests/kernels/cuda:all //tests/bench:all //tests/resbm:gpt2_bf16_gpu_test //tools/bench/gpu_kernels
+                 //tools/bench/gpu_step //engine/comm/nccl_transport:nccl_probe)
   tools/bazel build "${targets[@]}" || { echo "check.sh stage: build failed" >&2; exit 1; }
   # The trainer is optional (its own owners may have it mid-edit): build it on its own.
   local have_train=0
@@ -40,9 +40,11 @@ stage() {
   rm -rf "${gpu_dir:?}/bin" "${gpu_dir:?}/lib" "${gpu_dir:?}/lib.tar.gz"
   mkdir -p "$gpu_dir/bin" "$gpu_dir/lib"
   local bins=()
-  # The tests the BUILD file declares now (bazel-bin may still hold binaries of removed targets).
-  local t
-  for t in $(tools/bazel query 'tests(//tests/kernels/cuda:all) + tests(//tests/bench:all)' 2>/dev/null); do
+  # The C++ tests the BUILD files declare now (bazel-bin may still hold binaries of removed targets); the engine's
+  # GPT-2 on CUDA against its CPU twins (tests/resbm) beside the kernels' own. Shell tests (tests/bench's CPU run of
+  # the benchmark) ran in CI.
+  local t test_query='kind(cc_test, tests(//tests/kernels/cuda:all) + tests(//tests/bench:all) + //tests/resbm:gpt2_bf16_gpu_test)'
+  for t in $(tools/bazel query "$test_query" 2>/dev/null); do
     t="${t#//}"
     # The emulated kernel tests run the CUDA source on the CPU: CI runs them; device time is for the GPU.
     case "$t" in *_emulated_test) continue ;; esac
@@ -81,7 +83,7 @@ stage() {
   tar -C "$gpu_dir" -czf "$gpu_dir/lib.tar.gz" lib && rm -rf "${gpu_dir:?}/lib"
   git rev-parse HEAD > "$gpu_dir/COMMIT" 2>/dev/null || true
   # The tests that use the GPU (tag "gpu"): the sanitizers run over these only.
-  tools/bazel query 'attr(tags, gpu, tests(//tests/kernels/cuda:all) + tests(//tests/bench:all))' 2>/dev/null | sed 's|.*:||' > "$gpu_dir/GPU_TESTS"
+  tools/bazel query "attr(tags, gpu, $test_query)" 2>/dev/null | sed 's|.*:||' > "$gpu_dir/GPU_TESTS"
   local mib
   mib=$(du -sm "$gpu_dir" | cut -f1)
   echo "check.sh stage: $(ls "$gpu_dir/bin" | wc -l) binaries, $(tar -tzf "$gpu_dir/lib.tar.gz" | grep -c '\.so') libraries (lib.tar.gz), ${mib} MiB in .gpu/"
@@ -99,7 +101,8 @@ stage() {
 #   smoke 40     driver and GPU name, `ldd` of every carried binary (a missing library fails here, not later), one
 #                small bf16 step; a failed smoke test stops the check (everything after would fail the same way)
 #   tests 150    the GPU-tagged tests only (CPU-only tests ran in CI), at small sizes (RESBM_TEST_SMALL=1)
-#   bench 120    the kernel benchmark; the step benchmark at d12 bf16 B=64 T=1024 (tokens/s, MFU); ResBM's cost
+#   bench 120    the kernel benchmark 20; the trainer's step (gpu_step) at d12 bf16, 64 x 1024 tokens per step, with
+#                its per-phase breakdown 50; fp32 25; ResBM's cost beside none (4 stages, bf16) 25
 #   train 110    tiny fp32 and bf16 twice each (bitwise reruns), one d12 bf16 run, the trainer's GPU test
 #   nccl 20, pipeline 60   NCCL probe; //train --executor mpi --device cuda
 #   sanitize 40  compute-sanitizer memcheck on the flash-attention and bf16-op tests (small cases), then racecheck
@@ -214,14 +217,15 @@ part_smoke() {  # 40 s. Returns 1 when the GPU cannot be used at all.
   if [ -n "$missing" ]; then row "smoke: ldd" FAIL "${missing:0:300}"; return 1; fi
   row "smoke: ldd" PASS "$(ls "$bin" | wc -l) binaries, every library found"
   if [ -x "$bin/gpu_step" ] && slot "smoke: one step" 30; then
-    timeout "$t" "$bin/gpu_step" 2 128 2 > "$out/smoke_step.log" 2>&1
+    local smoke=(--preset tiny --batch-size 2 --seq-len 128 --dtype bf16 --steps 1 --warmup 1 --profile-steps 1)
+    timeout "$t" "$bin/gpu_step" "${smoke[@]}" > "$out/smoke_step.log" 2>&1
     local rc=$?
     keep "$out/smoke_step.log"
     if [ $rc != 0 ]; then
-      row "smoke: one step" FAIL "gpu_step 2 128 2: rc=$rc: $(grep -m1 -i 'error\|fail' "$out/smoke_step.log" | cut -c1-150)"
+      row "smoke: one step" FAIL "gpu_step ${smoke[*]}: rc=$rc: $(grep -m1 -i 'error\|fail' "$out/smoke_step.log" | cut -c1-150)"
       return 1
     fi
-    row "smoke: one step" PASS "gpu_step B=2 T=128 bf16, 2 steps"
+    row "smoke: one step" PASS "gpu_step ${smoke[*]}"
   fi
   part_end smoke 40 "$started"
 }
@@ -245,26 +249,44 @@ part_tests() {  # 150 s: the GPU-tagged tests, small sizes (a test that SKIPS on
   part_end tests 150 "$started"
 }
 
+# bench_step LABEL MAX ARGS...: gpu_step (the trainer's step on random tokens) with ARGS; the row carries its table
+# row (or the bottleneck's cost) and the breakdown's phases in % of the step, with the table's | turned into / so as
+# not to break the summary's table.
+bench_step() {
+  local label="$1" max="$2" log rc detail
+  shift 2
+  log="$out/bench_gpu_step_$(echo "$label" | tr -c 'a-zA-Z0-9\n' '_').log"
+  slot "bench gpu_step $label" "$max" || return
+  timeout "$t" "$bin/gpu_step" "$@" > "$log" 2>&1
+  rc=$?
+  detail=$( (grep -m1 '^bottleneck cost' "$log" || grep -A2 '^| run' "$log" | tail -1) | tr '|' '/' | cut -c1-220)
+  # The phases of the last breakdown (with --compare: the bottleneck's run).
+  detail+="; phases: $(awk -F'|' '/^breakdown of/ {n++; p = ""} n && /^\| [a-zA-Z]/ && !/phase/ {p = p $2 $5 ","} END {print p}' \
+    "$log" | tr -s ' ')"
+  row "bench gpu_step $label" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "$detail (rc=$rc)"
+  keep "$log"
+}
+
 part_bench() {  # 120 s
-  local started=$(date +%s) spec label rc
-  if [ -x "$bin/gpu_kernels" ] && slot "bench gpu_kernels" 30; then
+  local started=$(date +%s) rc
+  if [ -x "$bin/gpu_kernels" ] && slot "bench gpu_kernels" 20; then
     timeout "$t" "$bin/gpu_kernels" 8 1024 20 > "$out/bench_gpu_kernels.log" 2>&1
     rc=$?
     row "bench gpu_kernels" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" "B=8 T=1024 fp32 and bf16 kernels (table in logs.txt), rc=$rc"
     keep "$out/bench_gpu_kernels.log"
   fi
-  # The number the GPU issue asks for first: d12 bf16 at B=64 T=1024; then ResBM's cost side by side (3 boundaries).
   [ -x "$bin/gpu_step" ] || return
-  for spec in "64 1024 10" "16 1024 10 --compare --bottlenecks 3 --ratio 32" "8 1024 10 --dtype fp32"; do
-    label=$(echo "$spec" | tr ' ' '_' | tr -s '_' | sed 's/--//g')
-    slot "bench gpu_step $spec" 50 || continue
-    # shellcheck disable=SC2086
-    timeout "$t" "$bin/gpu_step" $spec > "$out/bench_gpu_step_$label.log" 2>&1
-    rc=$?
-    row "bench gpu_step $spec" "$( [ $rc = 0 ] && echo PASS || echo FAIL )" \
-        "$( (grep -m1 'ResBM cost' "$out/bench_gpu_step_$label.log" || grep -A2 'step ms' "$out/bench_gpu_step_$label.log" | tail -1) | cut -c1-220) (rc=$rc)"
-    keep "$out/bench_gpu_step_$label.log"
-  done
+  # The number the GPU issue asks for first: GPT-2 124M (d12) in bf16 at 64 x 1024 tokens per step. The engine's
+  # activation arenas hold ~4.7 GiB per 1024-token sequence at d12 (sized for fp32, values and gradients), so the 64
+  # rows go as 8 micro-batches of B=8 (gradient accumulation, as //train --micro-batches 8 runs them), under 1F1B,
+  # which holds one micro-batch's activations at a time on one stage (GPipe holds all 8: ~300 GiB).
+  bench_step "d12 bf16 B=8x8 T=1024" 50 --preset d12 --dtype bf16 --batch-size 8 --micro-batches 8 --schedule 1f1b \
+    --seq-len 1024 --steps 5 --warmup 2 --profile-steps 1
+  bench_step "d12 fp32 B=8 T=1024" 25 --preset d12 --dtype fp32 --batch-size 8 --seq-len 1024 --steps 5 \
+    --profile-steps 1
+  # ResBM's cost: the same 4-stage pipeline (every stage on this GPU) with and without r=32 bottlenecks.
+  bench_step "d12 bf16 S=4 resbm r=32 vs none" 25 --preset d12 --dtype bf16 --batch-size 8 --seq-len 1024 \
+    --stages 4 --bottleneck resbm --ratio 32 --compare --steps 5 --profile-steps 1
   part_end bench 120 "$started"
 }
 

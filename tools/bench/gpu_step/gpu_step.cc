@@ -18,7 +18,8 @@
 //                      bottleneck costs in % (needs --stages >= 2 and a bottleneck)
 //
 // Every step trains on the same random batch (M x B rows of T tokens, targets shifted by one), at the constant --lr:
-// the loss falls, which shows the step learns. A step's time is the median of the timed steps, wall clock from
+// the loss falls, which shows the step learns. The weights start from --seed, or from llm.c's model file with
+// --init-from (gpt2_124M.bin: the same benchmark on llm.c's weights, as llm.c's own train_gpt2cu runs). A step's time is the median of the timed steps, wall clock from
 // the call to Backend::step to its return (which has the loss on the host, so the device has finished).
 //
 // FLOPs per token = 6 N + 6 L C T (the project's issue; llm.c counts the attention term as 12 L C T, printed too),
@@ -107,9 +108,7 @@ Options parse(int argc, char** argv) {
 train::RunConfig run_config(const std::vector<std::string>& args) {
   train::RunConfig c = train::make_run_config(train::parse_flags(args));
   if (c.mpi) throw train::FlagError("gpu_step times --executor local (every stage in this process); drop --executor");
-  if (!c.flags.init_from.empty() || c.flags.resume) {
-    throw train::FlagError("gpu_step trains on random tokens from a random init: drop --init-from and --resume");
-  }
+  if (c.flags.resume) throw train::FlagError("gpu_step starts from --seed or --init-from: drop --resume");
   return c;
 }
 
@@ -196,21 +195,20 @@ Measured run(const std::string& name, const train::RunConfig& c, const Options& 
   m.activation_bytes = backend->activation_bytes();
 
   const float lr = c.flags.lr;
+  float loss = 0.0f;  // the latest step's
   auto step = [&] {
     const auto t0 = std::chrono::steady_clock::now();
-    const float loss = backend->step(batch.tokens(), batch.targets(), lr).loss;
+    loss = backend->step(batch.tokens(), batch.targets(), lr).loss;
     device.synchronize();
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    m.last_loss = loss;
-    return ms;
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   };
-  for (int i = 0; i < o.warmup; ++i) {
-    step();
-    if (i == 0) m.first_loss = m.last_loss;
-  }
   std::vector<double> times(c.flags.steps);  // sized before the loop: the timed steps allocate nothing here
-  for (double& t : times) t = step();
-  if (o.warmup == 0) m.first_loss = m.last_loss;  // no warm-up: the first timed step's loss is the first
+  for (int i = 0; i < o.warmup + c.flags.steps; ++i) {
+    const double ms = step();
+    if (i == 0) m.first_loss = loss;
+    if (i >= o.warmup) times[i - o.warmup] = ms;
+  }
+  m.last_loss = loss;  // the last timed step's (the profiled steps below train on, unreported)
   std::sort(times.begin(), times.end());
   m.step_ms = times[times.size() / 2];
   m.tokens_per_s = static_cast<double>(c.tokens_per_step()) / (m.step_ms / 1e3);
@@ -308,9 +306,10 @@ int main(int argc, char** argv) {
   const train::RunConfig& c = configs.back();
   if (c.B < 1 || c.T < 1 || c.flags.steps < 1) usage_error("--batch-size, --seq-len and --steps must be >= 1");
   const std::string device = device_name(c);
-  std::printf("gpu_step: %s; GPT-2 %s (%.1fM params), --dtype %s, B=%d T=%d M=%d, S=%d, %s; %d warm-up, %d timed, "
-              "%d profiled steps\n",
+  std::printf("gpu_step: %s; GPT-2 %s (%.1fM params, %s), --dtype %s, B=%d T=%d M=%d, S=%d, %s; %d warm-up, %d "
+              "timed, %d profiled steps\n",
               device.c_str(), resbm::describe_config(c.model).c_str(), resbm::gpt2_num_parameters(c.model) / 1e6,
+              c.init_from.empty() ? "random init" : c.init_from.c_str(),
               c.flags.dtype.c_str(), c.B, c.T, c.M, c.pipeline.stages,
               o.compare ? ("none vs " + names.back()).c_str() : names.back().c_str(), o.warmup, c.flags.steps,
               o.profile_steps);
