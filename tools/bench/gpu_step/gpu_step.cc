@@ -157,9 +157,9 @@ struct Measured {
   double step_ms = 0.0, tokens_per_s = 0.0;
   size_t device_bytes = 0, activation_bytes = 0;
   float first_loss = 0.0f, last_loss = 0.0f;
-  double profiled_step_ms = 0.0;                // mean wall time of the profiled steps
-  std::vector<engine::KernelProfiler::Total> breakdown;  // per category, summed over the profiled steps
-  int64_t dropped = 0;                          // kernel calls the profiler had no room for
+  double profiled_step_ms = 0.0;                         // mean wall time of the profiled steps
+  std::vector<engine::KernelProfiler::Total> breakdown;  // per category: calls and ms of all the profiled steps
+  int64_t dropped = 0;                                   // kernel calls the profiler had no room for
 };
 
 // Random tokens in [0, V): (M*B, T) inputs and the same stream shifted by one as targets, uploaded once.
@@ -178,7 +178,7 @@ void fill_batch(const train::RunConfig& c, int micro_batches, train::BatchBuffer
 }
 
 // Builds the trainer's device context and backend for `c` (as train/trainer.cc's run_training does), then warms
-// up, times o.steps steps and profiles o.profile_steps more. Everything is freed on return.
+// up, times c.flags.steps steps and profiles o.profile_steps more. Everything is freed on return.
 Measured run(const std::string& name, const train::RunConfig& c, const Options& o) {
   Measured m;
   m.name = name;
@@ -224,7 +224,6 @@ Measured run(const std::string& name, const train::RunConfig& c, const Options& 
     device.set_profiler(nullptr);
     m.profiled_step_ms = total_ms / o.profile_steps;
     m.breakdown = profiler.by_category();
-    for (auto& t : m.breakdown) t.ms /= o.profile_steps;  // per step
     m.dropped = profiler.dropped();
   }
   return m;
@@ -263,11 +262,12 @@ void print_breakdown(const Measured& m, int profile_steps) {
   std::printf("\nbreakdown of %s (mean of %d profiled steps of %.2f ms; the timed median was %.2f ms):\n",
               m.name.c_str(), profile_steps, m.profiled_step_ms, m.step_ms);
   std::printf("| phase | kernel calls per step | ms per step | %% of step |\n|---|---:|---:|---:|\n");
-  double kernels_ms = 0.0;
+  double kernels_ms = 0.0;  // per step
   for (const auto& t : m.breakdown) {
-    std::printf("| %s | %.0f | %.3f | %s |\n", t.name.c_str(), static_cast<double>(t.calls) / profile_steps, t.ms,
-                percent_or_unknown(t.ms, m.profiled_step_ms).c_str());
-    kernels_ms += t.ms;
+    const double ms = t.ms / profile_steps;
+    std::printf("| %s | %.0f | %.3f | %s |\n", t.name.c_str(), static_cast<double>(t.calls) / profile_steps, ms,
+                percent_or_unknown(ms, m.profiled_step_ms).c_str());
+    kernels_ms += ms;
   }
   const double outside = std::max(0.0, m.profiled_step_ms - kernels_ms);
   std::printf("| outside kernels | - | %.3f | %s |\n", outside, percent_or_unknown(outside, m.profiled_step_ms).c_str());
