@@ -72,10 +72,11 @@ stage() {
     done
   done
   # Token shards for the training runs: tinyshakespeare, prepared here if it is not yet (offline: RESBM_DATA_MIRROR).
-  if [ ! -d data_cache/tinyshakespeare ] && tools/bazel build //tools:prepare 2>/dev/null; then
+  # (By its shards, not its folder: an offline attempt without the mirror leaves the folder behind, empty.)
+  if ! ls data_cache/tinyshakespeare/*train*.bin > /dev/null 2>&1 && tools/bazel build //tools:prepare 2>/dev/null; then
     bazel-bin/tools/prepare tinyshakespeare --out data_cache/tinyshakespeare || true
   fi
-  if [ ! -d "$gpu_dir/data" ] && [ -d data_cache/tinyshakespeare ]; then
+  if ! ls "$gpu_dir"/data/*train*.bin > /dev/null 2>&1 && ls data_cache/tinyshakespeare/*train*.bin > /dev/null 2>&1; then
     mkdir -p "$gpu_dir/data" && cp -L data_cache/tinyshakespeare/*.bin "$gpu_dir/data/" 2>/dev/null || true
   fi
   # The libraries travel compressed (OpenBLAS alone is 36 MiB): the carry limit is 64 MiB with the working tree.
