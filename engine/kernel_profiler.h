@@ -4,11 +4,12 @@
 // How it is used (tools/bench/gpu_step): DeviceContext::set_profiler(&profiler), run steps, then collect() after
 // the device has finished them; totals() and by_category() report. engine/dispatch.h's KERNEL macro calls begin()
 // and end() around each kernel call whose KernelContext carries the profiler; a context without one (every
-// training run) pays one null test per call.
+// training run) pays a null test before and after each call, nothing else.
 //
 // Timing: on the CPU a steady_clock interval around the call; on CUDA a pair of events recorded on the context's
-// stream around the launch, read in collect(). A CUDA interval is the GPU time from the previous work's end to this
-// kernel's end, so a step whose host falls behind the GPU (launch-bound) charges the idle gaps to the next kernel.
+// stream around the launch, read in collect(). A CUDA interval is the kernel's GPU time, plus, when the GPU waits on
+// the host (a launch-bound step), the host's time to launch it; gaps between kernels belong to no kernel (the step
+// report shows them as "outside kernels").
 // The events are created once, in the constructor: recording allocates nothing. Calls beyond `capacity` between
 // two collect()s are not timed, only counted (dropped()). One thread: the local executor runs its stages in order.
 #pragma once
