@@ -265,21 +265,22 @@ Tensor flash_attention_bf16(Graph& g, const Var& out, const Var& qkv, int B, int
 }
 
 // The fused bf16 softmax + cross-entropy writes dlogits over its input in place, scaled by a dloss that the tape
-// only learns in backward. So: the losses now from a copy of the logits (saved for nothing else), and the gradient
-// in backward from a fresh copy with the real scale (softmax_crossentropy_backward_bf16 below); one rounding of
-// dlogits, as in gpt2_step_bf16.h, for one more softmax per step.
-void softmax_crossentropy_forward_bf16(Graph& g, const Var& logits, const Tensor& targets, const Tensor& losses,
-                                       int N, int V, int Vp) {
+// only learns in backward. So: the losses now from a working copy of the logits, and the gradient in backward from
+// the logits copied into the same buffer again, with the real scale (softmax_crossentropy_backward_bf16 below); one
+// rounding of dlogits, as llm.c, for one more softmax per step. Returns the working copy (saved for backward).
+Tensor softmax_crossentropy_forward_bf16(Graph& g, const Var& logits, const Tensor& targets, const Tensor& losses,
+                                         int N, int V, int Vp) {
   Tensor work = g.new_scratch_shape(logits.value.shape, logits.value.ndim, DType::bf16);
   copy_tensor(work, logits.value);
   KERNEL(g.device(), softmax_crossentropy_fused_bf16, g.ctx(), losses.f32(), work.u16(), targets.i32(),
          1.0f / static_cast<float>(N), N, V, Vp);
+  return work;
 }
 
 void softmax_crossentropy_backward_bf16(Graph& g, const TapeNode& node, float dloss) {
   const Var& logits = node.inputs[0];
   const int N = static_cast<int>(node.ints[0]);
-  Tensor work = g.new_scratch_shape(logits.value.shape, logits.value.ndim, DType::bf16);
+  const Tensor& work = node.saved[1];  // the forward's working copy: (B,T,Vp) bf16
   Tensor losses = g.new_scratch({N});  // recomputed, equal to the forward's; not written over the saved ones
   copy_tensor(work, logits.value);
   KERNEL(g.device(), softmax_crossentropy_fused_bf16, g.ctx(), losses.f32(), work.u16(),
@@ -340,10 +341,10 @@ Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int
   }
   Var out = g.new_var({1}, DType::f32, logits.requires_grad());  // the loss is fp32 under every policy
   Tensor losses = g.new_saved({N});
-  Tensor probs;  // fp32 only: the bf16 path recomputes its softmax in backward
+  Tensor probs;  // fp32: the probabilities; bf16: the working copy of the logits (backward recomputes the softmax)
   if (dt == DType::bf16) {
-    softmax_crossentropy_forward_bf16(g, logits, targets, losses, static_cast<int>(N), vocab_size,
-                                      static_cast<int>(Vp));
+    probs = softmax_crossentropy_forward_bf16(g, logits, targets, losses, static_cast<int>(N), vocab_size,
+                                              static_cast<int>(Vp));
   } else {
     probs = g.new_saved({N, Vp});
     KERNEL(g.device(), softmax_crossentropy_forward, g.ctx(), losses.f32(), probs.f32(), logits.value.f32(),
@@ -508,12 +509,9 @@ void backward_node_bf16(Graph& g, const TapeNode& node) {
       KERNEL(dev, flash_attention_backward_bf16, ctx, in0.grad.u16(), node.output.grad.u16(),
              node.output.value.u16(), node.saved[0].f32(), in0.value.u16(), I(0), I(1), I(2), I(3));
       break;
-    case OpKind::softmax_crossentropy: {
-      float dloss = 0.0f;  // the loss gradient is fp32 on the device: one scalar copy, as the fp32 path
-      copy_to_host(&dloss, node.output.grad);
-      softmax_crossentropy_backward_bf16(g, node, dloss);
+    case OpKind::softmax_crossentropy:
+      softmax_crossentropy_backward_bf16(g, node, g.scalar_grad(node.output));
       break;
-    }
     case OpKind::slice_columns:  // dx[:, offset:offset+K] += dout (widened, added, rounded once)
       KERNEL(dev, slice_columns_backward_bf16, ctx, in0.grad.u16(), node.output.grad.u16(), I(0), I(1), I(2), I(3));
       break;
@@ -586,9 +584,8 @@ void backward_node(Graph& g, const TapeNode& node) {
       break;
     }
     case OpKind::softmax_crossentropy: {
-      // The mean over N positions: each loss gets dout / N. dout lives on the device: one scalar copy.
-      float dloss = 0.0f;
-      copy_to_host(&dloss, node.output.grad);
+      // The mean over N positions: each loss gets dout / N (the backward's seed: no copy from the device).
+      const float dloss = g.scalar_grad(node.output);
       const int64_t N = node.ints[0];
       KERNEL(dev, softmax_crossentropy_backward, ctx, in0.grad.f32(), node.saved[1].f32(), node.inputs[1].value.i32(),
              dloss / static_cast<float>(N), static_cast<int>(N), static_cast<int>(node.ints[1]),

@@ -242,4 +242,8 @@ size_t GPT2::activation_bytes(int B, int T) const {
   return gpt2_activation_bytes(config_, B, T, config_.num_layers, true, true);
 }
 
+engine::ArenaBytes GPT2::arena_bytes(int B, int T) const {
+  return gpt2_arena_bytes(config_, B, T, config_.num_layers, true, true, store_.precision());
+}
+
 }  // namespace resbm
