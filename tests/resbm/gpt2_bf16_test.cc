@@ -152,13 +152,7 @@ TEST(GPT2Bf16, OneStageModelRunsThePolicy) {
 // beside the parameters, masters, gradients and AdamW state (124M x 18 bytes, about 2.1 GiB) and the CUDA context:
 // the fp32-sized arenas would not (each holds 12 layers of (B,NH,T,T) fp32 probabilities, about 72 GiB).
 TEST(GPT2Bf16, ArenasForD12AtB64T1024FitOnAnH100) {
-  GPT2Config c;  // GPT-2 124M
-  c.max_seq_len = 1024;
-  c.vocab_size = 50257;
-  c.padded_vocab_size = 50304;
-  c.num_layers = 12;
-  c.num_heads = 12;
-  c.channels = 768;
+  const GPT2Config c = gpt2_preset("d12");  // GPT-2 124M
   const engine::ArenaBytes b = gpt2_arena_bytes(c, 64, 1024, 12, true, true, engine::Precision::bf16);
   const double gib = 1024.0 * 1024.0 * 1024.0;
   std::printf("d12 B=64 T=1024 bf16 arenas: values %.1f GiB, gradients %.1f GiB (fp32 sizing: %.1f GiB each)\n",
