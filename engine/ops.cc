@@ -122,7 +122,11 @@ Var embedding(Graph& g, const Tensor& tokens, const Var& wte, const Var& wpe) {
   return out;
 }
 
-Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
+namespace {
+
+// What layernorm() checks, allocates and records around its kernel: `forward` fills out, mean and rstd.
+template <typename Forward>
+Var layernorm_node(Graph& g, const Var& x, const Var& weight, const Var& bias, Forward forward) {
   const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
   check_act(x.value, dt, "layernorm", "x");
   check_weight(weight, dt, "layernorm", "weight");
@@ -133,15 +137,9 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
                x.value.describe().c_str(), weight.value.describe().c_str(), bias.value.describe().c_str());
   const int64_t N = x.value.numel() / C;
   Var out = new_like(g, x.value, 0, any_grad({&x, &weight, &bias}));
-  Tensor mean = g.new_saved({N});
+  Tensor mean = g.new_saved({N});  // statistics stay fp32
   Tensor rstd = g.new_saved({N});
-  if (dt == DType::bf16) {  // statistics stay fp32
-    KERNEL(g.device(), layernorm_forward_bf16, g.ctx(), out.value.u16(), mean.f32(), rstd.f32(), x.value.u16(),
-           weight.value.u16(), bias.value.u16(), static_cast<int>(N), static_cast<int>(C));
-  } else {
-    KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
-           weight.value.f32(), bias.value.f32(), static_cast<int>(N), static_cast<int>(C));
-  }
+  forward(out, mean, rstd, static_cast<int>(N), static_cast<int>(C));
   TapeNode node = make_node(OpKind::layernorm, out);
   node.precision = dt;
   node.inputs[0] = x;
@@ -153,6 +151,25 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
   node.ints[1] = C;
   g.record(node);
   return out;
+}
+
+void layernorm_kernel(Graph& g, const Var& out, const Tensor& mean, const Tensor& rstd, const Var& x,
+                      const Var& weight, const Var& bias, int N, int C) {
+  if (is_bf16(x.value)) {
+    KERNEL(g.device(), layernorm_forward_bf16, g.ctx(), out.value.u16(), mean.f32(), rstd.f32(), x.value.u16(),
+           weight.value.u16(), bias.value.u16(), N, C);
+  } else {
+    KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
+           weight.value.f32(), bias.value.f32(), N, C);
+  }
+}
+
+}  // namespace
+
+Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
+  return layernorm_node(g, x, weight, bias, [&](const Var& out, const Tensor& mean, const Tensor& rstd, int N, int C) {
+    layernorm_kernel(g, out, mean, rstd, x, weight, bias, N, C);
+  });
 }
 
 Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias) {
@@ -209,7 +226,11 @@ Var gelu(Graph& g, const Var& x) {
   return out;
 }
 
-Var add(Graph& g, const Var& a, const Var& b) {
+namespace {
+
+// What add() checks, allocates and records; `forward` fills out (or leaves it to a fused kernel that runs later).
+template <typename Forward>
+Var add_node(Graph& g, const Var& a, const Var& b, Forward forward) {
   const DType dt = is_bf16(a.value) ? DType::bf16 : DType::f32;
   check_act(a.value, dt, "add", "a");
   check_act(b.value, dt, "add", "b");
@@ -218,17 +239,40 @@ Var add(Graph& g, const Var& a, const Var& b) {
   ENGINE_CHECK(a.value.numel() == b.value.numel(), "add: %s + %s", a.value.describe().c_str(),
                b.value.describe().c_str());
   Var out = new_like(g, a.value, 0, any_grad({&a, &b}));
-  if (dt == DType::bf16) {  // the residual stream: the sum rounded once
-    KERNEL(g.device(), add_bf16, g.ctx(), out.value.u16(), a.value.u16(), b.value.u16(), count(a.value));
-  } else {
-    KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
-  }
+  forward(out);
   TapeNode node = make_node(OpKind::add, out);
   node.precision = dt;
   node.inputs[0] = a;
   node.inputs[1] = b;
   g.record(node);
   return out;
+}
+
+}  // namespace
+
+Var add(Graph& g, const Var& a, const Var& b) {
+  return add_node(g, a, b, [&](const Var& out) {
+    if (is_bf16(a.value)) {  // the residual stream: the sum rounded once
+      KERNEL(g.device(), add_bf16, g.ctx(), out.value.u16(), a.value.u16(), b.value.u16(), count(a.value));
+    } else {
+      KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
+    }
+  });
+}
+
+AddLayernorm add_layernorm(Graph& g, const Var& a, const Var& b, const Var& weight, const Var& bias) {
+  if (!is_bf16(a.value)) {  // fp32: the two kernels (no fused fp32 kernel; the same numbers)
+    const Var sum = add(g, a, b);
+    return {sum, layernorm(g, sum, weight, bias)};
+  }
+  // bf16: the add node's output is written by the fused kernel below, which the layernorm node runs.
+  const Var sum = add_node(g, a, b, [](const Var&) {});
+  const Var normed =
+      layernorm_node(g, sum, weight, bias, [&](const Var& out, const Tensor& mean, const Tensor& rstd, int N, int C) {
+        KERNEL(g.device(), residual_layernorm_forward_bf16, g.ctx(), sum.value.u16(), out.value.u16(), mean.f32(),
+               rstd.f32(), a.value.u16(), b.value.u16(), weight.value.u16(), bias.value.u16(), N, C);
+      });
+  return {sum, normed};
 }
 
 Var scale(Graph& g, const Var& x, float s) {
