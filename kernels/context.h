@@ -36,6 +36,9 @@ struct KernelContext {
   void* gemm_scratch = nullptr;           // bf16 GEMMs: rounded operands (device memory on CUDA, host on the CPU)
   size_t gemm_scratch_bytes = 0;          // sized once for the largest matmul (engine::DeviceContext)
   void* cpu_gemm_plans = nullptr;         // kernels::cpu::GemmPlans* (cached oneDNN matmuls), owned by DeviceContext
+  // kernels::cuda::LtPlanCache* (cuBLASLt plans by GEMM shape, kernels/cuda/blas.h), owned by whoever made the CUDA
+  // context; null: every GEMM builds and frees its plan (the same algorithm, found again each call).
+  void* cuda_gemm_plans = nullptr;
 };
 
 // Aborts with the sizes when ctx's GEMM scratch is smaller than a bf16 matmul needs (DeviceContext sizes it for the
