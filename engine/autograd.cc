@@ -7,11 +7,11 @@
 
 namespace engine {
 
-Graph::Graph(const kernels::KernelContext& ctx, Device device, size_t activation_bytes, size_t max_nodes)
+Graph::Graph(const kernels::KernelContext& ctx, Device device, ArenaBytes bytes, size_t max_nodes)
     : ctx_(ctx),
       device_(device),
-      values_("activations", activation_bytes, device),
-      grads_("activation gradients", activation_bytes, device),
+      values_("activations", bytes.values, device),
+      grads_("activation gradients", bytes.gradients, device),
       max_nodes_(max_nodes) {
   tape_.reserve(max_nodes);
 }
@@ -48,7 +48,21 @@ void Graph::backward(const Var& loss, float dloss) {
                loss.value.describe().c_str());
   grads_.zero_used();
   KERNEL(device_, fill, ctx_, loss.grad.f32(), dloss, static_cast<size_t>(loss.grad.numel()));
+  // Nothing but the last node can add to the loss's gradient when the loss is the last node's output.
+  const bool last = !tape_.empty() && tape_.back().output.grad.data == loss.grad.data;
+  seed_grad_ = last ? loss.grad.data : nullptr;
+  seed_value_ = dloss;
   run_backward();
+  seed_grad_ = nullptr;
+}
+
+float Graph::scalar_grad(const Var& output) const {
+  ENGINE_CHECK(output.grad.defined() && output.grad.numel() == 1 && output.grad.dtype == DType::f32,
+               "scalar_grad: %s is not a scalar f32 gradient", output.grad.describe().c_str());
+  if (seed_grad_ != nullptr && output.grad.data == seed_grad_) return seed_value_;
+  float g = 0.0f;
+  copy_to_host(&g, output.grad);
+  return g;
 }
 
 void Graph::backward_from(const Var& output, const Tensor& doutput) {

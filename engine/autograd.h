@@ -60,10 +60,20 @@ class Graph;
 // The backward pass of one recorded node (defined in engine/ops.cc, next to the forward passes).
 void backward_node(Graph& g, const TapeNode& node);
 
+// The sizes of a Graph's two arenas: values (activations, what forward saves, every scratch) and gradients (the
+// activations' gradients). Apart because they differ: under fp32 attention's (B,NH,T,T) scratch and the softmax's
+// probabilities are values only; under bf16 the values also hold the cross-entropy's scratch logits.
+struct ArenaBytes {
+  size_t values = 0, gradients = 0;
+  size_t total() const { return values + gradients; }
+};
+
 class Graph {
  public:
-  // activation_bytes sizes each of the two arenas (values, gradients); max_nodes the tape.
-  Graph(const kernels::KernelContext& ctx, Device device, size_t activation_bytes, size_t max_nodes = 4096);
+  // bytes sizes the two arenas; max_nodes the tape. The size_t form gives both arenas the same size.
+  Graph(const kernels::KernelContext& ctx, Device device, ArenaBytes bytes, size_t max_nodes = 4096);
+  Graph(const kernels::KernelContext& ctx, Device device, size_t activation_bytes, size_t max_nodes = 4096)
+      : Graph(ctx, device, ArenaBytes{activation_bytes, activation_bytes}, max_nodes) {}
 
   // A new activation: value in the value arena; gradient in the gradient arena when requires_grad.
   Var new_var(std::initializer_list<int64_t> shape, DType dtype = DType::f32, bool requires_grad = true);
@@ -85,10 +95,16 @@ class Graph {
 
   void reset();  // empty the tape and both arenas for the next micro-batch
 
+  // During backward: the gradient of a scalar node output as a host float. For the loss backward() started from
+  // (the last node's output) that is the dloss it was given, with no device round trip: the one host sync per step
+  // this saves is the cross-entropy's. Any other scalar is copied from its device gradient.
+  float scalar_grad(const Var& output) const;
+
   const kernels::KernelContext& ctx() const { return ctx_; }
   Device device() const { return device_; }
   size_t num_nodes() const { return tape_.size(); }
   size_t peak_activation_bytes() const { return values_.peak(); }
+  size_t peak_gradient_bytes() const { return grads_.peak(); }
 
  private:
   void run_backward();
@@ -98,6 +114,8 @@ class Graph {
   Arena grads_;
   std::vector<TapeNode> tape_;
   size_t max_nodes_;
+  const void* seed_grad_ = nullptr;  // backward(): the loss's gradient buffer while its value is seed_value_
+  float seed_value_ = 0.0f;
 };
 
 }  // namespace engine

@@ -18,6 +18,9 @@
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/blas.h"
+
 #define DEVICE_CUDA_CHECK(call)                                                                       \
   do {                                                                                                \
     cudaError_t err_ = (call);                                                                        \
@@ -99,6 +102,7 @@ DeviceContext::DeviceContext(Device device, int num_threads) : device_(device) {
     ctx_.cublas_handle = blas;
     ctx_.cuda_workspace = workspace;
     ctx_.cuda_workspace_bytes = kCublasLtWorkspaceBytes;
+    ctx_.cuda_gemm_plans = kernels::cuda::create_lt_plan_cache();  // each GEMM shape's heuristic runs once
 #else
     no_cuda("DeviceContext(Device::cuda)");
 #endif
@@ -147,6 +151,7 @@ DeviceContext::~DeviceContext() {
 #ifdef RESBM_HAVE_CUDA
   if (device_ == Device::cuda) {
     cudaStreamSynchronize(static_cast<cudaStream_t>(ctx_.cuda_stream));
+    kernels::cuda::destroy_lt_plan_cache(static_cast<kernels::cuda::LtPlanCache*>(ctx_.cuda_gemm_plans));
     cudaFree(ctx_.cuda_workspace);
     cublasDestroy(static_cast<cublasHandle_t>(ctx_.cublas_handle));
     cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx_.cublaslt_handle));

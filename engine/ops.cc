@@ -122,7 +122,11 @@ Var embedding(Graph& g, const Tensor& tokens, const Var& wte, const Var& wpe) {
   return out;
 }
 
-Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
+namespace {
+
+// What layernorm() checks, allocates and records around its kernel: `forward` fills out, mean and rstd.
+template <typename Forward>
+Var layernorm_node(Graph& g, const Var& x, const Var& weight, const Var& bias, Forward forward) {
   const DType dt = is_bf16(x.value) ? DType::bf16 : DType::f32;
   check_act(x.value, dt, "layernorm", "x");
   check_weight(weight, dt, "layernorm", "weight");
@@ -133,15 +137,9 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
                x.value.describe().c_str(), weight.value.describe().c_str(), bias.value.describe().c_str());
   const int64_t N = x.value.numel() / C;
   Var out = new_like(g, x.value, 0, any_grad({&x, &weight, &bias}));
-  Tensor mean = g.new_saved({N});
+  Tensor mean = g.new_saved({N});  // statistics stay fp32
   Tensor rstd = g.new_saved({N});
-  if (dt == DType::bf16) {  // statistics stay fp32
-    KERNEL(g.device(), layernorm_forward_bf16, g.ctx(), out.value.u16(), mean.f32(), rstd.f32(), x.value.u16(),
-           weight.value.u16(), bias.value.u16(), static_cast<int>(N), static_cast<int>(C));
-  } else {
-    KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
-           weight.value.f32(), bias.value.f32(), static_cast<int>(N), static_cast<int>(C));
-  }
+  forward(out, mean, rstd, static_cast<int>(N), static_cast<int>(C));
   TapeNode node = make_node(OpKind::layernorm, out);
   node.precision = dt;
   node.inputs[0] = x;
@@ -153,6 +151,25 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
   node.ints[1] = C;
   g.record(node);
   return out;
+}
+
+void layernorm_kernel(Graph& g, const Var& out, const Tensor& mean, const Tensor& rstd, const Var& x,
+                      const Var& weight, const Var& bias, int N, int C) {
+  if (is_bf16(x.value)) {
+    KERNEL(g.device(), layernorm_forward_bf16, g.ctx(), out.value.u16(), mean.f32(), rstd.f32(), x.value.u16(),
+           weight.value.u16(), bias.value.u16(), N, C);
+  } else {
+    KERNEL(g.device(), layernorm_forward, g.ctx(), out.value.f32(), mean.f32(), rstd.f32(), x.value.f32(),
+           weight.value.f32(), bias.value.f32(), N, C);
+  }
+}
+
+}  // namespace
+
+Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias) {
+  return layernorm_node(g, x, weight, bias, [&](const Var& out, const Tensor& mean, const Tensor& rstd, int N, int C) {
+    layernorm_kernel(g, out, mean, rstd, x, weight, bias, N, C);
+  });
 }
 
 Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias) {
@@ -209,7 +226,11 @@ Var gelu(Graph& g, const Var& x) {
   return out;
 }
 
-Var add(Graph& g, const Var& a, const Var& b) {
+namespace {
+
+// What add() checks, allocates and records; `forward` fills out (or leaves it to a fused kernel that runs later).
+template <typename Forward>
+Var add_node(Graph& g, const Var& a, const Var& b, Forward forward) {
   const DType dt = is_bf16(a.value) ? DType::bf16 : DType::f32;
   check_act(a.value, dt, "add", "a");
   check_act(b.value, dt, "add", "b");
@@ -218,17 +239,40 @@ Var add(Graph& g, const Var& a, const Var& b) {
   ENGINE_CHECK(a.value.numel() == b.value.numel(), "add: %s + %s", a.value.describe().c_str(),
                b.value.describe().c_str());
   Var out = new_like(g, a.value, 0, any_grad({&a, &b}));
-  if (dt == DType::bf16) {  // the residual stream: the sum rounded once
-    KERNEL(g.device(), add_bf16, g.ctx(), out.value.u16(), a.value.u16(), b.value.u16(), count(a.value));
-  } else {
-    KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
-  }
+  forward(out);
   TapeNode node = make_node(OpKind::add, out);
   node.precision = dt;
   node.inputs[0] = a;
   node.inputs[1] = b;
   g.record(node);
   return out;
+}
+
+}  // namespace
+
+Var add(Graph& g, const Var& a, const Var& b) {
+  return add_node(g, a, b, [&](const Var& out) {
+    if (is_bf16(a.value)) {  // the residual stream: the sum rounded once
+      KERNEL(g.device(), add_bf16, g.ctx(), out.value.u16(), a.value.u16(), b.value.u16(), count(a.value));
+    } else {
+      KERNEL(g.device(), add_forward, g.ctx(), out.value.f32(), a.value.f32(), b.value.f32(), count(a.value));
+    }
+  });
+}
+
+AddLayernorm add_layernorm(Graph& g, const Var& a, const Var& b, const Var& weight, const Var& bias) {
+  if (!is_bf16(a.value)) {  // fp32: the two kernels (no fused fp32 kernel; the same numbers)
+    const Var sum = add(g, a, b);
+    return {sum, layernorm(g, sum, weight, bias)};
+  }
+  // bf16: the add node's output is written by the fused kernel below, which the layernorm node runs.
+  const Var sum = add_node(g, a, b, [](const Var&) {});
+  const Var normed =
+      layernorm_node(g, sum, weight, bias, [&](const Var& out, const Tensor& mean, const Tensor& rstd, int N, int C) {
+        KERNEL(g.device(), residual_layernorm_forward_bf16, g.ctx(), sum.value.u16(), out.value.u16(), mean.f32(),
+               rstd.f32(), a.value.u16(), b.value.u16(), weight.value.u16(), bias.value.u16(), N, C);
+      });
+  return {sum, normed};
 }
 
 Var scale(Graph& g, const Var& x, float s) {
@@ -265,21 +309,22 @@ Tensor flash_attention_bf16(Graph& g, const Var& out, const Var& qkv, int B, int
 }
 
 // The fused bf16 softmax + cross-entropy writes dlogits over its input in place, scaled by a dloss that the tape
-// only learns in backward. So: the losses now from a copy of the logits (saved for nothing else), and the gradient
-// in backward from a fresh copy with the real scale (softmax_crossentropy_backward_bf16 below); one rounding of
-// dlogits, as in gpt2_step_bf16.h, for one more softmax per step.
-void softmax_crossentropy_forward_bf16(Graph& g, const Var& logits, const Tensor& targets, const Tensor& losses,
-                                       int N, int V, int Vp) {
+// only learns in backward. So: the losses now from a working copy of the logits, and the gradient in backward from
+// the logits copied into the same buffer again, with the real scale (softmax_crossentropy_backward_bf16 below); one
+// rounding of dlogits, as llm.c, for one more softmax per step. Returns the working copy (saved for backward).
+Tensor softmax_crossentropy_forward_bf16(Graph& g, const Var& logits, const Tensor& targets, const Tensor& losses,
+                                         int N, int V, int Vp) {
   Tensor work = g.new_scratch_shape(logits.value.shape, logits.value.ndim, DType::bf16);
   copy_tensor(work, logits.value);
   KERNEL(g.device(), softmax_crossentropy_fused_bf16, g.ctx(), losses.f32(), work.u16(), targets.i32(),
          1.0f / static_cast<float>(N), N, V, Vp);
+  return work;
 }
 
 void softmax_crossentropy_backward_bf16(Graph& g, const TapeNode& node, float dloss) {
   const Var& logits = node.inputs[0];
   const int N = static_cast<int>(node.ints[0]);
-  Tensor work = g.new_scratch_shape(logits.value.shape, logits.value.ndim, DType::bf16);
+  const Tensor& work = node.saved[1];  // the forward's working copy: (B,T,Vp) bf16
   Tensor losses = g.new_scratch({N});  // recomputed, equal to the forward's; not written over the saved ones
   copy_tensor(work, logits.value);
   KERNEL(g.device(), softmax_crossentropy_fused_bf16, g.ctx(), losses.f32(), work.u16(),
@@ -340,10 +385,10 @@ Var softmax_crossentropy(Graph& g, const Var& logits, const Tensor& targets, int
   }
   Var out = g.new_var({1}, DType::f32, logits.requires_grad());  // the loss is fp32 under every policy
   Tensor losses = g.new_saved({N});
-  Tensor probs;  // fp32 only: the bf16 path recomputes its softmax in backward
+  Tensor probs;  // fp32: the probabilities; bf16: the working copy of the logits (backward recomputes the softmax)
   if (dt == DType::bf16) {
-    softmax_crossentropy_forward_bf16(g, logits, targets, losses, static_cast<int>(N), vocab_size,
-                                      static_cast<int>(Vp));
+    probs = softmax_crossentropy_forward_bf16(g, logits, targets, losses, static_cast<int>(N), vocab_size,
+                                              static_cast<int>(Vp));
   } else {
     probs = g.new_saved({N, Vp});
     KERNEL(g.device(), softmax_crossentropy_forward, g.ctx(), losses.f32(), probs.f32(), logits.value.f32(),
@@ -508,12 +553,9 @@ void backward_node_bf16(Graph& g, const TapeNode& node) {
       KERNEL(dev, flash_attention_backward_bf16, ctx, in0.grad.u16(), node.output.grad.u16(),
              node.output.value.u16(), node.saved[0].f32(), in0.value.u16(), I(0), I(1), I(2), I(3));
       break;
-    case OpKind::softmax_crossentropy: {
-      float dloss = 0.0f;  // the loss gradient is fp32 on the device: one scalar copy, as the fp32 path
-      copy_to_host(&dloss, node.output.grad);
-      softmax_crossentropy_backward_bf16(g, node, dloss);
+    case OpKind::softmax_crossentropy:
+      softmax_crossentropy_backward_bf16(g, node, g.scalar_grad(node.output));
       break;
-    }
     case OpKind::slice_columns:  // dx[:, offset:offset+K] += dout (widened, added, rounded once)
       KERNEL(dev, slice_columns_backward_bf16, ctx, in0.grad.u16(), node.output.grad.u16(), I(0), I(1), I(2), I(3));
       break;
@@ -586,9 +628,8 @@ void backward_node(Graph& g, const TapeNode& node) {
       break;
     }
     case OpKind::softmax_crossentropy: {
-      // The mean over N positions: each loss gets dout / N. dout lives on the device: one scalar copy.
-      float dloss = 0.0f;
-      copy_to_host(&dloss, node.output.grad);
+      // The mean over N positions: each loss gets dout / N (the backward's seed: no copy from the device).
+      const float dloss = g.scalar_grad(node.output);
       const int64_t N = node.ints[0];
       KERNEL(dev, softmax_crossentropy_backward, ctx, in0.grad.f32(), node.saved[1].f32(), node.inputs[1].value.i32(),
              dloss / static_cast<float>(N), static_cast<int>(N), static_cast<int>(node.ints[1]),

@@ -15,6 +15,13 @@ Var layernorm(Graph& g, const Var& x, const Var& weight, const Var& bias);
 Var matmul(Graph& g, const Var& x, const Var& weight, const Var& bias = Var{});
 Var gelu(Graph& g, const Var& x);
 Var add(Graph& g, const Var& a, const Var& b);            // same shapes
+// sum = a + b (the residual stream) and normed = layernorm(sum): under bf16 one fused kernel (the sum is rounded,
+// then normalised as stored, exactly add then layernorm); the tape records the same two nodes, so backward and every
+// result equal add() followed by layernorm() bit for bit.
+struct AddLayernorm {
+  Var sum, normed;
+};
+AddLayernorm add_layernorm(Graph& g, const Var& a, const Var& b, const Var& weight, const Var& bias);
 Var scale(Graph& g, const Var& x, float s);              // x * s
 // (B,T,C) causal self-attention of a fused (B,T,3C) qkv, NH heads.
 Var attention(Graph& g, const Var& qkv, int num_heads);

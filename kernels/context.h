@@ -36,6 +36,9 @@ struct KernelContext {
   void* gemm_scratch = nullptr;           // bf16 GEMMs: rounded operands (device memory on CUDA, host on the CPU)
   size_t gemm_scratch_bytes = 0;          // sized once for the largest matmul (engine::DeviceContext)
   void* cpu_gemm_plans = nullptr;         // kernels::cpu::GemmPlans* (cached oneDNN matmuls), owned by DeviceContext
+  // kernels::cuda::LtPlanCache* (cuBLASLt plans by GEMM shape, kernels/cuda/blas.h), owned by whoever made the CUDA
+  // context; null: every GEMM builds and frees its plan (the same algorithm, found again each call).
+  void* cuda_gemm_plans = nullptr;
   // engine::KernelProfiler*, or null (the default: no timing). When set, the engine's KERNEL dispatch
   // (engine/dispatch.h) times every kernel call made with this context; the kernels themselves never read it.
   void* profiler = nullptr;

@@ -155,27 +155,43 @@ Var embed_forward(engine::Graph& g, ParamStore& store, const EmbeddingParams& p,
   return engine::embedding(g, tokens, wte, wpe);  // (B,T,C)
 }
 
-Var block_attention_forward(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x,
-                            const GPT2Config& config) {
+namespace {
+
+// ln1 -> qkv -> attention -> projection: the attention branch added to the residual stream x.
+Var block_attention_branch(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x,
+                           const GPT2Config& config) {
   Var ln1 = engine::layernorm(g, x, store.model_var(p.ln1_w), store.model_var(p.ln1_b));       // (B,T,C)
   Var qkv = engine::matmul(g, ln1, store.model_var(p.qkv_w), store.model_var(p.qkv_b));         // (B,T,3C)
-  Var atty = engine::attention(g, qkv, config.num_heads);                           // (B,T,C)
-  Var proj = engine::matmul(g, atty, store.model_var(p.attn_proj_w), store.model_var(p.attn_proj_b));  // (B,T,C)
-  return engine::add(g, x, proj);                                                   // (B,T,C)
+  Var atty = engine::attention(g, qkv, config.num_heads);                                       // (B,T,C)
+  return engine::matmul(g, atty, store.model_var(p.attn_proj_w), store.model_var(p.attn_proj_b));  // (B,T,C)
+}
+
+// fc -> gelu -> projection of the normalised stream ln2.
+Var block_mlp_of_normed(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& ln2) {
+  Var fch = engine::matmul(g, ln2, store.model_var(p.fc_w), store.model_var(p.fc_b));               // (B,T,4C)
+  Var fch_gelu = engine::gelu(g, fch);                                                              // (B,T,4C)
+  return engine::matmul(g, fch_gelu, store.model_var(p.fc_proj_w), store.model_var(p.fc_proj_b));  // (B,T,C or K)
+}
+
+}  // namespace
+
+Var block_attention_forward(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x,
+                            const GPT2Config& config) {
+  return engine::add(g, x, block_attention_branch(g, store, p, x, config));  // (B,T,C)
 }
 
 Var block_mlp_branch(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x) {
-  Var ln2 = engine::layernorm(g, x, store.model_var(p.ln2_w), store.model_var(p.ln2_b));            // (B,T,C)
-  Var fch = engine::matmul(g, ln2, store.model_var(p.fc_w), store.model_var(p.fc_b));               // (B,T,4C)
-  Var fch_gelu = engine::gelu(g, fch);                                                  // (B,T,4C)
-  return engine::matmul(g, fch_gelu, store.model_var(p.fc_proj_w), store.model_var(p.fc_proj_b));  // (B,T,C)
+  Var ln2 = engine::layernorm(g, x, store.model_var(p.ln2_w), store.model_var(p.ln2_b));  // (B,T,C)
+  return block_mlp_of_normed(g, store, p, ln2);
 }
 
 Var block_forward(engine::Graph& g, ParamStore& store, const BlockParams& p, const Var& x,
                   const GPT2Config& config) {
-  Var residual2 = block_attention_forward(g, store, p, x, config);  // (B,T,C)
-  Var fcproj = block_mlp_branch(g, store, p, residual2);            // (B,T,C)
-  return engine::add(g, residual2, fcproj);                         // (B,T,C)
+  // The residual add and ln2 in one op (one kernel under bf16; the same tape and numbers as add then layernorm).
+  const engine::AddLayernorm residual2 = engine::add_layernorm(g, x, block_attention_branch(g, store, p, x, config),
+                                                               store.model_var(p.ln2_w), store.model_var(p.ln2_b));
+  Var fcproj = block_mlp_of_normed(g, store, p, residual2.normed);  // (B,T,C)
+  return engine::add(g, residual2.sum, fcproj);                      // (B,T,C)
 }
 
 Var head_logits(engine::Graph& g, ParamStore& store, const FinalNormParams& norm, int wte_index, const Var& x) {
@@ -240,6 +256,10 @@ Var GPT2::forward_logits(engine::Graph& g, const Tensor& tokens) {
 
 size_t GPT2::activation_bytes(int B, int T) const {
   return gpt2_activation_bytes(config_, B, T, config_.num_layers, true, true);
+}
+
+engine::ArenaBytes GPT2::arena_bytes(int B, int T) const {
+  return gpt2_arena_bytes(config_, B, T, config_.num_layers, true, true, store_.precision());
 }
 
 }  // namespace resbm

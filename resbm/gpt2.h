@@ -132,6 +132,11 @@ engine::Var head_loss(engine::Graph& g, engine::ParamStore& store, const FinalNo
 // Graph constructor. Graph::peak_activation_bytes() tells what a step really used.
 size_t gpt2_activation_bytes(const GPT2Config& config, int B, int T, int num_layers, bool with_embed,
                              bool with_head);
+// The same per arena under a precision: fp32 gives gpt2_activation_bytes to each; bf16 counts what the bf16 ops
+// allocate (2-byte activations and gradients, fp32 statistics, no (B,NH,T,T) tensor: flash attention keeps the
+// (B,NH,T) log-sum-exp), so that llm.c's batch sizes fit on a GPU.
+engine::ArenaBytes gpt2_arena_bytes(const GPT2Config& config, int B, int T, int num_layers, bool with_embed,
+                                    bool with_head, engine::Precision precision);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Initialisation (GPT-2's, as llm.c): weights N(0, 0.02); residual projections attn_proj_w and fc_proj_w
@@ -196,8 +201,10 @@ class GPT2 {
   const std::vector<BlockParams>& blocks() const { return blocks_; }
   const FinalNormParams& final_norm() const { return final_norm_; }
 
-  // Activation bytes for a Graph running this model at (B, T).
+  // Activation bytes for a Graph running this model at (B, T) (fp32: each arena; arena_bytes: per arena, for the
+  // store's precision).
   size_t activation_bytes(int B, int T) const;
+  engine::ArenaBytes arena_bytes(int B, int T) const;
 
  private:
   engine::Var trunk(engine::Graph& g, const engine::Tensor& tokens);  // embeddings + blocks: (B,T,C)

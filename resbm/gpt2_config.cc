@@ -96,4 +96,31 @@ size_t gpt2_activation_bytes(const GPT2Config& c, int B, int T, int num_layers, 
   return floats * sizeof(float) * 11 / 10 + tensors * 256 + (size_t(1) << 20);
 }
 
+engine::ArenaBytes gpt2_arena_bytes(const GPT2Config& c, int B, int T, int num_layers, bool with_embed, bool with_head,
+                                    engine::Precision precision) {
+  if (precision == engine::Precision::fp32) {
+    const size_t each = gpt2_activation_bytes(c, B, T, num_layers, with_embed, with_head);
+    return {each, each};
+  }
+  const size_t BT = size_t(B) * T, C = c.channels, NH = c.num_heads, Vp = c.padded_vocab_size;
+  constexpr size_t kHalf = 2, kFloat = 4;
+  // Per block, values: the same 16 BTC activations as fp32 (ln1, qkv 3, attention out, projection, residual, ln2,
+  // fc 4, gelu 4, fc_proj, residual) in bf16; fp32 statistics: the two layernorms' mean/rstd (4BT) and flash
+  // attention's log-sum-exp (B NH T). Gradients: the 16 BTC activations' gradients, bf16.
+  size_t values = size_t(num_layers) * (16 * BT * C * kHalf + (4 * BT + size_t(B) * NH * T) * kFloat);
+  size_t gradients = size_t(num_layers) * 16 * BT * C * kHalf;
+  size_t tensors = size_t(num_layers) * 15;
+  if (with_embed) values += BT * C * kHalf, gradients += BT * C * kHalf, tensors += 1;
+  if (with_head) {
+    // ln_f (BTC bf16 + 2BT fp32), the logits and the cross-entropy's working copy of them (2 BT Vp bf16), the
+    // losses and their backward recomputation (2BT fp32), the loss; gradients: ln_f's, the logits', the loss's.
+    values += BT * C * kHalf + 2 * BT * kFloat + 2 * BT * Vp * kHalf + 2 * BT * kFloat + kFloat;
+    gradients += BT * C * kHalf + BT * Vp * kHalf + kFloat;
+    tensors += 8;
+  }
+  // The same margins as fp32: 10%, 256 bytes of alignment per tensor, 1 MiB.
+  const size_t slack = tensors * 256 + (size_t(1) << 20);
+  return {values * 11 / 10 + slack, gradients * 11 / 10 + slack};
+}
+
 }  // namespace resbm

@@ -236,8 +236,20 @@ int StageModel::tied_param() const {
 }
 
 size_t StageModel::activation_bytes(int B, int T) const {
-  const size_t blocks = gpt2_activation_bytes(config_, B, T, last_layer_ - first_layer_, stage_ == 0,
-                                              stage_ == num_stages_ - 1);
+  return gpt2_activation_bytes(config_, B, T, last_layer_ - first_layer_, stage_ == 0, stage_ == num_stages_ - 1) +
+         boundary_bytes(B, T);
+}
+
+engine::ArenaBytes StageModel::arena_bytes(int B, int T) const {
+  engine::ArenaBytes b = gpt2_arena_bytes(config_, B, T, last_layer_ - first_layer_, stage_ == 0,
+                                          stage_ == num_stages_ - 1, trained_.precision());
+  // The boundary's share, counted in fp32 for either precision (an over-count under bf16: it is small).
+  b.values += boundary_bytes(B, T);
+  b.gradients += boundary_bytes(B, T);
+  return b;
+}
+
+size_t StageModel::boundary_bytes(int B, int T) const {
   // The bottleneck halves: per row at most the input (C), its layernorm (C + 2), the hidden layer twice (H),
   // the identity path, the branch and their sum (3 C), for each of the encoder and the decoder; doubled for
   // alignment slack, plus 1 MiB.
@@ -252,7 +264,7 @@ size_t StageModel::activation_bytes(int B, int T) const {
     if (stage_ != num_stages_ - 1) per_row += (last_layer_ - first_layer_) * (2 * (K + C) + 2 * extra_mlp);
     per_row += 3 * C + K;
   }
-  return blocks + 2 * rows * per_row * sizeof(float) + (size_t{1} << 20);
+  return 2 * rows * per_row * sizeof(float) + (size_t{1} << 20);
 }
 
 void StageModel::zero_grads() { trained_.zero_grads(); }

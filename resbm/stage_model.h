@@ -53,7 +53,8 @@ class StageModel : public engine::pipeline::StageModule {
   engine::comm::WireDType wire_dtype() const override;
   engine::DType activation_dtype() const override;
   int tied_param() const override;
-  size_t activation_bytes(int B, int T) const override;
+  size_t activation_bytes(int B, int T) const override;  // fp32 (each arena)
+  engine::ArenaBytes arena_bytes(int B, int T) const override;  // for the stores' precision
   void zero_grads() override;
 
   int stage() const { return stage_; }
@@ -67,6 +68,7 @@ class StageModel : public engine::pipeline::StageModule {
 
  private:
   void zero_padding_rows(int table);  // rows V..Vp-1 of a (Vp,C) table in trained_
+  size_t boundary_bytes(int B, int T) const;  // activation bytes of the bottleneck halves and ssn's extras
   // Everything but the head: the code (B,T,K) on a non-last stage, the final residual stream (B,T,C) on the last.
   engine::Var body(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);
   engine::Var body_fused(engine::Graph& g, const engine::Tensor& tokens, const engine::Var& input);

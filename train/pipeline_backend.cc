@@ -38,7 +38,7 @@ void require_activation_memory(const RunConfig& config, const std::vector<std::u
   const int replicas = config.mpi ? 1 : config.replicas.replicas;  // every local replica holds the same arenas
   for (size_t i = 0; i < models.size(); ++i) {
     const int s = first_stage + static_cast<int>(i);
-    needed += static_cast<double>(models[i]->activation_bytes(config.B, config.T)) * replicas *
+    needed += static_cast<double>(models[i]->arena_bytes(config.B, config.T).total()) * replicas *
               engine::pipeline::max_in_flight(config.pipeline.schedule, s, config.pipeline.stages, config.M);
   }
   const double available = available_host_bytes();
@@ -256,7 +256,7 @@ class PipelineBackend : public Backend {
     std::vector<double> mine;
     for (size_t i = 0; i < stages_.size(); ++i) {
       const int s = first_stage() + static_cast<int>(i);
-      mine.push_back(2.0 * static_cast<double>(stages_[i]->activation_bytes(config_.B, config_.T)) *
+      mine.push_back(static_cast<double>(stages_[i]->arena_bytes(config_.B, config_.T).total()) *
                      config_.replicas.replicas *  // every replica holds the same: all replicas counted
                      engine::pipeline::max_in_flight(config_.pipeline.schedule, s, num_stages(), config_.M));
     }

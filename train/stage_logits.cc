@@ -20,9 +20,14 @@ StageLogits::StageLogits(std::vector<resbm::StageModel*> stages, int first_stage
       Vp_(padded_vocab_size),
       T_(T),
       device_(stages_.back()->params().device()) {
-  size_t bytes = 0;
-  for (auto* s : stages_) bytes += s->activation_bytes(1, T);
-  graph_ = std::make_unique<engine::Graph>(ctx, device_, bytes + static_cast<size_t>(T) * Vp_ * sizeof(float));
+  engine::ArenaBytes bytes;
+  for (auto* s : stages_) {
+    const engine::ArenaBytes b = s->arena_bytes(1, T);
+    bytes.values += b.values;
+    bytes.gradients += b.gradients;
+  }
+  bytes.values += static_cast<size_t>(T) * Vp_ * sizeof(float);
+  graph_ = std::make_unique<engine::Graph>(ctx, device_, bytes);
   tokens_.resize(static_cast<size_t>(T));
   if (device_ != engine::Device::cpu) {
     token_arena_ = std::make_unique<engine::Arena>("sampling tokens", sizeof(int32_t) * T + 4096, device_);

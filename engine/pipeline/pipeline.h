@@ -85,6 +85,8 @@ class StageModule {
   virtual DType activation_dtype() const { return DType::f32; }
   virtual int tied_param() const = 0;    // index in params() of the weight tied first<->last (wte), or -1
   virtual size_t activation_bytes(int B, int T) const = 0;  // per Graph arena, an upper bound
+  // The two arenas of a Graph apart (the bf16 policy's differ); by default activation_bytes each.
+  virtual ArenaBytes arena_bytes(int B, int T) const { return {activation_bytes(B, T), activation_bytes(B, T)}; }
   virtual void zero_grads() { params().zero_grads(); }     // after each optimizer step
 };
 

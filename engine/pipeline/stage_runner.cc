@@ -43,7 +43,7 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
                "StageRunner: stage %d of %d has input width %d, output width %d", s, S, module.input_width(),
                module.output_width());
   actions_ = make_schedule(config.schedule, s, S, M);
-  const size_t bytes = module.activation_bytes(B, T);
+  const ArenaBytes bytes = module.arena_bytes(B, T);
   slots_.resize(max_in_flight(config.schedule, s, S, M));
   device_ = module.params().device();
   for (Slot& sl : slots_) sl.graph = std::make_unique<Graph>(ctx, device_, bytes);
@@ -79,12 +79,13 @@ StageRunner::StageRunner(const PipelineConfig& config, StageModule& module, comm
     wide_arena_ = std::make_unique<Arena>("stage wide code", static_cast<size_t>(rows) * widest * 4 + 256, device_);
     wide_code_ = wide_arena_->alloc({rows * widest});
   }
-  // One float per parameter tensor: on the GPU every partial sum is written on the device, then copied at once.
+  // One float per parameter tensor, then one per micro-batch's loss: on the GPU every partial sum and every loss is
+  // written on the device, and all of them cross to the host at once (the step's one sync).
   const size_t count = module_.params().params().size();
-  norm_parts_host_.resize(count);
+  norm_parts_host_.resize(count + M);
   if (on_gpu()) {
-    scalar_ = std::make_unique<Arena>("stage grad norm", count * sizeof(float) + 256, device_);
-    norm_parts_ = scalar_->alloc({static_cast<int64_t>(count)});
+    scalar_ = std::make_unique<Arena>("stage grad norm", (count + M) * sizeof(float) + 256, device_);
+    norm_parts_ = scalar_->alloc({static_cast<int64_t>(count + M)});
   }
   losses_.assign(M, 0.0f);
   optimizer_ = optimizer(module.params());
@@ -126,7 +127,8 @@ void StageRunner::forward(int m, const Tensor& tokens, const Tensor& targets, bo
   sl.output = module_.forward(g, micro_rows(tokens, m, B_, T_), micro_rows(targets, m, B_, T_), sl.input);
   if (transport_.is_last()) {
     if (on_gpu()) {
-      copy_to_host(&losses_[m], sl.output.value);  // (1)
+      copy_tensor(device_loss(m), sl.output.value);  // (1), device to device: fetched with the grad norm's parts
+      losses_fetched_ = false;
     } else {
       losses_[m] = sl.output.value.f32()[0];
     }
@@ -257,8 +259,29 @@ void StageRunner::begin_step(int64_t step) {
   transport_.clear_stats();
 }
 
-float StageRunner::mean_loss() const {
+Tensor StageRunner::device_loss(int m) const {
+  Tensor t = norm_parts_;  // (1) at count + m
+  t.data = norm_parts_.f32() + module_.params().params().size() + m;
+  t.ndim = 1;
+  t.shape[0] = 1;
+  return t;
+}
+
+void StageRunner::fetch_losses_from(const float* host) {
+  if (!transport_.is_last()) return;
+  std::copy(host, host + losses_.size(), losses_.begin());
+  losses_fetched_ = true;
+}
+
+float StageRunner::mean_loss() {
   if (!transport_.is_last()) return 0.0f;
+  if (on_gpu() && !losses_fetched_) {
+    // Not fetched with the grad norm (an evaluation pass): the M losses in one copy.
+    Tensor all = device_loss(0);
+    all.shape[0] = static_cast<int64_t>(losses_.size());
+    copy_to_host(losses_.data(), all);
+    losses_fetched_ = true;
+  }
   float sum = 0.0f;
   for (float l : losses_) sum += l;  // in micro-batch order: the same bits in every executor
   return sum / static_cast<float>(losses_.size());
@@ -315,7 +338,10 @@ double StageRunner::grad_norm_squared() {
       kernels::cpu::sum_squares(ctx_, &norm_parts_host_[i], g.f32(), static_cast<size_t>(g.numel()));
     }
   }
-  if (on_gpu()) copy_to_host(norm_parts_host_.data(), norm_parts_);
+  if (on_gpu()) {
+    copy_to_host(norm_parts_host_.data(), norm_parts_);  // the parts and the M losses: one copy
+    fetch_losses_from(norm_parts_host_.data() + count);
+  }
   double sum = 0.0;
   for (int i = 0; i < count; ++i) {
     if (!skipped(i)) sum += norm_parts_host_[i];

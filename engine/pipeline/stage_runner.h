@@ -33,7 +33,7 @@ class StageRunner {
   void run(const Action& action, const Tensor& tokens, const Tensor& targets, bool train);
 
   void begin_step(int64_t step);      // clears the loss sum and the wire counters; step: the global step index
-  float mean_loss() const;            // last stage: the M losses summed in order 0..M-1, over M; else 0
+  float mean_loss();                  // last stage: the M losses summed in order 0..M-1, over M; else 0
   // Tied weight (first and last of >= 2 stages): send this stage's gradient; then receive the other's and add:
   // both stages end with first + last.
   bool has_tied() const;
@@ -64,6 +64,8 @@ class StageRunner {
   void receive_code(comm::Direction dir, int m, const Tensor& x, int64_t rows, int K);
   bool on_gpu() const { return device_ == Device::cuda; }
   Tensor wide_view(const Tensor& x) const;  // x's shape, f32, over wide_code_
+  Tensor device_loss(int m) const;           // GPU: micro-batch m's loss (1), in norm_parts_ after the parts
+  void fetch_losses_from(const float* host);  // GPU: losses_ = the M losses copied to the host
 
   PipelineConfig config_;
   StageModule& module_;
@@ -76,6 +78,7 @@ class StageRunner {
   PhaseTimes phases_;                            // this step's compute, per phase
   double last_update_s_ = 0.0;                   // how long the previous apply_update took
   std::vector<float> losses_;                    // last stage: loss of each micro-batch of the step
+  bool losses_fetched_ = true;                   // GPU: losses_ holds the device losses of this step
   int64_t step_ = 0;                             // global index of the current step (seeds code-gradient rounding)
   Device device_ = Device::cpu;                  // where the module's parameters and activations live
   // Device wire: the stage is on the GPU and its transport carries device memory (NcclTransport). The buffers below
@@ -95,8 +98,8 @@ class StageRunner {
   std::unique_ptr<Arena> wide_arena_;
   Tensor wide_code_;
   std::unique_ptr<Arena> scalar_;                // GPU only: holds norm_parts_
-  Tensor norm_parts_;                            // GPU only: (P) each parameter tensor's sum of squares
-  std::vector<float> norm_parts_host_;           // (P) the same on the host
+  Tensor norm_parts_;                            // GPU only: (P + M) each parameter tensor's sum of squares, losses
+  std::vector<float> norm_parts_host_;           // (P + M) the same on the host
 };
 
 }  // namespace engine::pipeline

@@ -416,7 +416,10 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(uint16_t* d
 
 // ---- Host side.
 
-Dims dims_or_die(int B, int T, int C, int NH, std::initializer_list<const void*> ptrs, const char* who) {
+// tiles: the bf16 tensors the tiles load and store 16 bytes at a time; lse (fp32, read and written one float at a
+// time) needs only its own alignment.
+Dims dims_or_die(int B, int T, int C, int NH, std::initializer_list<const void*> tiles, const float* lse,
+                 const char* who) {
   const int HS = NH > 0 ? C / NH : 0;
   if (NH <= 0 || C % NH != 0 || HS % kFrag != 0 || HS > kMaxHeadSize) {
     std::fprintf(stderr,
@@ -425,11 +428,16 @@ Dims dims_or_die(int B, int T, int C, int NH, std::initializer_list<const void*>
                  who, C, NH, kMaxHeadSize);
     std::abort();
   }
-  for (const void* p : ptrs) {
+  for (const void* p : tiles) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) {
-      std::fprintf(stderr, "%s: every pointer must be 16-byte aligned (the tiles load 16 bytes at a time).\n", who);
+      std::fprintf(stderr, "%s: the bf16 tensors must be 16-byte aligned (the tiles load 16 bytes at a time).\n",
+                   who);
       std::abort();
     }
+  }
+  if (reinterpret_cast<uintptr_t>(lse) % alignof(float) != 0) {
+    std::fprintf(stderr, "%s: lse must be 4-byte aligned (fp32).\n", who);
+    std::abort();
   }
   // blockIdx.x = b*NH + h; blockIdx.y = the tile (at most 65535 tiles: T < 4 million).
   if (static_cast<long long>(B) * NH > 0x7fffffffLL || (T + kTile - 1) / kTile > 65535) {
@@ -456,7 +464,7 @@ void allow_smem(Kernel kernel, size_t bytes) {
 void flash_attention_forward_bf16(const KernelContext& ctx, uint16_t* out, float* lse, const uint16_t* qkv, int B,
                                   int T, int C, int NH) {
   if (B == 0 || T == 0) return;
-  const Dims d = dims_or_die(B, T, C, NH, {out, lse, qkv}, "cuda::flash_attention_forward_bf16");
+  const Dims d = dims_or_die(B, T, C, NH, {out, qkv}, lse, "cuda::flash_attention_forward_bf16");
   const size_t smem = forward_smem_bytes(d);
   allow_smem(flash_forward_kernel, smem);
   const dim3 grid(static_cast<unsigned>(B * NH), static_cast<unsigned>((T + kTile - 1) / kTile));
@@ -486,7 +494,7 @@ void flash_attention_backward_bf16(const KernelContext& ctx, uint16_t* dqkv, con
                                    int NH) {
   if (B == 0 || T == 0) return;
   const char* who = "cuda::flash_attention_backward_bf16";
-  const Dims d = dims_or_die(B, T, C, NH, {dqkv, dout, out, lse, qkv}, who);
+  const Dims d = dims_or_die(B, T, C, NH, {dqkv, dout, out, qkv}, lse, who);
   const size_t rows = static_cast<size_t>(B) * NH * T;
   float* D = static_cast<float*>(workspace_or_die(ctx, rows * sizeof(float), who));  // (B, NH, T)
   flash_backward_dot_kernel<<<ceil_div(rows, kWarps), kThreads, 0, stream_of(ctx)>>>(D, dout, out, d);

@@ -1,6 +1,8 @@
 // kernels/cuda/blas.cu: cuBLAS handle access, the cuBLASLt matmul wrapper and the batched SGEMM (see blas.h).
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 #include <cublasLt.h>
 
@@ -39,24 +41,39 @@ cublasHandle_t cublas_of(const KernelContext& ctx, const char* who) {
   return handle;
 }
 
-void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
-  if (g.m == 0 || g.n == 0) return;
-  if (g.batch != 1) {
-    std::fprintf(stderr, "%s: lt_matmul takes one product (batch %d)\n", who, g.batch);
-    std::abort();
+namespace {
+
+// What identifies a plan: the GemmDesc without its pointers, alpha and beta, plus the pointers' alignments.
+struct LtPlanKey {
+  bool trans_a, trans_b, bias, gelu;
+  int m, n, k, lda, ldb, ldc;
+  GemmType a_type, b_type, c_type;
+  uint32_t align_a, align_b, align_c;
+  bool operator==(const LtPlanKey& o) const {
+    return trans_a == o.trans_a && trans_b == o.trans_b && bias == o.bias && gelu == o.gelu && m == o.m &&
+           n == o.n && k == o.k && lda == o.lda && ldb == o.ldb && ldc == o.ldc && a_type == o.a_type &&
+           b_type == o.b_type && c_type == o.c_type && align_a == o.align_a && align_b == o.align_b &&
+           align_c == o.align_c;
   }
-  if (g.k == 0) {  // an empty product: C = beta * C (+ epilogue) has no caller here; refuse rather than guess
-    std::fprintf(stderr, "%s: GEMM with k = 0 (m=%d n=%d)\n  hint: an empty batch or width reached a matmul.\n", who,
-                 g.m, g.n);
-    std::abort();
-  }
-  if (ctx.cublaslt_handle == nullptr) {
-    std::fprintf(stderr, "%s: the KernelContext has no cuBLASLt handle.\n  hint: build it with engine::make_cuda_context().\n",
-                 who);
-    std::abort();
-  }
-  cublasLtHandle_t handle = static_cast<cublasLtHandle_t>(ctx.cublaslt_handle);
+};
+
+LtPlanKey key_of(const GemmDesc& g) {
+  return {g.trans_a, g.trans_b, g.bias != nullptr, g.gelu, g.m, g.n, g.k, g.lda, g.ldb, g.ldc,
+          g.a_type, g.b_type, g.c_type, alignment_of(g.a), alignment_of(g.b), alignment_of(g.c)};
+}
+
+// A descriptor with every attribute but the per-call pointers (bias, GELU's pre-activation), the three layouts
+// (D shares C's), and the algorithm the heuristic chose for them.
+struct LtPlan {
   cublasLtMatmulDesc_t desc;
+  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatmulAlgo_t algo;
+};
+
+LtPlan make_plan(const KernelContext& ctx, const GemmDesc& g, const char* who) {
+  cublasLtHandle_t handle = static_cast<cublasLtHandle_t>(ctx.cublaslt_handle);
+  LtPlan plan;
+  cublasLtMatmulDesc_t& desc = plan.desc;
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -70,18 +87,15 @@ void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
   }
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
   if (g.bias) {
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
     const cudaDataType_t bias_type = cuda_type(g.c_type);
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                 sizeof(bias_type)));
   }
   if (g.gelu) {
     const int64_t ld_aux = g.ldc;
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.pre_gelu,
-                                                sizeof(g.pre_gelu)));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld_aux, sizeof(ld_aux)));
   }
-  cublasLtMatrixLayout_t la, lb, lc;
+  cublasLtMatrixLayout_t &la = plan.la, &lb = plan.lb, &lc = plan.lc;
   CUBLAS_CHECK(
       cublasLtMatrixLayoutCreate(&la, cuda_type(g.a_type), g.trans_a ? g.k : g.m, g.trans_a ? g.m : g.k, g.lda));
   CUBLAS_CHECK(
@@ -124,13 +138,74 @@ void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
                  g.b_type == GemmType::bf16, g.c_type == GemmType::bf16);
     std::abort();
   }
-  CUBLAS_CHECK(cublasLtMatmul(handle, desc, &g.alpha, g.a, la, g.b, lb, &g.beta, g.c, lc, g.c, lc, &result.algo,
-                              ctx.cuda_workspace, ctx.cuda_workspace_bytes, stream_of(ctx)));
+  plan.algo = result.algo;
   CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(la));
-  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lb));
-  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(lc));
-  CUBLAS_CHECK(cublasLtMatmulDescDestroy(desc));
+  return plan;
+}
+
+void destroy_plan(const LtPlan& plan) {
+  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.la));
+  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.lb));
+  CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(plan.lc));
+  CUBLAS_CHECK(cublasLtMatmulDescDestroy(plan.desc));
+}
+
+}  // namespace
+
+class LtPlanCache {
+ public:
+  ~LtPlanCache() {
+    for (const auto& entry : plans_) destroy_plan(entry.second);
+  }
+  const LtPlan& get(const KernelContext& ctx, const GemmDesc& g, const char* who) {
+    const LtPlanKey key = key_of(g);
+    for (const auto& entry : plans_) {
+      if (entry.first == key) return entry.second;
+    }
+    plans_.emplace_back(key, make_plan(ctx, g, who));
+    return plans_.back().second;
+  }
+  size_t size() const { return plans_.size(); }
+
+ private:
+  std::vector<std::pair<LtPlanKey, LtPlan>> plans_;
+};
+
+LtPlanCache* create_lt_plan_cache() { return new LtPlanCache(); }
+void destroy_lt_plan_cache(LtPlanCache* cache) { delete cache; }
+size_t lt_plan_count(const LtPlanCache& cache) { return cache.size(); }
+
+void lt_matmul(const KernelContext& ctx, const GemmDesc& g, const char* who) {
+  if (g.m == 0 || g.n == 0) return;
+  if (g.batch != 1) {
+    std::fprintf(stderr, "%s: lt_matmul takes one product (batch %d)\n", who, g.batch);
+    std::abort();
+  }
+  if (g.k == 0) {  // an empty product: C = beta * C (+ epilogue) has no caller here; refuse rather than guess
+    std::fprintf(stderr, "%s: GEMM with k = 0 (m=%d n=%d)\n  hint: an empty batch or width reached a matmul.\n", who,
+                 g.m, g.n);
+    std::abort();
+  }
+  if (ctx.cublaslt_handle == nullptr) {
+    std::fprintf(stderr, "%s: the KernelContext has no cuBLASLt handle.\n  hint: build it with engine::make_cuda_context().\n",
+                 who);
+    std::abort();
+  }
+  cublasLtHandle_t handle = static_cast<cublasLtHandle_t>(ctx.cublaslt_handle);
+  LtPlanCache* cache = static_cast<LtPlanCache*>(ctx.cuda_gemm_plans);
+  const LtPlan plan = cache ? cache->get(ctx, g, who) : make_plan(ctx, g, who);
+  // The per-call pointers (the descriptor is shared by every GEMM of this shape; the stream orders the calls).
+  if (g.bias) {
+    CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)));
+  }
+  if (g.gelu) {
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &g.pre_gelu,
+                                                sizeof(g.pre_gelu)));
+  }
+  CUBLAS_CHECK(cublasLtMatmul(handle, plan.desc, &g.alpha, g.a, plan.la, g.b, plan.lb, &g.beta, g.c, plan.lc, g.c,
+                              plan.lc, &plan.algo, ctx.cuda_workspace, ctx.cuda_workspace_bytes, stream_of(ctx)));
+  if (!cache) destroy_plan(plan);
 }
 
 void sgemm_strided_batched(const KernelContext& ctx, const GemmDesc& g, const char* who) {

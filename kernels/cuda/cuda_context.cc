@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #ifdef RESBM_HAVE_CUDA
+#include "kernels/cuda/blas.h"
 #include "kernels/cuda/cuda_check.h"
 #endif
 
@@ -25,12 +26,14 @@ KernelContext make_cuda_context(size_t workspace_bytes) {
   ctx.cublaslt_handle = lt;
   ctx.cublas_handle = blas;
   ctx.cuda_workspace_bytes = workspace_bytes;
+  ctx.cuda_gemm_plans = create_lt_plan_cache();
   CUDA_CHECK(cudaMalloc(&ctx.cuda_workspace, workspace_bytes));
   return ctx;
 }
 
 void destroy_cuda_context(KernelContext& ctx) {
   CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(ctx.cuda_stream)));
+  destroy_lt_plan_cache(static_cast<LtPlanCache*>(ctx.cuda_gemm_plans));
   CUDA_CHECK(cudaFree(ctx.cuda_workspace));
   CUBLAS_CHECK(cublasDestroy(static_cast<cublasHandle_t>(ctx.cublas_handle)));
   CUBLAS_CHECK(cublasLtDestroy(static_cast<cublasLtHandle_t>(ctx.cublaslt_handle)));

@@ -182,6 +182,45 @@ TEST(OpsBf16, Add) {
   compare({a}, [&](Graph& g, bool b) { return add(g, pick(a, b), pick(a, b)); });
 }
 
+// The fused residual add + layernorm: bit for bit add() then layernorm(), values and every gradient, in either
+// precision (the fused bf16 kernel rounds the sum, then normalises the rounded sum, as the two ops do).
+TEST(OpsBf16, AddLayernormIsAddThenLayernormBitwise) {
+  std::mt19937 rng(12);
+  Leaves l;
+  Pair a = l.make({2, 5, 13}, rng, 1.0f, false), c = l.make({2, 5, 13}, rng, 1.0f, false);
+  Pair w = l.make({13}, rng, 1.0f, true), bias = l.make({13}, rng, 1.0f, true);
+  Pair head = l.make({3, 13}, rng, 1.0f, true);
+  Tensor targets = l.ints({2, 5}, rng, 3);
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "fp32");
+    DeviceContext dc(Device::cpu, 2);
+    std::vector<std::vector<uint8_t>> results[2];  // [fused?]: the sum, the normed output, then every gradient
+    for (const bool fused : {false, true}) {
+      Graph g(dc.ctx(), Device::cpu, 1 << 20);
+      zero_grads({a, c, w, bias, head});
+      Var sum, normed;
+      if (fused) {
+        const AddLayernorm r = add_layernorm(g, pick(a, bf16), pick(c, bf16), pick(w, bf16), pick(bias, bf16));
+        sum = r.sum, normed = r.normed;
+      } else {
+        sum = add(g, pick(a, bf16), pick(c, bf16));
+        normed = layernorm(g, sum, pick(w, bf16), pick(bias, bf16));
+      }
+      // A loss that reads both outputs, so both nodes' backward passes run: mean of (sum + normed) over a matmul.
+      Var both = add(g, sum, normed);
+      Var logits = matmul(g, both, pick(head, bf16));
+      g.backward(softmax_crossentropy(g, logits, targets, 3), 1.0f);
+      for (const Tensor& t : {sum.value, normed.value, pick(a, bf16).grad, pick(c, bf16).grad, pick(w, bf16).grad,
+                              pick(bias, bf16).grad}) {
+        const uint8_t* p = static_cast<const uint8_t*>(t.data);
+        results[fused].emplace_back(p, p + t.nbytes());
+      }
+    }
+    ASSERT_EQ(results[0].size(), results[1].size());
+    for (size_t k = 0; k < results[0].size(); ++k) EXPECT_TRUE(results[0][k] == results[1][k]) << "result " << k;
+  }
+}
+
 TEST(OpsBf16, Attention) {
   std::mt19937 rng(7);
   Leaves l;

@@ -33,7 +33,7 @@ struct TrainRun {
   std::vector<float> losses;                    // (kSteps) the loss before each update
   std::vector<std::vector<float>> first_grads;  // step 1's gradient of every parameter, on the host
   std::vector<uint8_t> copy;                    // the final bf16 parameters (bf16 runs)
-  size_t peak = 0, budget = 0;                  // activation bytes used at most, and the arena's size
+  engine::ArenaBytes peak, budget;              // what the step used of each arena, and what the model sized them to
 };
 
 // kSteps AdamW steps (lr 1e-2, weight decay 0.1) on fresh batches of t' = 5 t + 3 mod V from a random start, the
@@ -47,7 +47,7 @@ inline TrainRun train_small_gpt2(engine::Device device, engine::Precision precis
   cfg.weight_decay = 0.1f;
   cfg.rounding_seed = 1;
   engine::optim::AdamW opt(model.params(), context.ctx(), cfg);
-  engine::Graph g(context.ctx(), device, model.activation_bytes(kB, kT));
+  engine::Graph g(context.ctx(), device, model.arena_bytes(kB, kT));
   engine::Arena ids("ids", 1 << 16, device);
   const engine::Tensor tok = ids.alloc({kB, kT}, engine::DType::i32);
   const engine::Tensor tgt = ids.alloc({kB, kT}, engine::DType::i32);
@@ -85,8 +85,8 @@ inline TrainRun train_small_gpt2(engine::Device device, engine::Precision precis
     run.copy.resize(copy.nbytes());
     engine::copy_to_host(run.copy.data(), copy);
   }
-  run.peak = g.peak_activation_bytes();
-  run.budget = model.activation_bytes(kB, kT);
+  run.peak = {g.peak_activation_bytes(), g.peak_gradient_bytes()};
+  run.budget = model.arena_bytes(kB, kT);
   return run;
 }
 

@@ -1,12 +1,14 @@
 // tools/bench/cpu_step.cc: CPU training-step benchmark of GPT-2 (forward + backward + AdamW), with a phase split.
 //
-//   bazel-bin/tools/bench/cpu_step                       # tiny and d12 (GPT-2 124M) at B=4, T=64, fp32 and bf16
-//   bazel-bin/tools/bench/cpu_step --preset d12 --B 4 --T 64 --warmup 2 --steps 5 --threads 2 --dtype fp32,bf16
+//   bazel-bin/tools/bench/cpu_step                # tiny and d12 (GPT-2 124M) at B=4, T=64, fp32 and bf16-autocast
+//   bazel-bin/tools/bench/cpu_step --preset d12 --B 4 --T 64 --warmup 2 --steps 5 --threads 2 \
+//                                  --dtype fp32,bf16,bf16-autocast
 //
 // Prints, per preset and dtype: ms per step (and its forward / backward / AdamW parts), tokens/s, and the achieved
 // GFLOP/s of the step's matmul work next to what a bare GEMM of GPT-2's shapes reaches on this machine with the
 // library and operand type the engine uses (oneDNN, kernels/cpu/gemm_plans.h): the gap between the two is the time
-// spent outside the GEMMs (attention, layernorm, softmax, the optimizer; for bf16 also the operand rounding).
+// spent outside the GEMMs (attention, layernorm, softmax, the optimizer; for bf16 also the rounding: the bf16 policy's
+// CPU twins widen every bf16 input and round every output, bf16-autocast rounds the matmuls' operands).
 // On a shared machine, run it alone (other processes on the same 2 cores change the figures several-fold).
 #include <algorithm>
 #include <memory>
@@ -36,7 +38,7 @@ double ms_since(Clock::time_point t0) {
 
 struct Options {
   std::vector<std::string> presets = {"tiny", "d12"};
-  std::vector<std::string> dtypes = {"fp32", "bf16"};
+  std::vector<std::string> dtypes = {"fp32", "bf16-autocast"};
   int B = 4, T = 64, warmup = 2, steps = 5, threads = 0;
   bool kernels = false;  // also time each CPU kernel at the preset's shapes (where the step's time goes)
 };
@@ -45,9 +47,10 @@ struct Options {
   std::fprintf(stderr,
                "cpu_step: %s\n"
                "usage: cpu_step [--preset NAME[,NAME...]] [--B 4] [--T 64] [--warmup 2] [--steps 5] [--threads N]\n"
-               "                [--dtype fp32,bf16] [--kernels 1]\n"
+               "                [--dtype fp32,bf16-autocast] [--kernels 1]\n"
                "  presets: tiny, d12, d24, d36, d48 (default tiny,d12); threads 0 = all cores\n"
-               "  --dtype: the matmul precision(s), as train's --dtype (bf16: autocast, bf16 operands, fp32 sums)\n"
+               "  --dtype: the precision(s), as train's --dtype (bf16: llm.c's mixed precision on the CUDA kernels' CPU\n"
+               "           twins; bf16-autocast: fp32 model, bf16 matmul operands)\n"
                "  --kernels 1: also time every CPU kernel at the preset's shapes, per step (the breakdown)\n",
                why);
   std::exit(2);
@@ -82,7 +85,7 @@ Options parse(int argc, char** argv) {
     } else if (flag == "--dtype") {
       o.dtypes = list();
       for (const std::string& d : o.dtypes) {
-        if (d != "fp32" && d != "bf16") usage(("unknown dtype '" + d + "'").c_str());
+        if (d != "fp32" && d != "bf16" && d != "bf16-autocast") usage(("unknown dtype '" + d + "'").c_str());
       }
     } else if (flag == "--B") {
       o.B = number();
@@ -230,13 +233,17 @@ size_t bf16_scratch_elements(const resbm::GPT2Config& c, int N) {
 // One model training at one dtype, on its own DeviceContext (a dtype is a property of the context).
 struct Runner {
   Runner(const resbm::GPT2Config& c, const std::string& dtype, const Options& o)
-      : dtype(dtype), device(engine::Device::cpu, o.threads), model(c), ids("ids", size_t(2) * o.B * o.T * 4 + 1024) {
-    if (dtype == "bf16") device.enable_bf16_gemms(bf16_scratch_elements(c, o.B * o.T));
+      : dtype(dtype),
+        device(engine::Device::cpu, o.threads),
+        model(c, engine::Device::cpu, dtype == "bf16" ? engine::Precision::bf16 : engine::Precision::fp32),
+        ids("ids", size_t(2) * o.B * o.T * 4 + 1024) {
+    if (dtype == "bf16-autocast") device.enable_bf16_gemms(bf16_scratch_elements(c, o.B * o.T));
     model.init(1337);
     engine::optim::AdamWConfig cfg;
     cfg.weight_decay = 0.1f;
+    cfg.rounding_seed = 1337;  // the bf16 policy's stochastic write-back
     opt = std::make_unique<engine::optim::AdamW>(model.params(), device.ctx(), cfg);
-    graph = std::make_unique<engine::Graph>(device.ctx(), engine::Device::cpu, model.activation_bytes(o.B, o.T));
+    graph = std::make_unique<engine::Graph>(device.ctx(), engine::Device::cpu, model.arena_bytes(o.B, o.T));
     tokens = ids.alloc({o.B, o.T}, engine::DType::i32);
     targets = ids.alloc({o.B, o.T}, engine::DType::i32);
     resbm::Rng rng(7);
@@ -284,12 +291,12 @@ void run(const std::string& preset, const Options& o) {
   const double gflop = step_gflop(c, o.B, o.T);
   for (auto& r : runners) {
     const double fwd = r->fwd / o.steps, bwd = r->bwd / o.steps, upd = r->upd / o.steps, total = fwd + bwd + upd;
-    const auto operands = r->dtype == "bf16" && static_cast<kernels::cpu::GemmPlans*>(r->device.ctx().cpu_gemm_plans)
+    const auto operands = r->dtype == "bf16-autocast" && static_cast<kernels::cpu::GemmPlans*>(r->device.ctx().cpu_gemm_plans)
                                                     ->bf16_native()
                               ? kernels::cpu::GemmOperands::bf16
                               : kernels::cpu::GemmOperands::f32;
     const double ceiling = gemm_ceiling_gflops(r->device.ctx(), operands, c.channels, o.B * o.T);
-    std::printf("%-5s %-4s %7.1fM  B=%d T=%-4d %9.1f ms/step (min %9.1f)  (fwd %8.1f  bwd %8.1f  adamw %7.1f)  "
+    std::printf("%-5s %-13s %7.1fM  B=%d T=%-4d %9.1f ms/step (min %9.1f)  (fwd %8.1f  bwd %8.1f  adamw %7.1f)  "
                 "%9.0f tok/s  %6.1f GFLOP/s of %5.1f GFLOP  loss %.3f\n",
                 preset.c_str(), r->dtype.c_str(), resbm::gpt2_num_parameters(c) / 1e6, o.B, o.T, total, r->best, fwd,
                 bwd, upd, o.B * o.T / (total / 1e3), gflop / (total / 1e3), gflop, r->loss_value);

@@ -15,8 +15,8 @@
 #                                 run(command="bash tools/gpu/check.sh run", carry=[".gpu"], timeout_s=600)
 #                               Within a global 540 s deadline (CHECK_BUDGET_S) every step respects: a smoke test
 #                               (driver, ldd, one step), the GPU-tagged tests at small sizes, the kernel benchmark and
-#                               the trainer's step timed with its per-phase breakdown (gpu_step: d12 bf16, 64 x 1024
-#                               tokens per step), short training runs (bitwise reruns; one d12 bf16 run), NCCL, the pipeline on the GPU, compute-sanitizer memcheck on flash attention
+#                               the trainer's step timed with its per-phase breakdown (gpu_step: d12 bf16 B=64
+#                               T=1024), short training runs (bitwise reruns; one d12 bf16 run), NCCL, the pipeline on the GPU, compute-sanitizer memcheck on flash attention
 #                               and the bf16 ops. Each result row is appended to $OUT/summary.md the moment it exists
 #                               and each log to $OUT/logs.txt (an overrun loses nothing that finished). CHECK_PARTS
 #                               picks parts (smoke, tests, bench, train, nccl, pipeline, sanitize) for a second call.
@@ -102,8 +102,8 @@ stage() {
 #   smoke 40     driver and GPU name, `ldd` of every carried binary (a missing library fails here, not later), one
 #                small bf16 step; a failed smoke test stops the check (everything after would fail the same way)
 #   tests 150    the GPU-tagged tests only (CPU-only tests ran in CI), at small sizes (RESBM_TEST_SMALL=1)
-#   bench 120    the kernel benchmark 20; the trainer's step (gpu_step) at d12 bf16, 64 x 1024 tokens per step, with
-#                its per-phase breakdown 50; fp32 25; ResBM's cost beside none (4 stages, bf16) 25
+#   bench 120    the kernel benchmark 20; the trainer's step (gpu_step) at d12 bf16 B=64 T=1024 with its per-phase
+#                breakdown 50; fp32 B=8 25; ResBM's cost beside none (4 stages, bf16, B=8) 25
 #   train 110    tiny fp32 and bf16 twice each (bitwise reruns), one d12 bf16 run, the trainer's GPU test
 #   nccl 20, pipeline 60   NCCL probe; //train --executor mpi --device cuda
 #   sanitize 40  compute-sanitizer memcheck on the flash-attention and bf16-op tests (small cases), then racecheck
@@ -277,12 +277,10 @@ part_bench() {  # 120 s
     keep "$out/bench_gpu_kernels.log"
   fi
   [ -x "$bin/gpu_step" ] || return
-  # The number the GPU issue asks for first: GPT-2 124M (d12) in bf16 at 64 x 1024 tokens per step. The engine's
-  # activation arenas hold ~4.7 GiB per 1024-token sequence at d12 (sized for fp32, values and gradients), so the 64
-  # rows go as 8 micro-batches of B=8 (gradient accumulation, as //train --micro-batches 8 runs them), under 1F1B,
-  # which holds one micro-batch's activations at a time on one stage (GPipe holds all 8: ~300 GiB).
-  bench_step "d12 bf16 B=8x8 T=1024" 50 --preset d12 --dtype bf16 --batch-size 8 --micro-batches 8 --schedule 1f1b \
-    --seq-len 1024 --steps 5 --warmup 2 --profile-steps 1
+  # The number the GPU issue asks for first: GPT-2 124M (d12) in bf16 at B=64, T=1024 (the arenas sized for bf16
+  # hold 33.6 + 26.8 GiB of activations and their gradients there; fp32's would need 2 x 146 GiB, hence B=8 below).
+  bench_step "d12 bf16 B=64 T=1024" 50 --preset d12 --dtype bf16 --batch-size 64 --seq-len 1024 --steps 5 \
+    --warmup 2 --profile-steps 1
   bench_step "d12 fp32 B=8 T=1024" 25 --preset d12 --dtype fp32 --batch-size 8 --seq-len 1024 --steps 5 \
     --profile-steps 1
   # ResBM's cost: the same 4-stage pipeline (every stage on this GPU) with and without r=32 bottlenecks.
