@@ -512,7 +512,7 @@ Var quantize_roundtrip(Graph& g, const Var& x, DType wire, bool quantize_grad) {
 namespace {
 
 // The backward of a node that ran the bf16 kernels: activation gradients bf16 (each += widens, adds in fp32 and
-// rounds once), parameter gradients fp32 (+=), as gpt2_step_bf16.h.
+// rounds once), parameter gradients fp32 (+=), as llm.c's bf16 step (docs/bf16_policy.md).
 void backward_node_bf16(Graph& g, const TapeNode& node) {
   const kernels::KernelContext& ctx = g.ctx();
   const Device dev = g.device();
