@@ -90,6 +90,12 @@ int threads_per_process(const RunConfig& config) {
   return std::max(1, cores / here);
 }
 
+std::unique_ptr<engine::DeviceContext> make_device_context(const RunConfig& config) {
+  auto device = std::make_unique<engine::DeviceContext>(config.device, threads_per_process(config));
+  if (config.bf16_gemms) device->enable_bf16_gemms(config.bf16_gemm_scratch_elements());
+  return device;
+}
+
 void require_hostfile_slots(const RunConfig& config) {
   if (config.hostfile.empty()) return;
   const int ranks = job_ranks(config), slots = hostfile_slots(config.hostfile);

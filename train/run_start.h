@@ -9,10 +9,12 @@
 // until the run ends or its restarts are used up.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/device.h"
 #include "train/run_config.h"
 
 namespace train {
@@ -55,6 +57,10 @@ void require_hostfile_slots(const RunConfig& config);
 
 // CPU threads for this process: --threads, or this host's cores divided by the processes this run has on it.
 int threads_per_process(const RunConfig& config);
+
+// The run's device context: its device, threads_per_process(), and under --dtype bf16-autocast the GEMM scratch
+// sized for the model's largest matmul. The trainer and tools/bench/gpu_step build theirs here.
+std::unique_ptr<engine::DeviceContext> make_device_context(const RunConfig& config);
 
 // --executor mpi, in the command the user ran: the checks above (and, with --hostfile, a slot for every rank), the
 // data prepared once, then exec mpirun with job_ranks() ranks running this binary with `args`; returns only on

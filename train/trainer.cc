@@ -145,8 +145,8 @@ int run_training(RunConfig c) {
     }
   }
   if (c.mpi && c.device == engine::Device::cuda) engine::comm::use_rank_gpu();  // before any CUDA object
-  engine::DeviceContext device(c.device, threads_per_process(c));
-  if (c.bf16_gemms) device.enable_bf16_gemms(c.bf16_gemm_scratch_elements());
+  const std::unique_ptr<engine::DeviceContext> device_context = make_device_context(c);
+  const engine::DeviceContext& device = *device_context;
   std::unique_ptr<Backend> backend = make_backend(c, device.ctx());
   const bool printer = backend->is_rank0();
   if (c.mpi) explain_sigterm(backend->first_stage(), backend->first_slot());

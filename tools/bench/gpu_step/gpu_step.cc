@@ -182,8 +182,8 @@ void fill_batch(const train::RunConfig& c, int micro_batches, train::BatchBuffer
 Measured run(const std::string& name, const train::RunConfig& c, const Options& o) {
   Measured m;
   m.name = name;
-  engine::DeviceContext device(c.device, train::threads_per_process(c));
-  if (c.bf16_gemms) device.enable_bf16_gemms(c.bf16_gemm_scratch_elements());
+  const std::unique_ptr<engine::DeviceContext> device_context = train::make_device_context(c);
+  engine::DeviceContext& device = *device_context;
   const int micro_batches = c.M * c.replicas.replicas;  // every replica's, replica-major as in the trainer
   train::BatchBuffer batch(micro_batches, c.B, c.T, c.device);
   fill_batch(c, micro_batches, &batch);
